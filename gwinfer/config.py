@@ -1,0 +1,102 @@
+"""YAML configs into frozen, validated dataclasses (one dataclass per component, no mega-config).
+
+``from_dict(Cls, mapping, where="train")`` builds ``Cls`` refusing unknown keys with a one-line error
+naming the accepted ones; nested dataclass fields are built recursively, tuples from lists.
+Each dataclass validates its own ranges in ``__post_init__`` and raises :class:`GwinferError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from gwinfer.errors import GwinferError
+
+T = TypeVar("T")
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with a one-line error for a missing file or malformed YAML."""
+    p = Path(path)
+    if not p.is_file():
+        raise GwinferError(f"config file {p} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        raise GwinferError(f"config file {p} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise GwinferError(f"config file {p} must hold a mapping of settings")
+    return data
+
+
+def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
+    """Build the dataclass ``cls`` from ``data``, refusing unknown keys and wrong types with one line."""
+    data = dict(data or {})
+    label = where or cls.__name__
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise GwinferError(f"{label}: unknown setting(s) {unknown}; accepted: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{label}.{name}")
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise GwinferError(f"{label}: {err}") from None
+
+
+def _coerce(hint: Any, value: Any, label: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise GwinferError(f"{label} must be a mapping")
+        return from_dict(hint, value, label)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise GwinferError(f"{label} must be a list")
+        args = typing.get_args(hint)
+        inner = args[0] if args else Any
+        return tuple(_coerce(inner, v, label) for v in value)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(args[0], value, label) if len(args) == 1 else value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise GwinferError(f"{label} must be a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise GwinferError(f"{label} must be an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise GwinferError(f"{label} must be true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise GwinferError(f"{label} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass as plain, YAML/JSON-friendly data (tuples become lists)."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(obj)
