@@ -34,6 +34,21 @@ def newtonian_frequency(span: float, q: float) -> float:
     return (span * 256.0 * eta / 5.0) ** (-3.0 / 8.0) / np.pi
 
 
+def clean_span(t: np.ndarray, h: np.ndarray, mf_min: float) -> float:
+    """Time (M) from where the GW frequency first reaches ``mf_min`` to the amplitude peak.
+
+    Frequency-domain models converted to the time domain (IMRPhenomXAS) start below f_min with a taper and
+    are high-passed at f_min; the part at and above 1.3 f_min is clean, so coverage is measured from there.
+    """
+    freq = np.abs(np.diff(np.unwrap(np.angle(h)))) / (2.0 * np.pi * (t[1] - t[0]))
+    k_peak = int(np.argmax(np.abs(h)))
+    # the inspiral's frequency rises monotonically: the clean part starts after the *last* sample below
+    # the threshold (the tapered start can be numerically noisy, so the first crossing is not reliable)
+    below = np.nonzero(freq[:k_peak] < 1.3 * mf_min)[0]
+    start = t[below[-1] + 1] if below.size else t[0]
+    return float(t[k_peak] - start)
+
+
 class LALBackend(WaveformBackend):
     """h22 from ``lalsimulation.SimInspiralChooseTDWaveform`` for an aligned-spin, (2,2)-only approximant.
 
@@ -89,7 +104,7 @@ class LALBackend(WaveformBackend):
                 t, h = self._call(q, s1z, s2z, dt, f_min)
             except RuntimeError as err:
                 raise GwinferError(f"{self.name}(q={q}, s1z={s1z}, s2z={s2z}) failed in lalsimulation: {err}") from None
-            span = -(t[0] - t[int(np.argmax(np.abs(h)))])
+            span = clean_span(t, h, mf)
             if span >= need:
                 return t, h
             # spin-orbit terms shorten anti-aligned inspirals: lower f_min by the chirp-time scaling tau ~ f^(-8/3)
