@@ -193,6 +193,9 @@ def generate_catalogue(cfg: CatalogueConfig, out_dir: str | Path, workers: int |
         raise GwinferError(f"{out} holds a catalogue made with another config (differs in {diff}); "
                            "use another --out or the same config")
 
+    if comm is None:  # leftovers of a killed run (under MPI another rank may be writing its own)
+        for stale in out.glob("*/.shard-*.tmp"):
+            stale.unlink()
     params = split_parameters(cfg)
     plans = plan_shards(cfg, params)
     if rank == 0 and existing is None:
