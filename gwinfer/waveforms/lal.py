@@ -34,17 +34,18 @@ def newtonian_frequency(span: float, q: float) -> float:
     return (span * 256.0 * eta / 5.0) ** (-3.0 / 8.0) / np.pi
 
 
-def clean_span(t: np.ndarray, h: np.ndarray, mf_min: float) -> float:
-    """Time (M) from where the GW frequency first reaches ``mf_min`` to the amplitude peak.
+#: Frequency-domain models converted to the time domain start below f_min with a taper and are high-passed
+#: at f_min: only the part above CLEAN_FACTOR x f_min is clean. Time-domain models start clean at f_min.
+CLEAN_FACTOR = {"IMRPhenomXAS": 1.3}
 
-    Frequency-domain models converted to the time domain (IMRPhenomXAS) start below f_min with a taper and
-    are high-passed at f_min; the part at and above 1.3 f_min is clean, so coverage is measured from there.
-    """
+
+def clean_span(t: np.ndarray, h: np.ndarray, mf_clean: float) -> float:
+    """Time (M) from where the GW frequency last rises through ``mf_clean`` to the amplitude peak."""
     freq = np.abs(np.diff(np.unwrap(np.angle(h)))) / (2.0 * np.pi * (t[1] - t[0]))
     k_peak = int(np.argmax(np.abs(h)))
     # the inspiral's frequency rises monotonically: the clean part starts after the *last* sample below
     # the threshold (the tapered start can be numerically noisy, so the first crossing is not reliable)
-    below = np.nonzero(freq[:k_peak] < 1.3 * mf_min)[0]
+    below = np.nonzero(freq[:k_peak] < mf_clean)[0]
     start = t[below[-1] + 1] if below.size else t[0]
     return float(t[k_peak] - start)
 
@@ -97,14 +98,15 @@ class LALBackend(WaveformBackend):
         dt = min(grid.dt, self.max_generation_dt)
         # start 20 % (and at least 200 M) before the window, so that any taper at the start stays outside it
         need = -grid.t_start + max(0.2 * -grid.t_start, 200.0)
-        mf = newtonian_frequency(1.1 * need, q)
+        factor = CLEAN_FACTOR.get(self.name, 1.0)
+        mf = newtonian_frequency(1.1 * need, q) / factor
         for _ in range(6):
             f_min = mf / (self.total_mass * self._lal.MTSUN_SI)
             try:
                 t, h = self._call(q, s1z, s2z, dt, f_min)
             except RuntimeError as err:
                 raise GwinferError(f"{self.name}(q={q}, s1z={s1z}, s2z={s2z}) failed in lalsimulation: {err}") from None
-            span = clean_span(t, h, mf)
+            span = clean_span(t, h, 0.999 * factor * mf)
             if span >= need:
                 return t, h
             # spin-orbit terms shorten anti-aligned inspirals: lower f_min by the chirp-time scaling tau ~ f^(-8/3)
