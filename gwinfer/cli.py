@@ -59,9 +59,14 @@ def describe(path: str | Path) -> dict:
         from gwinfer.provenance import read_json
 
         return read_json(p)
-    from gwinfer.models.registry import describe_model
+    from gwinfer.models.registry import load_model
 
-    return describe_model(p)
+    model, meta = load_model(p)
+    grid = meta.get("time_grid", {})
+    return {"kind": "model", "model_kind": model.kind, "spec": model.spec(),
+            "n_parameters": sum(t.numel() for t in model.parameters()),
+            "t_start": grid.get("t_start"), "t_end": grid.get("t_end"), "dt": grid.get("dt"),
+            "approximant": meta.get("approximant"), **meta}
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -85,6 +90,50 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"problem: {problem}")
     print(f"{'OK' if report['ok'] else 'FAILED'}: {report['checked']:,} waveforms checked in {args.path}")
     return 0 if report["ok"] else 1
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.nproc > 1:
+        from gwinfer.training.distributed import launch_torchrun
+
+        extra = ["--no-resume"] if args.no_resume else []
+        return launch_torchrun(args.nproc, ["gwinfer.train", "--config", args.config, "--out", args.out, *extra])
+    from gwinfer.experiment import run_experiment
+
+    path = run_experiment(args.config, args.out, resume=not args.no_resume)
+    print(f"model written to {path}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from gwinfer.evaluation.pipeline import predict_to_file
+
+    print(f"predictions written to {predict_to_file(args.model, args.data, args.split, args.out, limit=args.limit)}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from gwinfer.evaluation.errors import PAPER_TABLE, format_table
+    from gwinfer.evaluation.pipeline import evaluate_model
+
+    results = evaluate_model(args.model, args.data, args.split, json_path=args.json, report_dir=args.report,
+                             workers=args.workers, limit=args.limit, progress=not args.quiet)
+    print(format_table(results, reference=PAPER_TABLE))
+    print("fraction of overlaps below 0.97 / 0.90 / 0.85: "
+          + " / ".join(f"{v:.2%}" for v in results["overlap_fraction_below"].values()))
+    return 0
+
+
+def cmd_degeneracy(args: argparse.Namespace) -> int:
+    from gwinfer.evaluation.degeneracy import degeneracy_maps
+    from gwinfer.physics.timegrid import TimeGrid
+
+    res = degeneracy_maps(args.q, args.s1, args.s2, args.out, backend=args.backend, n=args.n, workers=args.workers,
+                          grid=TimeGrid(args.t_start, args.t_end, args.dt), progress=not args.quiet)
+    for name, s in res["summary"].items():
+        print(f"{name:8s} overlap >= 0.97 on {s['fraction_above_0.97']:.1%} of the slice (min {s['min']:.3f})")
+    print(f"maps written to {args.out}/maps.png")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -119,6 +168,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("train", help="train a model from an experiment YAML (data, model, train sections)")
+    p.add_argument("--config", required=True)
+    p.add_argument("--out", required=True, help="run folder: checkpoints, log.csv, tb/, model.pt")
+    p.add_argument("--nproc", type=int, default=1, help="data-parallel processes (torchrun; gloo on CPU, nccl on GPU)")
+    p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="predict (q, s1z, s2z) for a catalogue split")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True, help="catalogue folder (manifest or bare <split>/*.h5 shards)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", required=True, help="HDF5 file of truth and predictions")
+    p.add_argument("--limit", type=int, default=None)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="error table, overlaps over the full window, figures and HTML report")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--json", default=None, help="results.json path")
+    p.add_argument("--report", default=None, help="report folder (index.html + figures)")
+    p.add_argument("--workers", type=int, default=2, help="processes regenerating waveforms")
+    p.add_argument("--limit", type=int, default=None, help="evaluate the first N waveforms only")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("degeneracy", help="overlap of one waveform with 2-D slices of the manifold")
+    p.add_argument("--q", type=float, required=True)
+    p.add_argument("--s1", type=float, required=True)
+    p.add_argument("--s2", type=float, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--backend", default="IMRPhenomT")
+    p.add_argument("--n", type=int, default=31, help="points per axis")
+    p.add_argument("--t-start", type=float, default=-10000.0)
+    p.add_argument("--t-end", type=float, default=130.0)
+    p.add_argument("--dt", type=float, default=2.0)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_degeneracy)
 
     p = sub.add_parser("demo", help="the main job on a small built-in default, writing a report")
     p.add_argument("--out", default="out/demo")

@@ -138,14 +138,19 @@ def _read_checksum(out: Path, plan: ShardPlan) -> str | None:
     return None
 
 
-def _results(tasks: list[tuple[int, float, float, float]], cfg: CatalogueConfig, workers: int) -> Iterator[tuple]:
-    init_args = (cfg.backend, backend_options(cfg), (cfg.t_start, cfg.t_end, cfg.dt))
+def waveform_stream(tasks: list[tuple[int, float, float, float]], backend: str, options: dict[str, float],
+                    grid: TimeGrid, workers: int) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
+    """Yield ``(i, h22 complex64 | None, error | None)`` for tasks ``(i, q, s1z, s2z)``, in task order.
+
+    ``workers > 1`` computes in a spawned process pool with one BLAS/OpenMP thread per worker.
+    """
+    init_args = (backend, options, (grid.t_start, grid.t_end, grid.dt))
     if workers <= 1:
         _init_worker(*init_args)
         yield from map(_compute, tasks)
         return
     saved = {k: os.environ.get(k) for k in THREAD_VARS}
-    os.environ.update({k: "1" for k in THREAD_VARS})  # one BLAS/OpenMP thread per worker, set before spawn
+    os.environ.update({k: "1" for k in THREAD_VARS})  # inherited by the spawned workers
     try:
         ctx = mp.get_context("spawn")
         with ctx.Pool(workers, initializer=_init_worker, initargs=init_args) as pool:
@@ -156,6 +161,25 @@ def _results(tasks: list[tuple[int, float, float, float]], cfg: CatalogueConfig,
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def compute_waveforms(params: np.ndarray, backend: str, grid: TimeGrid, workers: int = 1,
+                      options: dict[str, float] | None = None, progress: bool = False,
+                      desc: str = "waveforms") -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """h22 (N, T) complex64 for (N, 3) parameters (q, s1z, s2z); failed rows are NaN and listed in failures."""
+    from tqdm import tqdm
+
+    p = np.asarray(params, dtype=float)
+    out = np.full((len(p), grid.n), np.nan, dtype=np.complex64)
+    failures = []
+    tasks = [(i, *map(float, row)) for i, row in enumerate(p)]
+    stream = waveform_stream(tasks, backend, options or {}, grid, workers)
+    for i, h, err in tqdm(stream, total=len(tasks), disable=not progress, unit="wf", desc=desc):
+        if err is None:
+            out[i] = h
+        else:
+            failures.append({"q": p[i, 0], "s1z": p[i, 1], "s2z": p[i, 2], "error": err})
+    return out, failures
 
 
 def generate_catalogue(cfg: CatalogueConfig, out_dir: str | Path, workers: int | None = None,
@@ -235,7 +259,7 @@ def _run(out: Path, cfg: CatalogueConfig, todo: list[ShardPlan], tasks: list[tup
     attrs = {"gwinfer_version": __version__, "backend": cfg.backend, "config": json.dumps(to_dict(cfg), sort_keys=True)}
     bar = tqdm(total=len(tasks), unit="wf", disable=not progress, smoothing=0.05, desc="generating")
     current, rows = -1, []
-    results = _results(tasks, cfg, workers)
+    results = waveform_stream(tasks, cfg.backend, backend_options(cfg), cfg.grid, workers)
     try:
         for (k, q, s1, s2), (_, h, err) in zip(tasks, results):
             if k != current:

@@ -1,0 +1,112 @@
+"""The paper's evaluation figures (Khan, Huerta & Das 2020, Figs. 8-11), written as PNG files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gwinfer.evaluation.pipeline import Evaluation, errors_by_quantity
+from gwinfer.physics.parameters import sigma_eff, symmetric_mass_ratio
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def overlap_histograms(ev: Evaluation, path: Path) -> Path:
+    """Fig. 9: overlap distribution in mass-ratio slices (log-scaled mismatch axis)."""
+    plt = _plt()
+    edges = np.arange(1.0, 9.0, 1.0)
+    fig, axes = plt.subplots(2, 4, figsize=(14, 6), sharex=True)
+    mismatch = np.clip(1.0 - ev.overlaps, 1e-7, 1.0)
+    bins = np.logspace(-7, 0, 36)
+    for ax, lo in zip(axes.ravel(), edges):
+        sel = (ev.truth[:, 0] >= lo) & (ev.truth[:, 0] < lo + 1 if lo < 7 else ev.truth[:, 0] <= 8)
+        ax.hist(mismatch[sel], bins=bins, color="C0")
+        ax.set_xscale("log")
+        med = np.median(ev.overlaps[sel]) if sel.any() else np.nan
+        ax.set_title(f"q in [{lo:.0f}, {lo + 1:.0f}]: n={sel.sum()}, median O={med:.4f}", fontsize=9)
+        ax.axvline(0.03, color="C3", lw=0.8, ls="--")
+    for ax in axes[1]:
+        ax.set_xlabel("1 - overlap  (dashed: overlap = 0.97)")
+    fig.suptitle("Overlap between true and reconstructed h22 over the full window, by mass ratio")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def errors_across_manifold(ev: Evaluation, path: Path) -> Path:
+    """Fig. 8: prediction errors of q, s1z, s2z across the (q, s1z, s2z) manifold."""
+    plt = _plt()
+    err = errors_by_quantity(ev)
+    fig, axes = plt.subplots(3, 3, figsize=(13, 10))
+    labels = ("q", "s1z", "s2z")
+    for r, name in enumerate(("q", "s1", "s2")):
+        for c in range(3):
+            ax = axes[r, c]
+            ax.scatter(ev.truth[:, c], err[name], s=2, alpha=0.4, c=ev.overlaps if ev.overlaps is not None else None,
+                       cmap="viridis_r")
+            ax.axhline(0, color="k", lw=0.5)
+            ax.set_xlabel(f"true {labels[c]}")
+            ax.set_ylabel(f"predicted - true {labels[r]}")
+    fig.suptitle("Errors across the manifold (colour: overlap)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def overlap_maps(ev: Evaluation, path: Path) -> Path:
+    """Fig. 10: overlap over (q, s1z) and over (eta, sigma_eff)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    q, s1, s2 = ev.truth.T
+    for ax, (x, y, xl, yl) in zip(axes, [(q, s1, "q", "s1z"),
+                                         (symmetric_mass_ratio(q), sigma_eff(q, s1, s2), "eta", "sigma_eff")]):
+        sc = ax.scatter(x, y, c=np.log10(np.clip(1 - ev.overlaps, 1e-7, 1)), s=6, cmap="magma_r", vmin=-5, vmax=-0.5)
+        ax.set_xlabel(xl)
+        ax.set_ylabel(yl)
+        fig.colorbar(sc, ax=ax, label="log10(1 - overlap)")
+    fig.suptitle("Where the reconstructions are worst")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def reconstruction_examples(ev: Evaluation, path: Path) -> Path:
+    """Fig. 11: true vs reconstructed Re h22 for the highest-, median- and lowest-overlap test waveforms."""
+    from gwinfer.data.generate import compute_waveforms
+
+    plt = _plt()
+    order = np.argsort(ev.overlaps)
+    picks = {"lowest": order[0], "median": order[len(order) // 2], "highest": order[-1]}
+    pred = np.column_stack([np.clip(ev.pred[:, 0], 1.0, None), ev.pred[:, 1:]])
+    idx = list(picks.values())
+    h, _ = compute_waveforms(np.concatenate([ev.truth[idx], pred[idx]]), ev.backend, ev.grid, options=ev.backend_options)
+    t = ev.grid.times()
+    fig, axes = plt.subplots(3, 2, figsize=(14, 9), gridspec_kw={"width_ratios": [2, 1]})
+    for r, (name, i) in enumerate(picks.items()):
+        for c, window in enumerate([(t[0], t[-1]), (-400.0, t[-1])]):
+            ax = axes[r, c]
+            sel = (t >= window[0]) & (t <= window[1])
+            ax.plot(t[sel], h[r, sel].real, "k", lw=0.8, label="true")
+            ax.plot(t[sel], h[r + 3, sel].real, "C1--", lw=0.8, label="reconstructed")
+            if c == 0:
+                tq, ts1, ts2 = ev.truth[i]
+                pq, ps1, ps2 = ev.pred[i]
+                ax.set_title(f"{name} overlap {ev.overlaps[i]:.4f}: true (q, s1, s2) = ({tq:.2f}, {ts1:.2f}, {ts2:.2f}), "
+                             f"predicted ({pq:.2f}, {ps1:.2f}, {ps2:.2f})", fontsize=9)
+                ax.legend(loc="upper left", fontsize=8)
+            ax.set_xlabel("t / M")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
