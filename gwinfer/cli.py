@@ -46,6 +46,8 @@ def _mpi_rank() -> int:
 def describe(path: str | Path) -> dict:
     """Provenance of anything gwinfer wrote: a catalogue folder, a model/checkpoint file or a result JSON."""
     p = Path(path)
+    if p.is_dir() and (p / "model.pt").is_file():
+        p = p / "model.pt"
     if p.is_dir():
         from gwinfer.data.store import read_manifest
 

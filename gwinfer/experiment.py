@@ -116,4 +116,7 @@ def run_experiment(config_path: str | Path, out_dir: str | Path, resume: bool = 
         save_model(out, model.cpu(), metadata=metadata)
         log.info("model written to %s (best val loss %.5g at epoch %s)", out, result["best_val_loss"], result["best_epoch"])
     D.cleanup()
+    if result["stopped"] == "interrupted":
+        # the best model so far was exported; the caller learns the run is unfinished (exit status 130)
+        raise KeyboardInterrupt
     return out

@@ -70,6 +70,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise GwinferError(f"cannot write to {dest.parent}: {err.strerror}") from None
     os.close(fd)
     tmp_path = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; finished files get the usual permissions
     try:
         yield tmp_path
         os.replace(tmp_path, dest)

@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     except GwinferError as err:
         print(f"gwinfer: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("gwinfer: interrupted; the checkpoint is kept, re-run the same command to resume", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -9,6 +9,7 @@ validity box, which is counted). Work streams shard by shard, so memory stays fl
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,7 +121,10 @@ def run_split(model_path: str | Path, data: str | Path, split: str = "test", *, 
     bar.close()
     ev = Evaluation(np.concatenate(truths), np.concatenate(preds), np.concatenate(overlaps) if overlaps else None,
                     full, approximant, options, n_clipped)
-    info = {"model": {"path": str(model_path), "sha256": sha256_file(model_path), "kind": model.kind,
+    from gwinfer.models.registry import resolve_model_path
+
+    model_file = resolve_model_path(model_path)
+    info = {"model": {"path": str(model_file), "sha256": sha256_file(model_file), "kind": model.kind,
                       "time_grid": model_grid.to_dict(), "approximant": meta.get("approximant")},
             "data": {"path": str(root), "split": split, "backend": approximant, "grid": full.to_dict(),
                      "manifest_sha256": sha256_file(root / "manifest.json") if manifest else None}}
@@ -135,7 +139,7 @@ def predict_to_file(model_path: str | Path, data: str | Path, split: str, out: s
             for name, arr in (("truth", ev.truth), ("prediction", ev.pred)):
                 d = f.create_dataset(name, data=arr)
                 d.attrs["columns"] = np.array(["q", "s1z", "s2z"], dtype="S3")
-            f.attrs["provenance"] = __import__("json").dumps(provenance("predictions", info, parents=[model_path]))
+            f.attrs["provenance"] = json.dumps(provenance("predictions", info, parents=[info["model"]["path"]]))
     return Path(out)
 
 

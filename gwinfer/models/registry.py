@@ -112,14 +112,22 @@ def _n_samples(spec: dict[str, Any], metadata: dict[str, Any], where: str) -> in
     raise GwinferError(f"{where}: the model spec has no n_samples and the metadata no usable time_grid")
 
 
+def resolve_model_path(path: str | Path) -> Path:
+    """``path`` itself, or ``path/model.pt`` for a shipped-model folder; one-line error if neither exists."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model.pt"
+    if not p.is_file():
+        raise GwinferError(f"model file {p} does not exist")
+    return p
+
+
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[PointEstimator, dict[str, Any]]:
     """Load a model file (or a trainer checkpoint); returns (model in eval mode, metadata).
 
     The returned metadata is the saved one with ``"gwinfer_version"`` (of the writer) added if absent.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise GwinferError(f"model file {p} does not exist")
+    p = resolve_model_path(path)
     try:
         payload = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 (the unpickler raises many kinds on foreign bytes)
