@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.gwinfer-installed
 # glibc malloc tuning that makes torch on CPU ~3x faster on these VMs (measured in bench/bench_malloc.py)
 export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 10000000000
+# one torch thread per process: faster here than two contending threads (bench/bench_wavenet.py)
+export OMP_NUM_THREADS ?= 1
 
 .PHONY: demo test test-all install clean
 
