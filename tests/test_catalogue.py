@@ -240,6 +240,6 @@ def test_mpi_generation_matches_pool(tmp_path: Path, micro_catalogue: Path) -> N
     env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
     r = subprocess.run(["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", "2", *GWINFER, "generate", "--mpi",
                         "--config", str(cfg_path), "--out", str(out), "--quiet"],
-                       capture_output=True, text=True, timeout=300, env=env)
+                       capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert checksums(out) == checksums(micro_catalogue)

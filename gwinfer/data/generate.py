@@ -17,6 +17,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,9 +93,8 @@ def _compute(task: tuple[int, float, float, float]) -> tuple[int, np.ndarray | N
 def _check_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".gwinfer-write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".gwinfer-write-test-"):
+            pass  # a unique name: MPI ranks probe the same folder at once
     except OSError as err:
         raise GwinferError(f"cannot write the catalogue to {out}: {err.strerror}") from None
 
@@ -229,7 +229,14 @@ def generate_catalogue(cfg: CatalogueConfig, out_dir: str | Path, workers: int |
     failures: list[dict[str, Any]] = []
     if tasks:
         log.info("rank %d: %d shard(s), %d waveform(s) to generate with %d worker(s)", rank, len(todo), len(tasks), workers)
-        _run(out, cfg, todo, tasks, params, workers, failures, progress and rank == 0)
+        try:
+            _run(out, cfg, todo, tasks, params, workers, failures, progress and rank == 0)
+        except BaseException as err:
+            if comm is not None and size > 1:  # the other ranks would wait at the barrier for ever
+                log.error("rank %d failed (%s: %s); aborting all ranks, finished shards are kept", rank,
+                          type(err).__name__, err)
+                comm.Abort(1)
+            raise
 
     if comm is not None:
         all_failures = comm.gather(failures, root=0)
