@@ -1,0 +1,11 @@
+"""Serving: export to a Triton-style repository, a KServe v2 HTTP server, streaming state, a client.
+
+* :mod:`~gwinfer.serving.export` – ``export_model(model_path, repo, fmt="onnx"|"torchscript")``
+* :mod:`~gwinfer.serving.repository` – layout, ``config.pbtxt`` writer/parser, tensor specs
+* :mod:`~gwinfer.serving.server` – ``Server(repo).start()`` / ``serve(repo)`` (FastAPI + uvicorn)
+* :mod:`~gwinfer.serving.streaming` – ``snapshotter``, ``online_average``, ``SequenceStore``
+* :mod:`~gwinfer.serving.client` – ``ServedModel(url, name)`` over ``tritonclient.http``
+
+Submodules are imported on use (the server needs fastapi/uvicorn, the client tritonclient).
+See docs/serving.md.
+"""

@@ -1,0 +1,276 @@
+"""Export a gwinfer point estimator into a Triton-style model repository (ONNX or TorchScript).
+
+``export_model(model_path, repo)`` writes ``REPO/<name>/<version>/model.onnx`` (or ``model.pt``), the
+``REPO/<name>/config.pbtxt`` generated from the in-memory model, and ``REPO/<name>/<version>/gwinfer.json``
+(source model sha256, gwinfer version, time grid, approximant, and the max abs difference between the
+exported graph and the torch model on seeded waveform-like inputs, which must be below
+``max(1e-4 + 1e-4 max|ref|, 2 x the torch model's own float32 error)`` -- see :func:`compare`).
+
+Tensor names: ONNX ``waveform`` (batch, 2, T) -> ``theta`` (batch, 3). TorchScript follows Triton's
+``<name>__<index>`` convention of the pytorch_libtorch backend: ``waveform__0`` -> ``theta__0``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gwinfer.errors import GwinferError
+from gwinfer.provenance import CORE_LIBRARIES, atomic_path, provenance, sha256_file, write_json
+from gwinfer.serving.repository import (
+    FORMAT_PLATFORMS,
+    PLATFORM_FILES,
+    TensorSpec,
+    check_name,
+    config_specs,
+    format_config,
+    list_versions,
+    make_config,
+    read_config,
+)
+
+log = logging.getLogger(__name__)
+
+NAMES = {"onnx": ("waveform", "theta"), "torchscript": ("waveform__0", "theta__0")}
+SERVING_LIBRARIES = (*CORE_LIBRARIES, "onnx", "onnxruntime")
+
+
+def example_inputs(n_samples: int, batch: int, seed: int, model: torch.nn.Module | None = None) -> torch.Tensor:
+    """Seeded waveform-like inputs, float32 (batch, 2, T).
+
+    For models with fitted waveform features (reduced basis) the examples follow the training
+    distribution: amplitude and instantaneous frequency are the fitted per-sample means shifted by a
+    random fraction of the per-sample spread (one draw per example), integrated into a phase. Otherwise
+    they are random-phase chirps with noise.
+    """
+    g = torch.Generator().manual_seed(seed)
+    feats = getattr(model, "features", None)
+    amp_std, freq_std = getattr(feats, "amp_std", None), getattr(feats, "freq_std", None)
+    if amp_std is not None and freq_std is not None and bool(amp_std.fitted) and bool(freq_std.fitted):
+        za = torch.randn(batch, 1, generator=g, dtype=torch.float64)
+        zf = torch.randn(batch, 1, generator=g, dtype=torch.float64)
+        a = amp_std.mean.double() + 0.5 * za * amp_std.std.double()
+        amp = torch.exp(a) if feats.log_amp else a.clamp_min(0.0)
+        omega = freq_std.mean.double() + 0.5 * zf * freq_std.std.double()
+        phase = 2 * torch.pi * torch.rand(batch, 1, generator=g, dtype=torch.float64)
+        phase = torch.cat([phase, phase + feats.dt * torch.cumsum(omega, dim=-1)], dim=-1)
+        return torch.stack([amp * torch.cos(phase), amp * torch.sin(phase)], dim=1).to(torch.float32)
+    t = torch.linspace(0.0, 1.0, n_samples, dtype=torch.float64)
+    f0 = 5.0 + 20.0 * torch.rand(batch, 1, generator=g, dtype=torch.float64)
+    phase = 2 * torch.pi * (f0 * t + 30.0 * t**3) + torch.rand(batch, 1, generator=g, dtype=torch.float64)
+    amp = 0.5 + t**2
+    x = torch.stack([amp * torch.cos(phase), -amp * torch.sin(phase)], dim=1)
+    x = x + 0.01 * torch.randn(x.shape, generator=g, dtype=torch.float64)
+    return x.to(torch.float32)
+
+
+def _export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, opset: int = 17) -> str:
+    """Write ONNX with a dynamic batch axis; legacy (TorchScript-based) exporter first, then dynamo."""
+    inp, out = NAMES["onnx"]
+    errors = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(model, (example,), str(path), input_names=[inp], output_names=[out],
+                              dynamic_axes={inp: {0: "batch"}, out: {0: "batch"}}, opset_version=opset,
+                              dynamo=False)
+            return "torchscript-onnx"
+        except Exception as err:  # noqa: BLE001 (fall back to the other exporter)
+            errors.append(f"legacy: {str(err).splitlines()[0][:200] if str(err) else type(err).__name__}")
+        try:
+            batch = torch.export.Dim("batch", min=1, max=1 << 20)
+            prog = torch.onnx.export(model, (example,), input_names=[inp], output_names=[out],
+                                     dynamic_shapes=({0: batch},), dynamo=True, opset_version=max(opset, 18))
+            prog.save(str(path))
+            return "dynamo-onnx"
+        except Exception as err:  # noqa: BLE001
+            errors.append(f"dynamo: {str(err).splitlines()[0][:200] if str(err) else type(err).__name__}")
+    raise GwinferError("ONNX export failed (" + "; ".join(errors) + ")")
+
+
+def _export_torchscript(model: torch.nn.Module, example: torch.Tensor, path: Path) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, (example,), check_trace=False)
+    traced.save(str(path))
+    return "torch.jit.trace"
+
+
+def run_exported(path: str | Path, x: np.ndarray, threads: int = 1) -> np.ndarray:
+    """Run an exported model file (``.onnx`` with onnxruntime, ``.pt`` with torch.jit) on x."""
+    p = Path(path)
+    if p.suffix == ".onnx":
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        sess = ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
+        return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated but is Triton's format
+        module = torch.jit.load(str(p), map_location="cpu")
+    with torch.inference_mode():
+        return module(torch.from_numpy(x)).numpy()
+
+
+def float32_error(model: torch.nn.Module, x: torch.Tensor) -> float:
+    """Max abs difference between the float32 torch model and the same weights in float64 on x.
+
+    This is the model's own sensitivity to float32 rounding (large when, e.g., a standardisation divides
+    by a tiny spread); no exported float32 graph can be expected to agree with torch much better.
+    """
+    m64 = copy.deepcopy(model).double()
+    with torch.inference_mode():
+        ref = model(x).double()
+        a, b = m64.leaves(x.double())
+        exact = m64.head.predict(a, b)
+    return float((ref - exact).abs().max())
+
+
+def compare(model: torch.nn.Module, path: Path, n_samples: int, seed: int = 0) -> dict[str, float]:
+    """Max abs difference between the torch model and the exported file on seeded inputs (batches 1 and 5).
+
+    Fails unless it is below ``max(1e-4 + 1e-4 max|ref|, 2 x float32_error)``; returns
+    ``{"max_abs_diff", "float32_error", "limit"}``.
+    """
+    diff = f32 = limit = 0.0
+    for batch in (1, 5):
+        x = example_inputs(n_samples, batch, seed + batch, model)
+        with torch.inference_mode():
+            ref = model(x).numpy()
+        got = run_exported(path, x.numpy())
+        if got.shape != ref.shape:
+            raise GwinferError(f"exported model returns shape {got.shape} for batch {batch}; torch gives {ref.shape}")
+        diff = max(diff, float(np.max(np.abs(got - ref))))
+        try:
+            f32 = max(f32, float32_error(model, x))
+        except Exception:  # noqa: BLE001 (models without leaves/head: no float64 reference)
+            pass
+        limit = max(limit, 1e-4 + 1e-4 * float(np.max(np.abs(ref))), 2 * f32)
+        if not np.isfinite(diff) or diff > limit:
+            raise GwinferError(f"exported model differs from torch by {diff:.3g} (limit {limit:.3g}; the torch "
+                               f"model's own float32 error is {f32:.3g})")
+    return {"max_abs_diff": diff, "float32_error": f32, "limit": limit}
+
+
+def export_model(model_path: str | Path, repo: str | Path, name: str | None = None, fmt: str = "onnx",
+                 version: int | None = None, max_batch_size: int = 64, max_queue_delay_us: int = 2000,
+                 seed: int = 0, stream_stride: int | None = None, sequence_idle_s: float = 60.0) -> Path:
+    """Export a gwinfer model file into repository ``repo``; returns the version folder written.
+
+    ``name`` defaults to the model file's folder name (or stem for a bare file); ``version`` to one more
+    than the highest existing version. An existing name must have the same platform and tensor specs.
+
+    With ``stream_stride = S`` the entry is a *streaming* model for the gwinfer server (default name
+    ``<name>-stream``): input ``update`` (1, 2, S) of new samples per request of a sequence, outputs
+    ``theta`` (1, 3) of the last T-sample window and ``ready`` (1, 1) (False while the window still holds
+    initial zeros); the server keeps each sequence's window (``sequence_batching``, idle expiry after
+    ``sequence_idle_s``). On a real Triton this needs a state-carrying snapshotter model (not exported).
+    """
+    from gwinfer.models.registry import load_model, resolve_model_path
+
+    if fmt not in FORMAT_PLATFORMS:
+        raise GwinferError(f"export format {fmt!r}; choose one of {sorted(FORMAT_PLATFORMS)}")
+    if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or not 1 <= max_batch_size <= 1 << 16:
+        raise GwinferError(f"max_batch_size = {max_batch_size!r} must be an integer in [1, 65536]")
+    src = resolve_model_path(model_path)
+    model, meta = load_model(src)
+    if not hasattr(model, "n_samples") or not hasattr(model, "predict"):
+        raise GwinferError(f"{src}: only point estimators (predict(x) -> (batch, 3)) can be exported")
+    if name is None:
+        name = src.parent.name if src.name == "model.pt" and src.parent.name else src.stem
+        name = name + "-stream" if stream_stride is not None else name
+    check_name(name)
+    platform = FORMAT_PLATFORMS[fmt]
+    n = int(model.n_samples)
+    in_name, out_name = NAMES[fmt]
+    streaming = None
+    if stream_stride is None:
+        inputs = [TensorSpec(in_name, "FP32", (2, n))]
+        outputs = [TensorSpec(out_name, "FP32", (3,))]
+        config = make_config(name, platform, inputs, outputs, max_batch_size, max_queue_delay_us)
+    else:
+        if isinstance(stream_stride, bool) or not isinstance(stream_stride, int) or not 1 <= stream_stride <= n:
+            raise GwinferError(f"stream_stride = {stream_stride!r} must be an integer in [1, {n}] (the window length)")
+        if not sequence_idle_s > 0:
+            raise GwinferError(f"sequence_idle_s = {sequence_idle_s!r} must be > 0")
+        inputs = [TensorSpec("update", "FP32", (2, stream_stride))]
+        outputs = [TensorSpec("theta", "FP32", (3,)), TensorSpec("ready", "BOOL", (1,))]
+        config = make_config(name, platform, inputs, outputs, 1, sequence_idle_us=int(sequence_idle_s * 1e6))
+        streaming = {"kernel": n, "stride": stream_stride, "graph_input": in_name, "graph_output": out_name}
+
+    model_dir = Path(repo) / name
+    existing = list_versions(model_dir)
+    if (model_dir / "config.pbtxt").is_file():
+        old = read_config(model_dir)
+        if old.get("platform") != platform or config_specs(old) != (inputs, outputs):
+            raise GwinferError(f"{model_dir} already holds a {old.get('platform')} model with other tensors; "
+                               f"export under another --name")
+    if version is None:
+        version = (existing[-1] + 1) if existing else 1
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise GwinferError(f"version = {version!r} must be an integer >= 1")
+    dest = model_dir / str(version)
+    if dest.exists():
+        raise GwinferError(f"{dest} already exists; choose another --version (existing: {existing})")
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".v{version}-", dir=model_dir))
+    try:
+        out_file = tmp / PLATFORM_FILES[platform]
+        example = example_inputs(n, 2, seed, model)
+        with torch.no_grad():
+            exporter = _export_onnx(model, example, out_file) if fmt == "onnx" else _export_torchscript(
+                model, example, out_file)
+        if fmt == "onnx":
+            import onnx
+
+            onnx.checker.check_model(str(out_file))
+        check = compare(model, out_file, n, seed)
+        diff = check["max_abs_diff"]
+        grid = meta.get("time_grid")
+        record = provenance(
+            "serving-export",
+            {"name": name, "version": version, "format": fmt, "platform": platform,
+             "max_batch_size": config["max_batch_size"], "stream_stride": stream_stride},
+            parents=[src], libraries=SERVING_LIBRARIES,
+            source_sha256=sha256_file(src), model_spec=model.spec(), time_grid=grid,
+            approximant=meta.get("approximant"), exporter=exporter, model_file=out_file.name,
+            model_sha256=sha256_file(out_file), max_abs_diff=diff,
+            check={"inputs": "seeded waveform-like inputs (see example_inputs), batches 1 and 5",
+                   "float32_error": check["float32_error"], "limit": check["limit"],
+                   "rule": "max_abs_diff <= max(1e-4 + 1e-4 max|ref|, 2 x float32_error)"},
+            inputs=[t.__dict__ | {"dims": list(t.dims)} for t in inputs],
+            outputs=[t.__dict__ | {"dims": list(t.dims)} for t in outputs],
+            **({"streaming": streaming} if streaming else {}),
+        )
+        write_json(tmp / "gwinfer.json", record)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; versions get the usual permissions
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_path(model_dir / "config.pbtxt") as p:
+        p.write_text(format_config(config))
+    log.info("exported %s version %d (%s, max abs diff %.2g) to %s", name, version, fmt, diff, dest)
+    return dest
+
+
+def export_info(version_dir: str | Path) -> dict[str, Any]:
+    """The gwinfer.json of an exported version folder (empty dict if absent)."""
+    from gwinfer.provenance import read_json
+
+    p = Path(version_dir) / "gwinfer.json"
+    return read_json(p) if p.is_file() else {}

@@ -1,0 +1,801 @@
+"""A small KServe v2 / Open Inference Protocol HTTP server for a Triton-style model repository.
+
+It implements the endpoints ``tritonclient.http`` uses, so the standard client works unchanged:
+
+====================================================  ===========================================
+``GET  /v2/health/live``, ``/v2/health/ready``         liveness / readiness (200 or 503)
+``GET  /v2``                                           server metadata
+``GET  /v2/models/{m}[/versions/{v}]``                 model metadata (inputs/outputs: name, datatype, shape)
+``GET  /v2/models/{m}[/versions/{v}]/ready``           model readiness
+``GET  /v2/models/{m}[/versions/{v}]/config``          the parsed config.pbtxt as JSON
+``POST /v2/repository/index``                          model list with version and state
+``POST /v2/models/{m}[/versions/{v}]/infer``           inference: JSON tensors and the binary tensor extension
+``GET  /metrics``                                      Prometheus text format
+====================================================  ===========================================
+
+ONNX models run with onnxruntime (CPU), TorchScript models with ``torch.jit.load``. Concurrent requests to
+a model with ``max_batch_size > 0`` are collected for up to ``max_queue_delay_microseconds`` (its
+config's ``dynamic_batching``) and run as one batch. Models whose config has ``sequence_batching`` and
+whose gwinfer.json has a ``streaming`` entry are *streaming* models: each request carries ``stride`` new
+samples of one sequence (``sequence_id``/``sequence_start``/``sequence_end`` request parameters) and the
+server keeps the last ``kernel`` samples per sequence (:mod:`gwinfer.serving.streaming`).
+
+Errors are 4xx with ``{"error": "..."}`` (unknown model/version, wrong tensor name/shape/dtype, malformed
+JSON or binary header, oversized body, bad token) and never stop the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import math
+import socket
+import threading
+import time
+import warnings
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gwinfer._version import __version__
+from gwinfer.errors import GwinferError
+from gwinfer.serving.repository import (
+    PLATFORM_FILES,
+    TensorSpec,
+    config_specs,
+    list_models,
+    list_versions,
+    read_config,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY = 64 << 20  # 64 MiB
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class ServingError(Exception):
+    """An HTTP error answered as ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = " ".join(str(message).split())
+
+
+# --- runners ----------------------------------------------------------------------------------------
+class OnnxRunner:
+    def __init__(self, path: Path, input_names: list[str], output_names: list[str], threads: int) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        graph_in = [i.name for i in self.session.get_inputs()]
+        graph_out = [o.name for o in self.session.get_outputs()]
+        if sorted(graph_in) != sorted(input_names) or not set(output_names) <= set(graph_out):
+            raise GwinferError(f"{path}: graph tensors {graph_in} -> {graph_out} do not match the config "
+                               f"{input_names} -> {output_names}")
+        self.output_names = output_names
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self.output_names, self.session.run(self.output_names, inputs)))
+
+
+class TorchScriptRunner:
+    def __init__(self, path: Path, input_names: list[str], output_names: list[str], threads: int) -> None:
+        import torch  # intra-op threads: the process's (serve() sets them; threads is unused here)
+
+        self.torch = torch
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated but is Triton's format
+            self.module = torch.jit.load(str(path), map_location="cpu").eval()
+        self.input_names, self.output_names = input_names, output_names
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = self.torch
+        with torch.inference_mode():
+            out = self.module(*[torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in self.input_names])
+        outs = list(out) if isinstance(out, (tuple, list)) else [out]
+        if len(outs) != len(self.output_names):
+            raise GwinferError(f"TorchScript model returned {len(outs)} outputs; config has {len(self.output_names)}")
+        return {n: o.numpy() for n, o in zip(self.output_names, outs)}
+
+
+RUNNERS = {"onnxruntime_onnx": OnnxRunner, "pytorch_libtorch": TorchScriptRunner}
+
+
+# --- repository ---------------------------------------------------------------------------------------
+@dataclass
+class ModelVersion:
+    """One loaded version of a model."""
+
+    name: str
+    version: int
+    platform: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    max_batch_size: int
+    config: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)  # gwinfer.json
+    runner: Any = None
+    state: str = "READY"
+    reason: str = ""
+    max_queue_delay_us: int = 0
+    streaming: dict[str, Any] | None = None
+    sequences: Any = None  # SequenceStore of a streaming model
+    batcher: Any = None
+
+    def full_shape(self, spec: TensorSpec) -> list[int]:
+        return ([-1] if self.max_batch_size > 0 else []) + list(spec.dims)
+
+
+def load_version(model_dir: Path, cfg: dict[str, Any], version: int, threads: int,
+                 max_sequences: int) -> ModelVersion:
+    """Load one version folder (never raises: a failure gives state UNAVAILABLE and a reason)."""
+    inputs, outputs = config_specs(cfg, str(model_dir / "config.pbtxt"))
+    platform = cfg["platform"]
+    batching = cfg.get("dynamic_batching")
+    delay = int(batching.get("max_queue_delay_microseconds", 0)) if isinstance(batching, dict) else 0
+    mv = ModelVersion(cfg["name"], version, platform, inputs, outputs, int(cfg.get("max_batch_size", 0)), cfg,
+                      max_queue_delay_us=delay if batching is not None else -1)
+    vdir = model_dir / str(version)
+    try:
+        info_path = vdir / "gwinfer.json"
+        mv.info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        path = vdir / cfg.get("default_model_filename", PLATFORM_FILES[platform])
+        if not path.is_file():
+            raise GwinferError(f"{path} does not exist")
+        streaming = mv.info.get("streaming")
+        if "sequence_batching" in cfg and isinstance(streaming, dict):
+            mv.streaming = streaming
+            mv.runner = RUNNERS[platform](path, [streaming["graph_input"]], [streaming["graph_output"]], threads)
+            from gwinfer.serving.streaming import SequenceStore, snapshot_state
+
+            idle = cfg["sequence_batching"].get("max_sequence_idle_microseconds", 60_000_000) / 1e6
+            kernel, stride = int(streaming["kernel"]), int(streaming["stride"])
+            mv.sequences = SequenceStore(lambda: snapshot_state(2, kernel, stride), max_sequences, idle)
+        else:
+            mv.runner = RUNNERS[platform](path, [t.name for t in inputs], [t.name for t in outputs], threads)
+    except Exception as err:  # noqa: BLE001 (a broken version must not stop the others)
+        mv.state, mv.reason = "UNAVAILABLE", " ".join(str(err).split())[:300] or type(err).__name__
+        log.warning("%s version %d unavailable: %s", cfg["name"], version, mv.reason)
+    return mv
+
+
+def load_repository(repo: str | Path, threads: int = 1, max_sequences: int = 1024) -> dict[str, dict[int, ModelVersion]]:
+    """All versions of all models of a repository: {name: {version: ModelVersion}}."""
+    models: dict[str, dict[int, ModelVersion]] = {}
+    for name in list_models(repo):
+        model_dir = Path(repo) / name
+        cfg = read_config(model_dir)
+        cfg["name"] = name  # Triton requires the folder name
+        models[name] = {v: load_version(model_dir, cfg, v, threads, max_sequences) for v in list_versions(model_dir)}
+    return models
+
+
+# --- metrics ----------------------------------------------------------------------------------------
+class Metrics:
+    """Counters in Prometheus text format (Triton's nv_inference_* names plus gwinfer_* extras)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.http: dict[tuple[str, int], int] = {}
+        self.success: dict[tuple[str, int], int] = {}
+        self.failure: dict[tuple[str, int], int] = {}
+        self.count: dict[tuple[str, int], int] = {}  # inferences (batch items)
+        self.exec_count: dict[tuple[str, int], int] = {}  # model executions (batches)
+        self.duration_us: dict[tuple[str, int], float] = {}
+        self.latency = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+        self.batch = [0] * (len(BATCH_BUCKETS) + 1)
+        self.batch_sum = 0
+
+    @staticmethod
+    def _add(d: dict, key: Any, v: float = 1) -> None:
+        d[key] = d.get(key, 0) + v
+
+    def http_request(self, route: str, status: int) -> None:
+        with self.lock:
+            self._add(self.http, (route, status))
+
+    def infer(self, key: tuple[str, int], ok: bool, seconds: float, items: int) -> None:
+        with self.lock:
+            self._add(self.success if ok else self.failure, key)
+            if ok:
+                self._add(self.count, key, items)
+            self._add(self.duration_us, key, seconds * 1e6)
+            self.latency[next((i for i, b in enumerate(LATENCY_BUCKETS) if seconds <= b), len(LATENCY_BUCKETS))] += 1
+            self.latency_sum += seconds
+
+    def execution(self, key: tuple[str, int], batch: int) -> None:
+        with self.lock:
+            self._add(self.exec_count, key)
+            self.batch[next((i for i, b in enumerate(BATCH_BUCKETS) if batch <= b), len(BATCH_BUCKETS))] += 1
+            self.batch_sum += batch
+
+    def render(self, live_sequences: int = 0) -> str:
+        out: list[str] = []
+        with self.lock:
+            out += ["# HELP gwinfer_http_requests_total HTTP requests by route and status.",
+                    "# TYPE gwinfer_http_requests_total counter"]
+            out += [f'gwinfer_http_requests_total{{route="{r}",code="{c}"}} {n}' for (r, c), n in sorted(self.http.items())]
+            for metric, d, help_ in (
+                ("nv_inference_request_success", self.success, "successful inference requests"),
+                ("nv_inference_request_failure", self.failure, "failed inference requests"),
+                ("nv_inference_count", self.count, "inferences (batch items) performed"),
+                ("nv_inference_exec_count", self.exec_count, "model executions (batches) performed"),
+                ("nv_inference_request_duration_us", self.duration_us, "cumulative request duration, us"),
+            ):
+                out += [f"# HELP {metric} {help_}.", f"# TYPE {metric} counter"]
+                out += [f'{metric}{{model="{m}",version="{v}"}} {n:.15g}' for (m, v), n in sorted(d.items())]
+            out += ["# HELP gwinfer_request_latency_seconds Inference request latency.",
+                    "# TYPE gwinfer_request_latency_seconds histogram"]
+            cum = 0
+            for b, n in zip((*LATENCY_BUCKETS, math.inf), self.latency):
+                cum += n
+                out.append(f'gwinfer_request_latency_seconds_bucket{{le="{"+Inf" if b == math.inf else b}"}} {cum}')
+            out += [f"gwinfer_request_latency_seconds_sum {self.latency_sum:.6f}",
+                    f"gwinfer_request_latency_seconds_count {sum(self.latency)}"]
+            out += ["# HELP gwinfer_batch_size Batch size of each model execution.", "# TYPE gwinfer_batch_size histogram"]
+            cum = 0
+            for b, n in zip((*BATCH_BUCKETS, math.inf), self.batch):
+                cum += n
+                out.append(f'gwinfer_batch_size_bucket{{le="{"+Inf" if b == math.inf else b}"}} {cum}')
+            out += [f"gwinfer_batch_size_sum {self.batch_sum}", f"gwinfer_batch_size_count {sum(self.batch)}"]
+        out += ["# HELP gwinfer_live_sequences Live streaming sequences.", "# TYPE gwinfer_live_sequences gauge",
+                f"gwinfer_live_sequences {live_sequences}"]
+        return "\n".join(out) + "\n"
+
+
+# --- dynamic batching -------------------------------------------------------------------------------
+class Batcher:
+    """Collects concurrent requests of one model version for up to ``delay`` s and runs them as one batch."""
+
+    def __init__(self, mv: ModelVersion, executor: ThreadPoolExecutor, metrics: Metrics) -> None:
+        self.mv, self.executor, self.metrics = mv, executor, metrics
+        self.delay = max(mv.max_queue_delay_us, 0) / 1e6
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.carry: tuple | None = None
+        self.task: asyncio.Task | None = None
+
+    async def submit(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        fut = asyncio.get_running_loop().create_future()
+        await self.queue.put((inputs, fut))
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._loop())
+        return await fut
+
+    @staticmethod
+    def _n(item: tuple) -> int:
+        return next(iter(item[0].values())).shape[0]
+
+    @staticmethod
+    def _compatible(a: tuple, b: tuple) -> bool:
+        return all(a[0][k].shape[1:] == b[0][k].shape[1:] for k in a[0])
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            first = self.carry if self.carry is not None else await self.queue.get()
+            self.carry = None
+            items, n = [first], self._n(first)
+            deadline = loop.time() + self.delay
+            while n < self.mv.max_batch_size:
+                try:
+                    nxt = self.queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    timeout = deadline - loop.time()
+                    if timeout <= 0:
+                        break
+                    try:
+                        nxt = await asyncio.wait_for(self.queue.get(), timeout)
+                    except asyncio.TimeoutError:
+                        break
+                if n + self._n(nxt) > self.mv.max_batch_size or not self._compatible(first, nxt):
+                    self.carry = nxt
+                    break
+                items.append(nxt)
+                n += self._n(nxt)
+            live = [it for it in items if not it[1].cancelled()]
+            if not live:
+                continue
+            try:
+                batch = {k: np.concatenate([it[0][k] for it in live]) if len(live) > 1 else live[0][0][k] for k in first[0]}
+                out = await loop.run_in_executor(self.executor, self.mv.runner, batch)
+                self.metrics.execution((self.mv.name, self.mv.version), n)
+                start = 0
+                for it in live:
+                    m = self._n(it)
+                    if not it[1].done():
+                        it[1].set_result({k: v[start:start + m] for k, v in out.items()})
+                    start += m
+            except Exception as err:  # noqa: BLE001 (reported to every waiting request)
+                for it in live:
+                    if not it[1].done():
+                        it[1].set_exception(err)
+
+
+# --- request parsing --------------------------------------------------------------------------------
+def _json_header(body: bytes, header_length: str | None) -> tuple[dict[str, Any], bytes]:
+    if header_length is None:
+        head, blob = body, b""
+    else:
+        try:
+            n = int(header_length)
+        except ValueError:
+            raise ServingError(400, f"Inference-Header-Content-Length {header_length!r} is not an integer") from None
+        if not 0 < n <= len(body):
+            raise ServingError(400, f"Inference-Header-Content-Length {n} is outside the body length {len(body)}")
+        head, blob = body[:n], body[n:]
+    try:
+        req = json.loads(head)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ServingError(400, f"malformed JSON inference header: {err}") from None
+    if not isinstance(req, dict):
+        raise ServingError(400, "the inference request must be a JSON object")
+    return req, blob
+
+
+def parse_inputs(req: dict[str, Any], blob: bytes, mv: ModelVersion) -> tuple[dict[str, np.ndarray], int]:
+    """Validated input arrays of an inference request and its batch size."""
+    specs = {t.name: t for t in mv.inputs}
+    entries = req.get("inputs")
+    if not isinstance(entries, list) or not entries:
+        raise ServingError(400, 'the request needs a non-empty "inputs" list')
+    arrays: dict[str, np.ndarray] = {}
+    offset = 0
+    batch = None
+    for e in entries:
+        if not isinstance(e, dict) or not isinstance(e.get("name"), str):
+            raise ServingError(400, 'each input needs a "name"')
+        name = e["name"]
+        if name not in specs:
+            raise ServingError(400, f"unexpected input {name!r} for model {mv.name!r}; expected {sorted(specs)}")
+        if name in arrays:
+            raise ServingError(400, f"input {name!r} given twice")
+        spec = specs[name]
+        if e.get("datatype") != spec.datatype:
+            raise ServingError(400, f"input {name!r} has datatype {e.get('datatype')!r}; expected {spec.datatype!r}")
+        shape = e.get("shape")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+            raise ServingError(400, f"input {name!r} needs a shape of non-negative integers, got {shape!r}")
+        full = mv.full_shape(spec)
+        ok = len(shape) == len(full) and all(f == -1 or f == s for f, s in zip(full, shape))
+        if ok and mv.max_batch_size > 0:
+            ok = 1 <= shape[0] <= mv.max_batch_size
+        if not ok:
+            batch_txt = f" with batch in [1, {mv.max_batch_size}]" if mv.max_batch_size > 0 else ""
+            raise ServingError(400, f"input {name!r} has shape {shape}; expected {full}{batch_txt}")
+        if mv.max_batch_size > 0:
+            if batch is not None and shape[0] != batch:
+                raise ServingError(400, "all inputs must have the same batch size")
+            batch = shape[0]
+        count = int(np.prod(shape)) if shape else 1
+        params = e.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise ServingError(400, f"input {name!r}: parameters must be an object")
+        if "shared_memory_region" in params:
+            raise ServingError(400, "shared-memory inputs are not supported by this server")
+        dtype = spec.numpy_dtype
+        if "binary_data_size" in params:
+            size = params["binary_data_size"]
+            if not isinstance(size, int) or size != count * dtype.itemsize:
+                raise ServingError(400, f"input {name!r}: binary_data_size {size!r} != {count} x {dtype.itemsize} bytes")
+            if offset + size > len(blob):
+                raise ServingError(400, f"input {name!r}: binary data truncated ({len(blob) - offset} of {size} bytes)")
+            arr = np.frombuffer(blob, dtype=dtype.newbyteorder("<"), count=count, offset=offset).astype(dtype)
+            offset += size
+        else:
+            if "data" not in e:
+                raise ServingError(400, f"input {name!r} has neither data nor binary_data_size")
+            try:
+                arr = np.asarray(e["data"], dtype=dtype)
+            except (TypeError, ValueError) as err:
+                raise ServingError(400, f"input {name!r}: data are not {spec.datatype} numbers ({err})") from None
+            if arr.size != count:
+                raise ServingError(400, f"input {name!r}: {arr.size} data values for shape {shape}")
+        arrays[name] = arr.reshape(shape)
+    if offset != len(blob):
+        raise ServingError(400, f"{len(blob) - offset} unexpected bytes after the binary input data")
+    missing = sorted(set(specs) - set(arrays))
+    if missing:
+        raise ServingError(400, f"missing input(s) {missing} for model {mv.name!r}")
+    return arrays, batch or 1
+
+
+def requested_outputs(req: dict[str, Any], mv: ModelVersion) -> list[tuple[str, bool]]:
+    """[(output name, binary?)] of a request (all outputs when none are named)."""
+    params = req.get("parameters") or {}
+    default_binary = bool(params.get("binary_data_output", False)) if isinstance(params, dict) else False
+    names = [t.name for t in mv.outputs]
+    outs = req.get("outputs")
+    if outs is None:
+        return [(n, default_binary) for n in names]
+    if not isinstance(outs, list):
+        raise ServingError(400, '"outputs" must be a list')
+    result = []
+    for o in outs:
+        if not isinstance(o, dict) or o.get("name") not in names:
+            got = o.get("name") if isinstance(o, dict) else o
+            raise ServingError(400, f"unknown output {got!r} for model {mv.name!r}; expected {names}")
+        p = o.get("parameters") or {}
+        if not isinstance(p, dict):
+            raise ServingError(400, "output parameters must be an object")
+        if "classification" in p or "shared_memory_region" in p:
+            raise ServingError(400, "classification and shared-memory outputs are not supported")
+        result.append((o["name"], bool(p.get("binary_data", default_binary))))
+    return result
+
+
+def encode_response(mv: ModelVersion, req: dict[str, Any], outputs: dict[str, np.ndarray],
+                    wanted: list[tuple[str, bool]], extra: dict[str, Any] | None = None) -> tuple[bytes, int | None]:
+    """(body, JSON header length or None) of an inference response."""
+    specs = {t.name: t for t in mv.outputs}
+    resp: dict[str, Any] = {"model_name": mv.name, "model_version": str(mv.version)}
+    if "id" in req:
+        resp["id"] = req["id"]
+    if extra:
+        resp["parameters"] = extra
+    tensors, blobs = [], []
+    for name, binary in wanted:
+        arr = np.ascontiguousarray(outputs[name], dtype=specs[name].numpy_dtype)
+        t: dict[str, Any] = {"name": name, "datatype": specs[name].datatype, "shape": list(arr.shape)}
+        if binary:
+            data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+            t["parameters"] = {"binary_data_size": len(data)}
+            blobs.append(data)
+        else:
+            t["data"] = arr.reshape(-1).tolist()
+        tensors.append(t)
+    resp["outputs"] = tensors
+    head = json.dumps(resp, separators=(",", ":")).encode()
+    if not blobs:
+        return head, None
+    return head + b"".join(blobs), len(head)
+
+
+# --- the application ---------------------------------------------------------------------------------
+class App:
+    """State and handlers of one server: repository, executor, metrics, limits."""
+
+    def __init__(self, repo: str | Path, token: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY,
+                 threads: int = 1, max_sequences: int = 1024, dynamic_batching: bool = True) -> None:
+        if not isinstance(max_body_bytes, int) or max_body_bytes < 1024:
+            raise GwinferError(f"max_body_bytes = {max_body_bytes!r} must be an integer >= 1024")
+        self.repo = Path(repo)
+        self.models = load_repository(repo, threads=threads, max_sequences=max_sequences)
+        self.token = token
+        self.max_body_bytes = max_body_bytes
+        self.dynamic_batching = dynamic_batching
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gwinfer-infer")
+        self.metrics = Metrics()
+        self.ready = True
+
+    # --- lookups
+    def model(self, name: str, version: str | None = None) -> ModelVersion:
+        versions = self.models.get(name)
+        if not versions:
+            raise ServingError(404, f"unknown model {name!r}; available: {sorted(self.models)}")
+        if version in (None, "", "-1"):
+            ready = [v for v, mv in versions.items() if mv.state == "READY"]
+            if not ready:
+                raise ServingError(503, f"model {name!r} has no ready version")
+            return versions[max(ready)]
+        if not version.isdigit() or int(version) not in versions:
+            raise ServingError(404, f"unknown version {version!r} of model {name!r}; available: {sorted(versions)}")
+        return versions[int(version)]
+
+    def live_sequences(self) -> int:
+        return sum(len(mv.sequences) for vs in self.models.values() for mv in vs.values() if mv.sequences is not None)
+
+    # --- payloads
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": "gwinfer", "version": __version__,
+                "extensions": ["binary_tensor_data", "model_configuration", "model_repository", "sequence"]}
+
+    def model_metadata(self, mv: ModelVersion, version: str | None) -> dict[str, Any]:
+        versions = [str(mv.version)] if version else [str(v) for v, m in sorted(self.models[mv.name].items())
+                                                      if m.state == "READY"]
+        return {
+            "name": mv.name, "versions": versions, "platform": mv.platform,
+            "inputs": [{"name": t.name, "datatype": t.datatype, "shape": mv.full_shape(t)} for t in mv.inputs],
+            "outputs": [{"name": t.name, "datatype": t.datatype, "shape": mv.full_shape(t)} for t in mv.outputs],
+        }
+
+    def repository_index(self, ready_only: bool = False) -> list[dict[str, Any]]:
+        out = []
+        for name, versions in sorted(self.models.items()):
+            for v, mv in sorted(versions.items()):
+                if ready_only and mv.state != "READY":
+                    continue
+                entry = {"name": name, "version": str(v), "state": mv.state}
+                if mv.reason:
+                    entry["reason"] = mv.reason
+                out.append(entry)
+        return out
+
+    def check_token(self, headers: Any) -> None:
+        if self.token is None:
+            return
+        got = headers.get("authorization", "")
+        if not hmac.compare_digest(got.encode(), f"Bearer {self.token}".encode()):
+            raise ServingError(401, "missing or wrong bearer token")
+
+    async def read_body(self, request: Any) -> bytes:
+        length = request.headers.get("content-length")
+        if length is not None:
+            if not length.strip().isdigit():
+                raise ServingError(400, f"bad Content-Length {length!r}")
+            if int(length) > self.max_body_bytes:
+                raise ServingError(413, f"request body of {int(length)} bytes exceeds the limit of {self.max_body_bytes}")
+        chunks, n = [], 0
+        async for chunk in request.stream():
+            n += len(chunk)
+            if n > self.max_body_bytes:
+                raise ServingError(413, f"request body exceeds the limit of {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        encoding = request.headers.get("content-encoding")
+        if encoding in ("gzip", "deflate"):
+            d = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+            try:
+                body = d.decompress(body, self.max_body_bytes + 1)
+            except zlib.error as err:
+                raise ServingError(400, f"cannot decompress the {encoding} body: {err}") from None
+            if len(body) > self.max_body_bytes or d.unconsumed_tail:
+                raise ServingError(413, f"decompressed body exceeds the limit of {self.max_body_bytes} bytes")
+        elif encoding not in (None, "", "identity"):
+            raise ServingError(400, f"unsupported Content-Encoding {encoding!r}")
+        return body
+
+    async def infer(self, mv: ModelVersion, body: bytes, header_length: str | None) -> tuple[bytes, int | None, int]:
+        """(response body, JSON header length or None, batch size) of an inference request."""
+        if mv.state != "READY":
+            raise ServingError(503, f"model {mv.name!r} version {mv.version} is unavailable: {mv.reason}")
+        req, blob = _json_header(body, header_length)
+        arrays, batch = parse_inputs(req, blob, mv)
+        wanted = requested_outputs(req, mv)
+        if mv.streaming is not None:
+            outputs, extra = await self._stream(mv, req, arrays)
+            return (*encode_response(mv, req, outputs, wanted, extra), 1)
+        loop = asyncio.get_running_loop()
+        if self.dynamic_batching and mv.max_batch_size > 0 and mv.max_queue_delay_us >= 0:
+            if mv.batcher is None:
+                mv.batcher = Batcher(mv, self.executor, self.metrics)
+            outputs = await mv.batcher.submit(arrays)
+        else:
+            outputs = await loop.run_in_executor(self.executor, mv.runner, arrays)
+            self.metrics.execution((mv.name, mv.version), batch)
+        return (*encode_response(mv, req, outputs, wanted), batch)
+
+    async def _stream(self, mv: ModelVersion, req: dict[str, Any], arrays: dict[str, np.ndarray]):
+        from gwinfer.serving.streaming import snapshotter
+
+        params = req.get("parameters") or {}
+        seq = params.get("sequence_id") if isinstance(params, dict) else None
+        if isinstance(seq, bool) or not isinstance(seq, (int, str)) or seq in (0, ""):
+            raise ServingError(400, f"streaming model {mv.name!r} needs a non-zero sequence_id parameter")
+        update = next(iter(arrays.values()))
+        if update.shape[0] != 1:
+            raise ServingError(400, "streaming requests carry one sequence (batch 1)")
+        graph_in, graph_out = mv.streaming["graph_input"], mv.streaming["graph_output"]
+
+        def step(state):
+            window, new = snapshotter(update[0], state)
+            theta = mv.runner({graph_in: np.ascontiguousarray(window[None], dtype=np.float32)})[graph_out]
+            return ({mv.outputs[0].name: theta, mv.outputs[1].name: np.array([[new.ready]])}, new.filled), new
+
+        loop = asyncio.get_running_loop()
+        try:
+            outputs, filled = await loop.run_in_executor(self.executor, lambda: mv.sequences.step(
+                seq, step, start=bool(params.get("sequence_start")), end=bool(params.get("sequence_end"))))
+        except GwinferError as err:
+            raise ServingError(400, str(err)) from None
+        self.metrics.execution((mv.name, mv.version), 1)
+        return outputs, {"sequence_id": seq, "samples": filled}
+
+
+def create_app(state: App) -> Any:
+    """The FastAPI application serving ``state``."""
+    api = FastAPI(title="gwinfer serving (KServe v2)", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    @api.exception_handler(ServingError)
+    async def _serving_error(request: Request, exc: ServingError):
+        return error(exc.status, exc.message)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        return error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
+
+    @api.middleware("http")
+    async def _count(request: Request, call_next):
+        path = request.url.path
+        route = ("infer" if path.endswith("/infer") else "health" if path.startswith("/v2/health")
+                 else "metrics" if path == "/metrics" else "metadata" if path.startswith("/v2") else "other")
+        try:
+            if not path.startswith("/v2/health"):
+                state.check_token(request.headers)
+            response = await call_next(request)
+        except ServingError as exc:
+            response = error(exc.status, exc.message)
+        except Exception as exc:  # noqa: BLE001 (the server keeps serving)
+            log.exception("internal error on %s", path)
+            response = error(500, f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+        state.metrics.http_request(route, response.status_code)
+        return response
+
+    @api.get("/v2/health/live")
+    async def live():
+        return Response(status_code=200)
+
+    @api.get("/v2/health/ready")
+    async def ready():
+        return Response(status_code=200 if state.ready else 503)
+
+    @api.get("/v2")
+    async def server_metadata():
+        return JSONResponse(state.server_metadata())
+
+    @api.post("/v2/repository/index")
+    async def repository_index(request: Request):
+        body = await state.read_body(request)
+        ready_only = False
+        if body.strip():
+            try:
+                ready_only = bool(json.loads(body).get("ready", False))
+            except (ValueError, AttributeError):
+                raise ServingError(400, "the repository index request must be a JSON object") from None
+        return JSONResponse(state.repository_index(ready_only))
+
+    @api.get("/metrics")
+    async def metrics():
+        return Response(state.metrics.render(state.live_sequences()), media_type="text/plain; version=0.0.4")
+
+    def metadata_routes(prefix: str, with_version: bool) -> None:
+        async def meta(name: str, version: str | None = None):
+            mv = state.model(name, version)
+            return JSONResponse(state.model_metadata(mv, version))
+
+        async def model_ready(name: str, version: str | None = None):
+            mv = state.model(name, version)
+            return Response(status_code=200 if mv.state == "READY" else 400)
+
+        async def config(name: str, version: str | None = None):
+            return JSONResponse(state.model(name, version).config)
+
+        async def infer(request: Request, name: str, version: str | None = None):
+            t0 = time.perf_counter()
+            mv = state.model(name, version)
+            key = (mv.name, mv.version)
+            try:
+                body = await state.read_body(request)
+                payload, head_len, items = await state.infer(
+                    mv, body, request.headers.get("inference-header-content-length"))
+            except GwinferError as err:
+                state.metrics.infer(key, False, time.perf_counter() - t0, 0)
+                raise ServingError(400, str(err)) from None
+            except Exception:
+                state.metrics.infer(key, False, time.perf_counter() - t0, 0)
+                raise
+            state.metrics.infer(key, True, time.perf_counter() - t0, items)
+            if head_len is None:
+                return Response(payload, media_type="application/json")
+            return Response(payload, media_type="application/octet-stream",
+                            headers={"Inference-Header-Content-Length": str(head_len)})
+
+        api.add_api_route(prefix, meta, methods=["GET"])
+        api.add_api_route(prefix + "/ready", model_ready, methods=["GET"])
+        api.add_api_route(prefix + "/config", config, methods=["GET"])
+        api.add_api_route(prefix + "/infer", infer, methods=["POST"])
+
+    metadata_routes("/v2/models/{name}/versions/{version}", True)
+    metadata_routes("/v2/models/{name}", False)
+    return api
+
+
+# --- running ---------------------------------------------------------------------------------------------
+def _check_host(host: str, token: str | None) -> None:
+    if host not in ("127.0.0.1", "localhost", "::1") and token is None:
+        log.warning("serving on %s without --token: anyone who can reach this address can use the models", host)
+
+
+class Server:
+    """A server in a background thread, for tests and notebooks::
+
+        with Server("repo") as s:                      # free port on 127.0.0.1
+            client = tritonclient.http.InferenceServerClient(s.url)
+    """
+
+    def __init__(self, repo: str | Path, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
+                 max_body_bytes: int = DEFAULT_MAX_BODY, threads: int = 1, max_sequences: int = 1024,
+                 dynamic_batching: bool = True) -> None:
+        _check_host(host, token)
+        self.state = App(repo, token=token, max_body_bytes=max_body_bytes, threads=threads,
+                         max_sequences=max_sequences, dynamic_batching=dynamic_batching)
+        self.host, self.port = host, port
+        self._server = None
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+
+    @property
+    def url(self) -> str:
+        """``host:port`` (tritonclient's url form, no scheme)."""
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> Server:
+        import uvicorn
+
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as err:
+            sock.close()
+            raise GwinferError(f"cannot listen on {self.host}:{self.port}: {err.strerror}") from None
+        self._sock = sock
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(create_app(self.state), log_level="warning", access_log=False, lifespan="off",
+                                timeout_keep_alive=30)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True,
+                                        name=f"gwinfer-serve-{self.port}")
+        self._thread.start()
+        t0 = time.monotonic()
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() - t0 > timeout:
+                self.stop()
+                raise GwinferError(f"server on {self.url} did not start within {timeout:g} s")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._sock is not None:
+            self._sock.close()
+        self.state.executor.shutdown(wait=False, cancel_futures=True)
+        self._server = self._thread = self._sock = None
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def serve(repo: str | Path, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
+          max_body_bytes: int = DEFAULT_MAX_BODY, threads: int = 1, max_sequences: int = 1024) -> None:
+    """Serve ``repo`` in the foreground until interrupted (``gwinfer serve``)."""
+    import uvicorn
+
+    _check_host(host, token)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+    state = App(repo, token=token, max_body_bytes=max_body_bytes, threads=threads, max_sequences=max_sequences)
+    for entry in state.repository_index():
+        log.info("model %s version %s: %s %s", entry["name"], entry["version"], entry["state"], entry.get("reason", ""))
+    log.info("serving %s on http://%s:%d (KServe v2)", repo, host, port)
+    uvicorn.run(create_app(state), host=host, port=port, log_level="warning", access_log=False, lifespan="off")
