@@ -135,6 +135,8 @@ class Trainer:
     # ------------------------------------------------------------------ one epoch
     def _train_epoch(self, module: nn.Module, st: dict[str, Any], tb: Any) -> tuple[bool, float, float, float]:
         cfg, info, epoch = self.config, self.info, st["epoch"]
+        if callable(getattr(self.train_set, "set_epoch", None)):  # e.g. fresh noise per epoch
+            self.train_set.set_epoch(epoch)
         skip = st["step_in_epoch"]
         partial = st.pop("partial_epoch", None) or {"loss_sum": 0.0, "count": 0, "seconds": 0.0}
         loss_sum = partial["loss_sum"] if info.is_main else 0.0
