@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gwinfer.external import external_dir
 from gwinfer.detectors import (
     PLUS, PSD, antenna_pattern, band_fraction, colored_noise, cut, project, read_strain, td_waveform, time_delay,
     welch_psd, whiten, whiten_fd, whitened_noise, whitened_strain,
@@ -14,7 +15,7 @@ from gwinfer.detectors import (
 from gwinfer.detectors.whitening import psd_array
 from gwinfer.errors import GwinferError
 
-EXT = Path("/work/shared/external")
+EXT = external_dir()
 PSD_FILE = EXT / "psd/aLIGO_ZERO_DET_high_P_psd.txt"
 ASD_FILE = EXT / "psd/aLIGO_ZERO_DET_high_P_asd.txt"
 H1_GW150914 = EXT / "strain/H-H1_LOSC_4_V2-1126259446-32.hdf5"

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from gwinfer.external import external_dir
 from gwinfer.errors import GwinferError
 from gwinfer.physics.priors import ALLOWED, NAMES, PRIOR_DIR, complete_parameters, load_prior, sample
 
-SUMMARIES = Path("/work/shared/external/posterior_summaries_derived.csv")
-EVENTS_JSON = Path("/work/shared/external/strain/BBH_events_v3.json")
+SUMMARIES = external_dir() / "posterior_summaries_derived.csv"
+EVENTS_JSON = external_dir() / "strain/BBH_events_v3.json"
 N = 20000
 
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from gwinfer.external import external_dir
 from gwinfer._version import __version__
 from gwinfer.errors import GwinferError
 
@@ -71,7 +72,7 @@ class SimulationConfig:
     fs: float = 1024.0
     duration: float = 1.0
     detectors: tuple[str, ...] = ("plus",)
-    psd: str = "/work/shared/external/psd/aLIGO_ZERO_DET_high_P_psd.txt"
+    psd: str = str(external_dir() / "psd/aLIGO_ZERO_DET_high_P_psd.txt")
     f_min: float = 20.0
     f_max: float | None = None
     f_ref: float = 20.0

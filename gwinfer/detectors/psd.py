@@ -22,10 +22,11 @@ from typing import Callable
 
 import numpy as np
 
+from gwinfer.external import external_dir
 from gwinfer.errors import GwinferError
 
 #: The design curve stored with the project data (equal to lalsimulation's ...GWINC curve, see SOURCES.md).
-DEFAULT_PSD_FILE = Path("/work/shared/external/psd/aLIGO_ZERO_DET_high_P_psd.txt")
+DEFAULT_PSD_FILE = external_dir() / "psd/aLIGO_ZERO_DET_high_P_psd.txt"
 
 
 def _check_values(freqs: np.ndarray, values: np.ndarray, where: str) -> None:
