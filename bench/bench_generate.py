@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -44,17 +43,18 @@ def backend_rate(name: str, dt: float, n: int) -> float:
 
 
 def run_generate(config: dict, workers: int) -> tuple[float, float]:
-    """Wall time (s) and peak RSS (MB) of a `gwinfer generate` subprocess."""
+    """Wall time (s) of `gwinfer generate` in a subprocess, and that process's own peak RSS (MB)."""
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "c.yaml"
         cfg.write_text(json.dumps(config))
+        argv = ["generate", "--config", str(cfg), "--out", f"{tmp}/out", "--workers", str(workers), "--quiet"]
+        code = ("import resource, sys; from gwinfer.cli import main; rc = main(sys.argv[1:]); "
+                "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
         t0 = time.perf_counter()
-        cmd = [sys.executable, "-m", "gwinfer.cli", "generate", "--config", str(cfg), "--out", f"{tmp}/out",
-               "--workers", str(workers), "--quiet"]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        subprocess.run(cmd, check=True, capture_output=True)
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        return time.perf_counter() - t0, max(peak, before) / 1024
+        r = subprocess.run([sys.executable, "-c", code, *argv], check=True, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        peak_kb = int([ln for ln in r.stdout.splitlines() if ln.startswith("PEAK")][-1].split()[1])
+        return wall, peak_kb / 1024
 
 
 def main() -> None:
