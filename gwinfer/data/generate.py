@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing as mp
 import os
 import tempfile
 from collections.abc import Iterator
@@ -30,12 +29,12 @@ from gwinfer.config import to_dict
 from gwinfer.data.grid import COLUMNS, SPLITS, CatalogueConfig, split_parameters
 from gwinfer.data.store import FORMAT, FORMAT_VERSION, read_manifest, shard_name, write_manifest, write_shard
 from gwinfer.errors import GwinferError
+from gwinfer.parallel import pinned_pool
 from gwinfer.physics.timegrid import TimeGrid
 from gwinfer.provenance import library_versions, write_json
 
 log = logging.getLogger(__name__)
 
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -149,18 +148,8 @@ def waveform_stream(tasks: list[tuple[int, float, float, float]], backend: str, 
         _init_worker(*init_args)
         yield from map(_compute, tasks)
         return
-    saved = {k: os.environ.get(k) for k in THREAD_VARS}
-    os.environ.update({k: "1" for k in THREAD_VARS})  # inherited by the spawned workers
-    try:
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(workers, initializer=_init_worker, initargs=init_args) as pool:
-            yield from pool.imap(_compute, tasks, chunksize=4)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with pinned_pool(workers, _init_worker, init_args) as pool:
+        yield from pool.imap(_compute, tasks, chunksize=4)
 
 
 def compute_waveforms(params: np.ndarray, backend: str, grid: TimeGrid, workers: int = 1,

@@ -27,8 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing as mp
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -37,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from gwinfer.parallel import pinned_pool
 from gwinfer.external import external_dir
 from gwinfer._version import __version__
 from gwinfer.errors import GwinferError
@@ -46,7 +45,6 @@ log = logging.getLogger(__name__)
 FILE_FORMAT = "gwinfer-simulation"
 FORMAT_VERSION = 1
 KNOWN_DETECTORS = ("plus", "H1", "L1", "V1")
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 #: The parameters of the paper's 5-D problem, in the order the models infer them.
 GW5D_PARAMETERS = ("mass_1", "mass_2", "luminosity_distance", "geocent_time", "phase")
 
@@ -204,17 +202,8 @@ def _stream(config: SimulationConfig, tasks: list[tuple[int, dict[str, float]]],
         _init_worker(config.to_json())
         yield from map(_compute, tasks)
         return
-    saved = {k: os.environ.get(k) for k in THREAD_VARS}
-    os.environ.update({k: "1" for k in THREAD_VARS})  # inherited by the spawned workers
-    try:
-        with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(config.to_json(),)) as pool:
-            yield from pool.imap(_compute, tasks, chunksize=64)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with pinned_pool(workers, _init_worker, (config.to_json(),)) as pool:
+        yield from pool.imap(_compute, tasks, chunksize=64)
 
 
 def draw_parameters(config: SimulationConfig) -> dict[str, np.ndarray]:

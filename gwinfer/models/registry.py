@@ -27,6 +27,7 @@ from gwinfer.models.heads import PointEstimator
 from gwinfer.models.reduced_basis import ReducedBasisModel
 from gwinfer.models.wavenet import WaveNet
 from gwinfer.provenance import atomic_path
+from gwinfer.training.checkpoint import check_plain
 
 FILE_FORMAT = "gwinfer-model"
 FORMAT_VERSION = 1
@@ -55,30 +56,13 @@ def build_model(spec: dict[str, Any], n_samples: int) -> PointEstimator:
     return cls(config, n_samples=n_samples)
 
 
-def _check_plain(value: Any, where: str) -> None:
-    """Refuse values that ``torch.load(weights_only=True)`` would not load back."""
-    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
-        return
-    if isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            _check_plain(v, f"{where}[{i}]")
-        return
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if not isinstance(k, (str, int)):
-                raise GwinferError(f"{where} has a key of type {type(k).__name__}; use str keys")
-            _check_plain(v, f"{where}.{k}")
-        return
-    raise GwinferError(f"{where} is a {type(value).__name__}; model files hold only tensors and plain values")
-
-
 def model_payload(model: PointEstimator, metadata: dict[str, Any]) -> dict[str, Any]:
     """The dict :func:`save_model` writes (also usable inside a trainer's checkpoint)."""
     if not isinstance(model, PointEstimator):
         raise GwinferError(f"cannot save a {type(model).__name__}: not a gwinfer point estimator")
     if not isinstance(metadata, dict):
         raise GwinferError("model metadata must be a mapping")
-    _check_plain(metadata, "metadata")
+    check_plain(metadata, "metadata")
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return {
         "format": FILE_FORMAT,

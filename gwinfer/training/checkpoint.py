@@ -48,8 +48,8 @@ def check_plain(obj: Any, where: str) -> None:
             check_plain(v, f"{where}[{k!r}]")
         return
     raise GwinferError(
-        f"{where} is a {type(obj).__module__}.{type(obj).__name__}; checkpoints hold only tensors, "
-        "dict, list, tuple, str, int, float, bool and None"
+        f"{where} is a {type(obj).__module__}.{type(obj).__name__}; checkpoints and model files hold only tensors "
+        "and plain values (dict, list, tuple, str, int, float, bool, None)"
     )
 
 
