@@ -109,9 +109,7 @@ def run_experiment(config_path: str | Path, out_dir: str | Path, resume: bool = 
     result = trainer.fit(resume=resume)
     out = Path(out_dir) / "model.pt"
     if trainer.info.is_main:
-        best = Path(out_dir) / "best.pt"
-        state = torch.load(best if best.exists() else Path(out_dir) / "checkpoint.pt", weights_only=True)
-        model.load_state_dict(state["model_state"])
+        trainer.restore_best()
         metadata["training"] = {k: result[k] for k in ("best_val_loss", "best_epoch", "epochs_completed", "stopped")}
         save_model(out, model.cpu(), metadata=metadata)
         log.info("model written to %s (best val loss %.5g at epoch %s)", out, result["best_val_loss"], result["best_epoch"])

@@ -199,9 +199,7 @@ def train_posterior(source: str | Path | dict[str, Any], out_dir: str | Path, re
     result = trainer.fit(resume=resume)
     out = Path(out_dir) / "model.pt"
     if trainer.info.is_main:
-        best = Path(out_dir) / "best.pt"
-        state = torch.load(best if best.exists() else Path(out_dir) / "checkpoint.pt", weights_only=True)
-        model.load_state_dict(state["model_state"])
+        trainer.restore_best()
         metadata["training"] = {k: result[k] for k in ("best_val_loss", "best_epoch", "epochs_completed", "stopped")}
         save_estimator(out, model.cpu(), metadata=metadata)
         log.info("posterior model written to %s (best val loss %.5g at epoch %s)", out, result["best_val_loss"],

@@ -132,6 +132,11 @@ class Trainer:
         return {"history": st["history"], "best_val_loss": st["best_val_loss"], "best_epoch": st["best_epoch"],
                 "epochs_completed": st["epoch"], "global_step": st["global_step"], "stopped": stopped or "completed"}
 
+    def restore_best(self) -> None:
+        """Load the best (else the latest) checkpoint's weights into the model, e.g. before exporting it."""
+        path = self.best_path if self.best_path.exists() else self.checkpoint_path
+        self.model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model_state"])
+
     # ------------------------------------------------------------------ one epoch
     def _train_epoch(self, module: nn.Module, st: dict[str, Any], tb: Any) -> tuple[bool, float, float, float]:
         cfg, info, epoch = self.config, self.info, st["epoch"]
