@@ -8,12 +8,14 @@ import json
 import numpy as np
 import pytest
 
+from conftest import tiny_point_model
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from gwinfer.errors import GwinferError  # noqa: E402
-from gwinfer.models.registry import build_model, save_model  # noqa: E402
+from gwinfer.models.registry import save_model  # noqa: E402
 from gwinfer.provenance import sha256_file  # noqa: E402
 from gwinfer.serving.export import export_model, run_exported  # noqa: E402
 from gwinfer.serving.repository import (  # noqa: E402
@@ -29,14 +31,7 @@ GRID = {"t_start": 0.0, "t_end": 126.0, "dt": 2.0}
 
 
 def tiny_model(seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    m = build_model({"kind": "reduced_basis", "config": {"n_components": 4, "hidden": 16, "depth": 1, "dt": 2.0}},
-                    n_samples=T)
-    x = torch.randn(16, 2, T, generator=g)
-    theta = torch.stack([1 + 3 * torch.rand(16, generator=g), torch.rand(16, generator=g) - 0.5,
-                         torch.rand(16, generator=g) - 0.5], 1)
-    m.fit_standardization(theta, x)
-    return m.eval()
+    return tiny_point_model(T, seed)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,8 @@ import threading
 import numpy as np
 import pytest
 
+from conftest import tiny_point_model
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("fastapi")
@@ -19,7 +21,7 @@ httpclient = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from gwinfer.errors import GwinferError  # noqa: E402
-from gwinfer.models.registry import build_model, load_model, save_model  # noqa: E402
+from gwinfer.models.registry import load_model, save_model  # noqa: E402
 from gwinfer.serving.client import ServedModel  # noqa: E402
 from gwinfer.serving.export import export_model  # noqa: E402
 from gwinfer.serving.server import Server  # noqa: E402
@@ -30,14 +32,7 @@ MAX_BODY = 200_000
 
 
 def tiny_model(seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    m = build_model({"kind": "reduced_basis", "config": {"n_components": 4, "hidden": 16, "depth": 1, "dt": 2.0}},
-                    n_samples=T)
-    x = torch.randn(16, 2, T, generator=g)
-    theta = torch.stack([1 + 3 * torch.rand(16, generator=g), torch.rand(16, generator=g) - 0.5,
-                         torch.rand(16, generator=g) - 0.5], 1)
-    m.fit_standardization(theta, x)
-    return m.eval()
+    return tiny_point_model(T, seed)
 
 
 @pytest.fixture(scope="module")

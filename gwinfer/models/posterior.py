@@ -39,13 +39,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gwinfer._version import __version__
 from gwinfer.config import from_dict, to_dict
 from gwinfer.errors import GwinferError
 from gwinfer.models.heads import mlp
 from gwinfer.models.resnet1d import ResNet1D, ResNet1DConfig
 from gwinfer.models.standardize import Standardizer
-from gwinfer.provenance import atomic_path
 
 FILE_FORMAT = "gwinfer-posterior"
 FORMAT_VERSION = 1
@@ -353,29 +351,18 @@ def _as_shape(s: Any) -> tuple[int, ...]:
 
 def estimator_payload(model: PosteriorEstimator, metadata: dict[str, Any]) -> dict[str, Any]:
     """The dict :func:`save_estimator` writes."""
-    from gwinfer.training.checkpoint import check_plain
+    from gwinfer.models.registry import file_payload
 
     if not isinstance(model, PosteriorEstimator):
         raise GwinferError(f"cannot save a {type(model).__name__}: not a gwinfer posterior estimator")
-    if not isinstance(metadata, dict):
-        raise GwinferError("estimator metadata must be a mapping")
-    check_plain(metadata, "metadata")
-    return {
-        "format": FILE_FORMAT,
-        "format_version": FORMAT_VERSION,
-        "gwinfer_version": __version__,
-        "model_spec": model.spec(),
-        "model_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "metadata": metadata,
-    }
+    return file_payload(model, metadata, FILE_FORMAT, FORMAT_VERSION)
 
 
 def save_estimator(path: str | Path, model: PosteriorEstimator, *, metadata: dict[str, Any] | None = None) -> Path:
     """Write ``model`` (spec + state_dict, including fitted standardisation) and metadata atomically."""
-    payload = estimator_payload(model, dict(metadata or {}))
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return Path(path)
+    from gwinfer.models.registry import write_payload
+
+    return write_payload(path, estimator_payload(model, dict(metadata or {})))
 
 
 def load_estimator(path: str | Path,

@@ -56,30 +56,38 @@ def build_model(spec: dict[str, Any], n_samples: int) -> PointEstimator:
     return cls(config, n_samples=n_samples)
 
 
-def model_payload(model: PointEstimator, metadata: dict[str, Any]) -> dict[str, Any]:
-    """The dict :func:`save_model` writes (also usable inside a trainer's checkpoint)."""
-    if not isinstance(model, PointEstimator):
-        raise GwinferError(f"cannot save a {type(model).__name__}: not a gwinfer point estimator")
+def file_payload(model: nn.Module, metadata: dict[str, Any], file_format: str, format_version: int) -> dict[str, Any]:
+    """The self-describing dict of a model file: format, version, spec, CPU state_dict and checked metadata."""
     if not isinstance(metadata, dict):
         raise GwinferError("model metadata must be a mapping")
     check_plain(metadata, "metadata")
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return {
-        "format": FILE_FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format": file_format,
+        "format_version": format_version,
         "gwinfer_version": __version__,
         "model_spec": model.spec(),
-        "model_state": state,
+        "model_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "metadata": metadata,
     }
 
 
-def save_model(path: str | Path, model: PointEstimator, *, metadata: dict[str, Any]) -> Path:
-    """Write ``model`` (spec + state_dict) and ``metadata`` to one file, atomically; returns the path."""
-    payload = model_payload(model, metadata)
+def write_payload(path: str | Path, payload: dict[str, Any]) -> Path:
+    """``torch.save`` a payload atomically; returns the path."""
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return Path(path)
+
+
+def model_payload(model: PointEstimator, metadata: dict[str, Any]) -> dict[str, Any]:
+    """The dict :func:`save_model` writes (also usable inside a trainer's checkpoint)."""
+    if not isinstance(model, PointEstimator):
+        raise GwinferError(f"cannot save a {type(model).__name__}: not a gwinfer point estimator")
+    return file_payload(model, metadata, FILE_FORMAT, FORMAT_VERSION)
+
+
+def save_model(path: str | Path, model: PointEstimator, *, metadata: dict[str, Any]) -> Path:
+    """Write ``model`` (spec + state_dict) and ``metadata`` to one file, atomically; returns the path."""
+    return write_payload(path, model_payload(model, metadata))
 
 
 def _n_samples(spec: dict[str, Any], metadata: dict[str, Any], where: str) -> int:
