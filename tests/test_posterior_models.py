@@ -401,3 +401,42 @@ def _time_sampling(d: int = 5, n: int = 10000, repeats: int = 3) -> None:
 
 if __name__ == "__main__":
     _time_sampling()
+
+
+# --- the reduced-basis (SVD) embedding ---------------------------------------------------------------
+def test_svd_embedding_recovers_the_signal_subspace_and_keeps_noise_white():
+    """Signals in a known r-dim subspace of R^n: the fitted projection must span it (principal angles
+    ~ 0 against the exact basis) and be orthonormal, so whitened N(0, 1) noise projects to N(0, 1)."""
+    from gwinfer.models.svd_embedding import SVDEmbedding
+
+    gen = torch.Generator().manual_seed(3)
+    n, r, n_sig = 64, 6, 400
+    basis, _ = torch.linalg.qr(torch.randn(n, r, generator=gen, dtype=torch.float64))  # exact subspace
+    signals = (torch.randn(n_sig, 2, r, generator=gen, dtype=torch.float64) * 5.0) @ basis.T  # (N, 2, n)
+    noisy = signals + torch.randn(signals.shape, generator=gen, dtype=torch.float64)
+    model = build_estimator({"kind": "maf", "config": {
+        "embedding": {"kind": "svd", "components": r, "hidden": [16], "context_dim": 4},
+        "transforms": 1, "hidden": [8]}}, 2, (2, n))
+    model.fit_standardization(torch.randn(n_sig, 2), noisy.float(), signals=signals.float())
+    w = model.embedding.project.weight.detach().double()  # (r, n)
+    torch.testing.assert_close(w @ w.T, torch.eye(r, dtype=torch.float64), atol=1e-5, rtol=0)
+    cosines = torch.linalg.svdvals(w @ basis)  # cosines of the principal angles
+    assert cosines.min() > 1 - 1e-5
+    # noise through the projection: unit variance (orthonormal rows), fitted from noisy data alone too
+    noise = torch.randn(20000, n, generator=gen, dtype=torch.float64)
+    assert abs(float((noise @ w.T).var()) - 1.0) < 0.03
+    model.fit_standardization(torch.randn(n_sig, 2), noisy.float())  # basis from the noisy data
+    w2 = model.embedding.project.weight.detach().double()
+    assert torch.linalg.svdvals(w2 @ basis).min() > 0.99
+    # the whole estimator works on strain-shaped x
+    assert model.sample(noisy[0].float(), 7).shape == (7, 2)
+
+
+def test_svd_embedding_errors():
+    with pytest.raises(GwinferError, match="components"):
+        build_estimator({"kind": "maf", "config": {"embedding": {"kind": "svd", "components": 65}}}, 2, (1, 64))
+    with pytest.raises(GwinferError, match="n_detectors, n_samples"):
+        build_estimator({"kind": "maf", "config": {"embedding": {"kind": "svd"}}}, 2, 8)
+    model = build_estimator({"kind": "maf", "config": {"embedding": {"kind": "svd", "components": 32}}}, 2, (1, 64))
+    with pytest.raises(GwinferError, match="at least 32 training rows"):
+        model.fit_standardization(torch.randn(8, 2), torch.randn(8, 1, 64))

@@ -69,8 +69,9 @@ def test_gw8d_spins_and_inclination():
     assert _ks(s["theta_jn"], stats.uniform(0, np.pi).cdf) < 1e-6
 
 
-def test_hl_bbh_covers_the_o1_o2_events():
-    prior = load_prior("hl-bbh")
+@pytest.mark.parametrize("name", ["hl-bbh", "hl-o1"])
+def test_hl_bbh_covers_the_o1_o2_events(name):
+    prior = load_prior(name)
     rng = {k: (prior[k].minimum, prior[k].maximum) for k in ("chirp_mass", "mass_ratio", "luminosity_distance")}
     wanted = {"GW150914", "GW151226", "GW170104"}
     seen = set()
@@ -96,7 +97,7 @@ def test_hl_bbh_covers_the_o1_o2_events():
     assert np.all(np.abs(s["geocent_time"]) <= 0.1)
     np.testing.assert_allclose(s["mass_2"] / s["mass_1"], s["mass_ratio"], rtol=1e-12)
     t_trig = 1126259462.44
-    shifted = sample(load_prior("hl-bbh", time_offset=t_trig), 2000, seed=5)
+    shifted = sample(load_prior(name, time_offset=t_trig), 2000, seed=5)
     assert np.all(np.abs(shifted["geocent_time"] - t_trig) <= 0.1 + 1e-6)
 
 

@@ -58,10 +58,14 @@ class SimulationConfig:
     fs, duration: sampling rate [Hz] and segment length [s]; ``fs * duration`` whole.
     detectors: ``("plus",)`` (the paper) or a subset of H1, L1, V1 (needs ra, dec, psi in the prior).
     psd: a lalsimulation curve name (``aLIGOZeroDetHighPower``) or a two-column text file.
+    psds: one such PSD per detector, in ``detectors`` order (empty = ``psd`` for every detector), e.g. the
+    off-source Welch estimates of an event written by ``gwinfer psd``.
     f_min, f_max: whitening band [Hz] (f_max None = Nyquist); f_min is also the waveform's start.
     f_ref: reference frequency [Hz]. approximant: a lalsimulation approximant.
     parameters: the prior keys the model infers, in order (empty = every non-fixed, non-constraint key).
     gps_start: GPS time of the segment start (antenna patterns of real detectors only).
+    time_offset: s added to the prior's ``geocent_time`` bounds: where a trigger-relative prior
+    (``hl-bbh``: [-0.1, 0.1] s) sits in the segment (e.g. 1.5 s into a 2 s segment).
     """
 
     prior: str = "gw5d"
@@ -77,6 +81,8 @@ class SimulationConfig:
     approximant: str = "IMRPhenomPv2"
     parameters: tuple[str, ...] = GW5D_PARAMETERS
     gps_start: float = 0.0
+    psds: tuple[str, ...] = ()
+    time_offset: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
@@ -94,12 +100,28 @@ class SimulationConfig:
         f_hi = self.fs / 2 if self.f_max is None else self.f_max
         if not 0 < self.f_min < f_hi <= self.fs / 2:
             raise GwinferError(f"band [{self.f_min}, {f_hi}] Hz must satisfy 0 < f_min < f_max <= fs/2 = {self.fs / 2}")
+        if self.psds and len(self.psds) != len(self.detectors):
+            raise GwinferError(f"psds lists {len(self.psds)} PSDs for {len(self.detectors)} detectors; give one per "
+                               f"detector (in the order {list(self.detectors)}) or none")
+        if not 0.0 <= self.time_offset <= self.duration:
+            raise GwinferError(f"time_offset = {self.time_offset} s must lie in the segment [0, {self.duration}] s")
         if len(set(self.parameters)) != len(self.parameters):
             raise GwinferError(f"parameters = {list(self.parameters)} has repeats")
 
     @property
     def n_samples(self) -> int:
         return int(round(self.fs * self.duration))
+
+    @property
+    def detector_psds(self) -> dict[str, str]:
+        """``{detector: PSD spec}``."""
+        return dict(zip(self.detectors, self.psds or (self.psd,) * len(self.detectors)))
+
+    def load_prior(self) -> Any:
+        """The bilby prior, its ``geocent_time`` shifted by ``time_offset``."""
+        from gwinfer.physics.priors import load_prior
+
+        return load_prior(self.prior, time_offset=self.time_offset)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -128,9 +150,7 @@ def searched_keys(prior: Any) -> list[str]:
 
 def inferred_parameters(config: SimulationConfig, prior: Any | None = None) -> tuple[str, ...]:
     """``config.parameters`` checked against the prior (or every searched key when empty)."""
-    from gwinfer.physics.priors import load_prior
-
-    prior = load_prior(config.prior) if prior is None else prior
+    prior = config.load_prior() if prior is None else prior
     keys = searched_keys(prior)
     if not config.parameters:
         return tuple(keys)
@@ -164,7 +184,14 @@ class SignalModel:
 
     def __init__(self, config: SimulationConfig) -> None:
         self.config = config
-        self.psd, self.psd_source, self.psd_sha256 = load_psd(config.psd)
+        specs = config.detector_psds
+        loaded = {spec: load_psd(spec) for spec in dict.fromkeys(specs.values())}
+        self.psd = {det: loaded[spec][0] for det, spec in specs.items()}
+        if len(loaded) == 1:
+            (_, self.psd_source, self.psd_sha256), = loaded.values()
+        else:  # one entry per detector
+            self.psd_source = ",".join(f"{det}={loaded[spec][1]}" for det, spec in specs.items())
+            self.psd_sha256 = ",".join(f"{det}={loaded[spec][2]}" for det, spec in specs.items())
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -208,9 +235,9 @@ def _stream(config: SimulationConfig, tasks: list[tuple[int, dict[str, float]]],
 
 def draw_parameters(config: SimulationConfig) -> dict[str, np.ndarray]:
     """The ``config.n`` prior draws (every key, derived masses included), reproducible from ``config.seed``."""
-    from gwinfer.physics.priors import load_prior, sample
+    from gwinfer.physics.priors import sample
 
-    return sample(load_prior(config.prior), config.n, config.seed)
+    return sample(config.load_prior(), config.n, config.seed)
 
 
 def simulate_signals(config: SimulationConfig, out_path: str | Path, workers: int = 1,
@@ -223,12 +250,12 @@ def simulate_signals(config: SimulationConfig, out_path: str | Path, workers: in
     import h5py
     from tqdm import tqdm
 
-    from gwinfer.physics.priors import load_prior, prior_path
+    from gwinfer.physics.priors import prior_path
     from gwinfer.provenance import atomic_path, provenance, sha256_file
 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise GwinferError(f"workers = {workers!r} must be an integer >= 1")
-    prior = load_prior(config.prior)
+    prior = config.load_prior()
     names = inferred_parameters(config, prior)
     model = SignalModel(config)  # checks the PSD before the long part
     draws = draw_parameters(config)
@@ -248,8 +275,8 @@ def simulate_signals(config: SimulationConfig, out_path: str | Path, workers: in
     theta = np.stack([draws[k] for k in names], axis=1).astype(np.float64)
     snr = np.sqrt(np.sum(np.square(signals, dtype=np.float64), axis=(1, 2)))
     pfile = prior_path(config.prior)
-    prov = provenance("simulation", asdict(config), parents=[pfile] + ([config.psd] if Path(config.psd).is_file()
-                                                                      else []),
+    psd_files = [spec for spec in dict.fromkeys(config.detector_psds.values()) if Path(spec).is_file()]
+    prov = provenance("simulation", asdict(config), parents=[pfile, *psd_files],
                       libraries=("numpy", "scipy", "h5py", "lalsuite", "bilby"), seconds=round(seconds, 3),
                       workers=workers)
     with atomic_path(out_path) as tmp:

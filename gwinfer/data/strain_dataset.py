@@ -122,8 +122,8 @@ class PosteriorDataConfig:
     """``data:`` section of a posterior training YAML.
 
     simulation: file written by ``gwinfer simulate``. val_fraction: share held out for validation (fixed
-    noise). noise_seed: seed of the training noise (validation uses noise_seed + 1). fit_samples: noisy
-    training examples fitting the standardisation. limit: use only the first ``limit`` rows (None = all).
+    noise). noise_seed: seed of the training noise (validation uses noise_seed + 1). fit_samples:
+    training examples fitting the standardisation (and, noise-free, an ``svd`` embedding's basis). limit: use only the first ``limit`` rows (None = all).
     """
 
     simulation: str = ""
@@ -179,7 +179,7 @@ def train_posterior(source: str | Path | dict[str, Any], out_dir: str | Path, re
     n_fit = min(data.fit_samples, len(train_set))
     pick = np.linspace(0, len(train_set) - 1, n_fit).round().astype(int)
     theta, x = zip(*(train_set[int(i)] for i in pick))
-    model.fit_standardization(torch.stack(theta), torch.stack(x))
+    model.fit_standardization(torch.stack(theta), torch.stack(x), signals=train_set.signals[pick])
 
     config_label = str(source) if not isinstance(source, dict) else "<dict>"
     metadata: dict[str, Any] = {

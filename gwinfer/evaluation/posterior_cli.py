@@ -5,6 +5,8 @@
     gwinfer sample --model runs/gw5d/maf/model.pt (--strain X.npy | --data SIM.h5 --injection 3) --n 50000 --out res
     gwinfer pp --model M --data SIM.h5 --n-injections 1000 --n-samples 5000 --out DIR
     gwinfer reference --data SIM.h5 --injection 3 --out ref --nlive 500
+    gwinfer psd --strain H-H1_...hdf5 --gps 1126259462.44 --out configs/psd/GW150914-H1.txt
+    gwinfer analyze --model M --h1 H1.hdf5 --l1 L1.hdf5 --gps 1126259462.44 --out gw150914
 
 Handlers only parse arguments and call library functions (heavy imports inside the handlers).
 ``--out`` of ``sample``/``reference`` is a bilby result file (``.json``, ``.hdf5``; ``.json`` added when
@@ -17,6 +19,8 @@ import argparse
 import json
 import time
 from pathlib import Path
+
+import numpy as np
 
 from gwinfer.errors import GwinferError
 
@@ -92,11 +96,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def _model_prior(meta: dict):
     """The prior of the simulation a model was trained on (None if unknown or its file is gone)."""
-    from gwinfer.physics.priors import load_prior
+    from gwinfer.data.strain_dataset import simulation_config_of
 
-    prior = (meta.get("simulation") or {}).get("prior")
     try:
-        return load_prior(prior) if prior else None
+        return simulation_config_of(meta).load_prior()
     except GwinferError:
         return None
 
@@ -130,6 +133,39 @@ def cmd_reference(args: argparse.Namespace) -> int:
     paths = save_result(result, args.out, corner=not args.no_corner)
     print(f"{len(result.posterior)} samples, log Z = {result.log_evidence:.3f} +- {result.log_evidence_err:.3f}, "
           f"{result.sampling_time:.1f} s; written to {paths['result']}")
+    return 0
+
+
+def _strain_files(args: argparse.Namespace) -> dict[str, str]:
+    files = {d: f for d, f in (("H1", args.h1), ("L1", args.l1), ("V1", args.v1)) if f}
+    if not files:
+        raise GwinferError("give at least one strain file: --h1, --l1 or --v1 (GWOSC HDF5)")
+    return files
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from gwinfer.evaluation.analyze import analyze
+
+    out = analyze(args.model, _strain_files(args), args.gps, args.out, n=args.n, psd_seglen=args.psd_seglen,
+                  corner=not args.no_corner)
+    post = out["posterior"]
+    for k in ("chirp_mass", "mass_ratio", "chi_eff", "luminosity_distance"):
+        if k in post:
+            lo, med, hi = np.percentile(post[k], [5, 50, 95])
+            print(f"{k:20s} {med:10.4g}  90% [{lo:.4g}, {hi:.4g}]")
+    print(f"{args.n} samples in {out['seconds']:.2f} s (data preparation + sampling) written to {out['result']}")
+    return 0
+
+
+def cmd_psd(args: argparse.Namespace) -> int:
+    from gwinfer.evaluation.analyze import event_psd, write_psd
+    from gwinfer.provenance import provenance
+
+    psd = event_psd(args.strain, args.gps, args.fs, seglen=args.seglen)
+    header = provenance("psd", {"gps": args.gps, "fs": args.fs, "seglen": args.seglen, "method": psd.name},
+                        parents=[args.strain])
+    path = write_psd(psd, args.out, header)
+    print(f"PSD ({psd.name}, {psd.frequencies.size} bins) written to {path}")
     return 0
 
 
@@ -183,6 +219,26 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sample", default=None, help="dynesty sampling method (default bilby's act-walk)")
     p.add_argument("--no-corner", action="store_true")
     p.set_defaults(func=cmd_reference)
+
+    p = subparsers.add_parser("analyze", help="posterior of a real event from GWOSC strain files")
+    p.add_argument("--model", required=True, help="two-detector posterior model file")
+    p.add_argument("--h1", help="H1 GWOSC HDF5 strain file")
+    p.add_argument("--l1", help="L1 GWOSC HDF5 strain file")
+    p.add_argument("--v1", help="V1 GWOSC HDF5 strain file")
+    p.add_argument("--gps", type=float, required=True, help="trigger GPS time (s)")
+    p.add_argument("--n", type=int, default=50000, help="number of samples")
+    p.add_argument("--psd-seglen", type=float, default=1.0, help="Welch segment length (s) of the off-source PSD")
+    p.add_argument("--out", required=True, help="result file (.json or .hdf5)")
+    p.add_argument("--no-corner", action="store_true")
+    p.set_defaults(func=cmd_analyze)
+
+    p = subparsers.add_parser("psd", help="off-source median-Welch PSD of a GWOSC strain file (two-column text)")
+    p.add_argument("--strain", required=True, help="GWOSC HDF5 strain file")
+    p.add_argument("--gps", type=float, required=True, help="trigger GPS time (s); +-2 s around it are excluded")
+    p.add_argument("--fs", type=float, default=1024.0, help="resample to this rate first (Hz)")
+    p.add_argument("--seglen", type=float, default=1.0, help="Welch segment length (s)")
+    p.add_argument("--out", required=True, help="output text file (Hz, 1/Hz)")
+    p.set_defaults(func=cmd_psd)
 
 
 def _checked_sample(args: argparse.Namespace) -> int:

@@ -74,9 +74,7 @@ def reference_priors(config: SimulationConfig, search: Sequence[str] | None,
     """(PriorDict, searched keys): the simulation's prior with every unsearched key fixed to ``fixed[key]``."""
     from bilby.core.prior import DeltaFunction
 
-    from gwinfer.physics.priors import load_prior
-
-    prior = load_prior(config.prior)
+    prior = config.load_prior()
     keys = searched_keys(prior)
     search = list(search) if search else list(inferred_parameters(config, prior))
     bad = [k for k in search if k not in keys]
@@ -151,9 +149,7 @@ def log_likelihood_function(x: np.ndarray, config: SimulationConfig, fixed: Mapp
 def log_prior_function(config: SimulationConfig, keys: Sequence[str]):
     """``f(samples: {name: (n,)}) -> (n,)``: the joint log prior density of ``keys`` (the simulation's prior,
     constraints applied; bilby normalises constrained priors by Monte Carlo)."""
-    from gwinfer.physics.priors import load_prior
-
-    prior = load_prior(config.prior)
+    prior = config.load_prior()
     missing = [k for k in keys if k not in prior]
     if missing:
         raise GwinferError(f"parameters {missing} are not in the prior {config.prior!r}")

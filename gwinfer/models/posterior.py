@@ -44,10 +44,11 @@ from gwinfer.errors import GwinferError
 from gwinfer.models.heads import mlp
 from gwinfer.models.resnet1d import ResNet1D, ResNet1DConfig
 from gwinfer.models.standardize import Standardizer
+from gwinfer.models.svd_embedding import SVDEmbedding
 
 FILE_FORMAT = "gwinfer-posterior"
 FORMAT_VERSION = 1
-EMBEDDINGS = ("auto", "mlp", "resnet")
+EMBEDDINGS = ("auto", "mlp", "resnet", "svd")
 
 
 def _positive_ints(values: tuple[int, ...], where: str) -> None:
@@ -64,20 +65,24 @@ def _positive_int(value: Any, where: str) -> None:
 class EmbeddingConfig:
     """The network compressing x into a context vector of ``context_dim`` numbers.
 
-    ``kind``: ``"resnet"`` (x of shape (n_detectors, n_samples)), ``"mlp"`` (x flattened) or ``"auto"``
-    (resnet for 2-D x shapes, mlp for flat ones). ``hidden`` sizes the MLP (GELU between layers).
+    ``kind``: ``"resnet"`` (x of shape (n_detectors, n_samples)), ``"svd"`` (same x; projection on the
+    leading ``components`` singular vectors of the training data, then an MLP:
+    :class:`~gwinfer.models.svd_embedding.SVDEmbedding`), ``"mlp"`` (x flattened) or ``"auto"`` (resnet for
+    2-D x shapes, mlp for flat ones). ``hidden`` sizes the MLP of ``mlp`` and ``svd`` (GELU between layers).
     """
 
     kind: str = "auto"
     context_dim: int = 32
     hidden: tuple[int, ...] = (128, 128)
     resnet: ResNet1DConfig = field(default_factory=ResNet1DConfig)
+    components: int = 128  # svd only
 
     def __post_init__(self) -> None:
         if self.kind not in EMBEDDINGS:
             raise GwinferError(f"embedding.kind = {self.kind!r}; choose one of {list(EMBEDDINGS)}")
         _positive_int(self.context_dim, "embedding.context_dim")
         _positive_ints(self.hidden, "embedding.hidden")
+        _positive_int(self.components, "embedding.components")
 
 
 def build_embedding(config: EmbeddingConfig, x_shape: tuple[int, ...]) -> nn.Module:
@@ -85,10 +90,12 @@ def build_embedding(config: EmbeddingConfig, x_shape: tuple[int, ...]) -> nn.Mod
     kind = config.kind
     if kind == "auto":
         kind = "resnet" if len(x_shape) == 2 else "mlp"
+    if kind in ("resnet", "svd") and len(x_shape) != 2:
+        raise GwinferError(f"embedding.kind = {kind!r} needs x of shape (n_detectors, n_samples), got {x_shape}")
     if kind == "resnet":
-        if len(x_shape) != 2:
-            raise GwinferError(f"embedding.kind = 'resnet' needs x of shape (n_detectors, n_samples), got {x_shape}")
         return ResNet1D(x_shape[0], x_shape[1], config.context_dim, config.resnet)
+    if kind == "svd":
+        return SVDEmbedding(x_shape[0], x_shape[1], config.components, config.hidden, config.context_dim)
     n_in = math.prod(x_shape)
     return nn.Sequential(nn.Flatten(1), mlp([n_in, *config.hidden, config.context_dim], nn.GELU))
 
@@ -162,14 +169,20 @@ class PosteriorEstimator(nn.Module):
 
     # --- standardisation ---------------------------------------------------------------------------
     @torch.no_grad()
-    def fit_standardization(self, theta: Tensor, x: Tensor) -> None:
-        """Fit the theta standardisation on ``theta`` (N, D) and the x one on ``x`` (N, *x_shape)."""
+    def fit_standardization(self, theta: Tensor, x: Tensor, signals: Tensor | None = None) -> None:
+        """Fit the theta standardisation on ``theta`` (N, D), the x one on ``x`` (N, *x_shape) and, for the
+        ``svd`` embedding, its projection basis on the standardised noise-free ``signals`` (same shape as
+        x; default: x itself)."""
         self._check_x(x)
+        if signals is not None:
+            self._check_x(signals)
         self._check_theta(theta, x.shape[0])
         if x.shape[0] < 2:
             raise GwinferError("fit_standardization needs at least 2 training examples")
         self.theta_scale.fit(theta)
         self.x_scale.fit(x, center=len(self.x_shape) == 1)
+        if isinstance(self.embedding, SVDEmbedding):
+            self.embedding.fit(self.x_scale(x), None if signals is None else self.x_scale(signals))
 
     @property
     def log_jacobian(self) -> Tensor:

@@ -8,6 +8,7 @@ Named priors live in ``configs/priors/<name>.prior``:
 * ``gw8d`` - gw5d plus ``chi_1``, ``chi_2`` uniform in [-1, 1] and ``theta_jn`` with cos uniform in [-1, 1].
 * ``hl-bbh`` - H1/L1 aligned-spin prior covering GW150914, LVT151012, GW151226, GW170104 (ranges documented
   in the file); ``geocent_time`` there is an offset from the trigger, shifted with ``time_offset``.
+* ``hl-o1`` - hl-bbh with ``luminosity_distance`` in [100, 1500] Mpc (O1 sensitivity; still covers the events).
 
 Every file may only name parameters in :data:`ALLOWED` (the ones :mod:`gwinfer.detectors.signal` understands).
 The priors get :func:`complete_parameters` as their bilby conversion function, so constraints on
@@ -25,7 +26,7 @@ import numpy as np
 from gwinfer.errors import GwinferError
 
 PRIOR_DIR = Path(__file__).resolve().parents[2] / "configs" / "priors"
-NAMES = ("gw5d", "gw8d", "hl-bbh")
+NAMES = ("gw5d", "gw8d", "hl-bbh", "hl-o1")
 #: bilby parameter names a gwinfer prior file may contain.
 ALLOWED = frozenset({
     "mass_1", "mass_2", "chirp_mass", "mass_ratio", "chi_1", "chi_2", "luminosity_distance",
@@ -37,7 +38,8 @@ def complete_parameters(sample: dict[str, Any]) -> dict[str, Any]:
     """Add derived masses to a sample (dict of floats or arrays; a copy is returned).
 
     From ``mass_1``, ``mass_2`` (Msun): ``mass_ratio`` = m2/m1 and ``chirp_mass``. From ``chirp_mass`` and
-    ``mass_ratio`` = q: ``mass_1 = Mc (1 + q)^(1/5) q^(-3/5)``, ``mass_2 = q mass_1``.
+    ``mass_ratio`` = q: ``mass_1 = Mc (1 + q)^(1/5) q^(-3/5)``, ``mass_2 = q mass_1``. With aligned spins
+    ``chi_1``, ``chi_2`` also ``chi_eff = (m1 chi_1 + m2 chi_2) / (m1 + m2)``.
     """
     out = dict(sample)
     if "mass_1" in out and "mass_2" in out:
@@ -48,6 +50,10 @@ def complete_parameters(sample: dict[str, Any]) -> dict[str, Any]:
         mc, q = np.asarray(out["chirp_mass"], dtype=float), np.asarray(out["mass_ratio"], dtype=float)
         m1 = mc * (1.0 + q) ** 0.2 / q**0.6
         out["mass_1"], out["mass_2"] = m1, q * m1
+    if "chi_1" in out and "chi_2" in out and "mass_1" in out:
+        m1, m2 = np.asarray(out["mass_1"], dtype=float), np.asarray(out["mass_2"], dtype=float)
+        out.setdefault("chi_eff", (m1 * np.asarray(out["chi_1"], float) + m2 * np.asarray(out["chi_2"], float))
+                       / (m1 + m2))
     return out
 
 
