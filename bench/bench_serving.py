@@ -8,6 +8,9 @@ Backends, each at batch 1 and 64 (sequential requests, after a warm-up):
 * ``onnxruntime``  the exported ONNX graph in-process (CPU provider)
 * ``http-binary``  the gwinfer server (ONNX) in a subprocess, through tritonclient.http with binary tensors
 * ``http-8clients`` the same with 8 concurrent client threads at batch 1 (dynamic batching at work)
+* ``grpc``         the same server's gRPC endpoint (same process, same models), through tritonclient.grpc
+                   (``raw_input_contents``)
+* ``grpc-8clients`` 8 concurrent gRPC client threads at batch 1
 
 Prints p50/p99 latency per request (ms) and throughput (waveforms/s).
 """
@@ -37,18 +40,24 @@ def timeit(fn, iters: int, warmup: int = 5) -> np.ndarray:
     return out
 
 
-def concurrent(port: int, x: np.ndarray, iters: int, clients: int) -> tuple[float, float, float]:
-    """(p50 ms, p99 ms, waveforms/s) of ``clients`` threads each sending ``iters`` requests of x."""
+def concurrent(port: int, x: np.ndarray, iters: int, clients: int, protocol: str = "http") -> tuple[float, float, float]:
+    """(p50 ms, p99 ms, waveforms/s) of ``clients`` threads each sending ``iters`` requests of x.
+
+    ``protocol``: "http" (tritonclient.http, binary tensors) or "grpc" (tritonclient.grpc); ``port`` is its port.
+    """
     import threading
 
-    import tritonclient.http as httpclient
+    if protocol == "grpc":
+        import tritonclient.grpc as client_module
+    else:
+        import tritonclient.http as client_module
 
     lat: list[float] = []
     lock = threading.Lock()
 
     def worker() -> None:
-        c = httpclient.InferenceServerClient(f"127.0.0.1:{port}")
-        inp = httpclient.InferInput("waveform", list(x.shape), "FP32")
+        c = client_module.InferenceServerClient(f"127.0.0.1:{port}")
+        inp = client_module.InferInput("waveform", list(x.shape), "FP32")
         inp.set_data_from_numpy(x)
         mine = []
         for _ in range(iters):
@@ -86,6 +95,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
+    import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
 
     from gwinfer.models.registry import load_model
@@ -102,16 +112,18 @@ def main() -> None:
     opts.intra_op_num_threads = args.threads
     sess = ort.InferenceSession(str(dest / "model.onnx"), opts, providers=["CPUExecutionProvider"])
 
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    code = (f"from gwinfer.serving.server import serve; serve({str(repo)!r}, port={port}, threads={args.threads})")
+    code = (f"from gwinfer.serving.server import serve; "
+            f"serve({str(repo)!r}, port={port}, threads={args.threads}, grpc_port={grpc_port})")
     proc = subprocess.Popen([sys.executable, "-c", code], env=env)
     client = httpclient.InferenceServerClient(f"127.0.0.1:{port}")
+    gclient = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
     try:
         t0 = time.monotonic()
         while True:
             try:
-                if client.is_server_ready():
+                if client.is_server_ready() and gclient.is_server_ready():
                     break
             except Exception:  # noqa: BLE001 (not up yet)
                 pass
@@ -139,21 +151,31 @@ def main() -> None:
             def run_http():
                 client.infer("bench", [inp], outputs=outs).as_numpy("theta")
 
-            for name, fn in (("torch", run_torch), ("onnxruntime", run_ort), ("http-binary", run_http)):
+            ginp = grpcclient.InferInput("waveform", list(xn.shape), "FP32")
+            ginp.set_data_from_numpy(xn)
+            gouts = [grpcclient.InferRequestedOutput("theta")]
+
+            def run_grpc():
+                gclient.infer("bench", [ginp], outputs=gouts).as_numpy("theta")
+
+            for name, fn in (("torch", run_torch), ("onnxruntime", run_ort), ("http-binary", run_http),
+                             ("grpc", run_grpc)):
                 t = timeit(fn, iters)
                 rows.append((name, batch, 1e3 * np.percentile(t, 50), 1e3 * np.percentile(t, 99), batch / t.mean()))
             if batch == 1:  # concurrent clients: what dynamic batching is for
                 rows.append(("http-8clients", 1, *concurrent(port, xn, iters // 2, clients=8)))
+                rows.append(("grpc-8clients", 1, *concurrent(grpc_port, xn, iters // 2, clients=8, protocol="grpc")))
     finally:
         client.close()
+        gclient.close()
         proc.terminate()
         proc.wait(timeout=10)
 
     print(f"model {args.model} (T = {n}), {args.threads} thread(s), "
           f"server max_queue_delay {args.max_queue_delay_us} us, load average {os.getloadavg()[0]:.2f}")
-    print(f"{'backend':<13} {'batch':>5} {'p50 ms':>9} {'p99 ms':>9} {'waveforms/s':>12}")
+    print(f"{'backend':<14} {'batch':>5} {'p50 ms':>9} {'p99 ms':>9} {'waveforms/s':>12}")
     for name, batch, p50, p99, thr in rows:
-        print(f"{name:<13} {batch:>5} {p50:>9.3f} {p99:>9.3f} {thr:>12.0f}")
+        print(f"{name:<14} {batch:>5} {p50:>9.3f} {p99:>9.3f} {thr:>12.0f}")
 
 
 if __name__ == "__main__":

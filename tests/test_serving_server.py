@@ -295,7 +295,8 @@ def test_cli_serve_in_subprocess(setup):
         port = s.getsockname()[1]
     code = ("import argparse, sys; from gwinfer.serving.cli import add_parsers; p = argparse.ArgumentParser(); "
             "add_parsers(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
-    proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--repo", str(setup["repo"]), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--repo", str(setup["repo"]), "--port", str(port),
+                             "--grpc-port", "0"],
                             env=dict(os.environ, OMP_NUM_THREADS="1"), stderr=subprocess.PIPE)
     try:
         client = httpclient.InferenceServerClient(f"127.0.0.1:{port}")

@@ -173,7 +173,7 @@ def _is_constraint(p: Any) -> bool:
 
 def importance_sample_estimator(estimator: Any, x: np.ndarray, config: SimulationConfig, names: Sequence[str],
                                 n: int = 5000, fixed: Mapping[str, float] | None = None,
-                                seed: int = 0) -> dict[str, Any]:
+                                seed: int = 0, n_resample: int | None = None) -> dict[str, Any]:
     """Importance-sample ``n`` draws of a posterior estimator for whitened data ``x`` against the exact
     likelihood and prior (:func:`gwinfer.evaluation.posterior.importance_sample`): sample efficiency, ESS,
     log evidence and reweighted samples. Prior keys not in ``names`` must be given in ``fixed``."""
@@ -187,4 +187,4 @@ def importance_sample_estimator(estimator: Any, x: np.ndarray, config: Simulatio
     theta, log_q = estimator.sample_and_log_prob(xt, int(n))
     samples = {k: theta[:, i].double().numpy() for i, k in enumerate(names)}
     return importance_sample(samples, log_q.double().numpy(), log_likelihood_function(x, config, fixed),
-                             log_prior_function(config, list(names)), seed=seed)
+                             log_prior_function(config, list(names)), seed=seed, n_resample=n_resample)

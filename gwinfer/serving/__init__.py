@@ -3,9 +3,10 @@
 * :mod:`~gwinfer.serving.export` – ``export_model(model_path, repo, fmt="onnx"|"torchscript")``
 * :mod:`~gwinfer.serving.repository` – layout, ``config.pbtxt`` writer/parser, tensor specs
 * :mod:`~gwinfer.serving.server` – ``Server(repo).start()`` / ``serve(repo)`` (FastAPI + uvicorn)
+* :mod:`~gwinfer.serving.grpc_server` – the KServe v2 gRPC service (grpc.aio, tritonclient's protobufs)
 * :mod:`~gwinfer.serving.streaming` – ``snapshotter``, ``online_average``, ``SequenceStore``
 * :mod:`~gwinfer.serving.client` – ``ServedModel(url, name)`` over ``tritonclient.http``
 
-Submodules are imported on use (the server needs fastapi/uvicorn, the client tritonclient).
+Submodules are imported on use (the server needs fastapi/uvicorn, gRPC grpcio and tritonclient, the client tritonclient).
 See docs/serving.md.
 """

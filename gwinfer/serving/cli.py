@@ -25,7 +25,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gwinfer.serving.server import serve
 
     serve(args.repo, host=args.host, port=args.port, token=args.token, max_body_bytes=args.max_body_bytes,
-          threads=args.threads, max_sequences=args.max_sequences)
+          threads=args.threads, max_sequences=args.max_sequences,
+          grpc_port=args.grpc_port if args.grpc_port > 0 else None)
     return 0
 
 
@@ -43,12 +44,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="export a streaming entry taking this many new samples per request")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("serve", help="serve a model repository over KServe v2 HTTP (tritonclient-compatible)")
+    p = sub.add_parser("serve", help="serve a model repository over KServe v2 HTTP and gRPC (tritonclient-compatible)")
     p.add_argument("--repo", required=True)
-    p.add_argument("--host", default="127.0.0.1", help="listen address (loopback by default)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' (health checks exempt)")
-    p.add_argument("--max-body-bytes", type=int, default=64 << 20)
+    p.add_argument("--host", default="127.0.0.1", help="listen address of HTTP and gRPC (loopback by default)")
+    p.add_argument("--port", type=int, default=8000, help="HTTP port")
+    p.add_argument("--grpc-port", type=int, default=8001,
+                   help="gRPC port (KServe v2 / Triton gRPC protocol, same models and metrics as HTTP); "
+                        "0 or negative: no gRPC, HTTP only")
+    p.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' (HTTP header or gRPC "
+                                                 "metadata 'authorization'; health checks exempt)")
+    p.add_argument("--max-body-bytes", type=int, default=64 << 20,
+                   help="largest HTTP request body / gRPC message, bytes")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads of each model")
     p.add_argument("--max-sequences", type=int, default=1024, help="live streaming sequences per model")
     p.set_defaults(func=cmd_serve)

@@ -22,6 +22,11 @@ server keeps the last ``kernel`` samples per sequence (:mod:`gwinfer.serving.str
 
 Errors are 4xx with ``{"error": "..."}`` (unknown model/version, wrong tensor name/shape/dtype, malformed
 JSON or binary header, oversized body, bad token) and never stop the server.
+
+The KServe v2 gRPC protocol (:mod:`gwinfer.serving.grpc_server`) runs in the same event loop on the
+same :class:`App` when asked (``Server(..., grpc_port=0)``, ``serve(..., grpc_port=8001)``); the
+protocol-independent pieces it shares are :func:`check_input`, :func:`check_output`, :meth:`App.execute`
+and :meth:`App.counted`.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import threading
 import time
 import warnings
 import zlib
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,6 +198,7 @@ class Metrics:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.http: dict[tuple[str, int], int] = {}
+        self.grpc: dict[tuple[str, str], int] = {}  # (method, status code name)
         self.success: dict[tuple[str, int], int] = {}
         self.failure: dict[tuple[str, int], int] = {}
         self.count: dict[tuple[str, int], int] = {}  # inferences (batch items)
@@ -209,6 +216,11 @@ class Metrics:
     def http_request(self, route: str, status: int) -> None:
         with self.lock:
             self._add(self.http, (route, status))
+
+    def grpc_request(self, method: str, code: str) -> None:
+        """Count one gRPC call of ``method`` ("ModelInfer") that ended with status ``code`` ("OK")."""
+        with self.lock:
+            self._add(self.grpc, (method, code))
 
     def infer(self, key: tuple[str, int], ok: bool, seconds: float, items: int) -> None:
         with self.lock:
@@ -231,6 +243,9 @@ class Metrics:
             out += ["# HELP gwinfer_http_requests_total HTTP requests by route and status.",
                     "# TYPE gwinfer_http_requests_total counter"]
             out += [f'gwinfer_http_requests_total{{route="{r}",code="{c}"}} {n}' for (r, c), n in sorted(self.http.items())]
+            out += ["# HELP gwinfer_grpc_requests_total gRPC calls by method and status code.",
+                    "# TYPE gwinfer_grpc_requests_total counter"]
+            out += [f'gwinfer_grpc_requests_total{{method="{m}",code="{c}"}} {n}' for (m, c), n in sorted(self.grpc.items())]
             for metric, d, help_ in (
                 ("nv_inference_request_success", self.success, "successful inference requests"),
                 ("nv_inference_request_failure", self.failure, "failed inference requests"),
@@ -348,9 +363,54 @@ def _json_header(body: bytes, header_length: str | None) -> tuple[dict[str, Any]
     return req, blob
 
 
+def check_input(mv: ModelVersion, name: Any, datatype: Any, shape: Any, seen: dict[str, np.ndarray],
+                batch: int | None) -> tuple[TensorSpec, int | None]:
+    """(spec, batch size so far) of one request input; ServingError(400) naming what is wrong.
+
+    ``seen`` holds the inputs already parsed (duplicates are refused); ``batch`` is the batch size of
+    the previous inputs (None before the first). Shared by the HTTP and gRPC front ends.
+    """
+    specs = {t.name: t for t in mv.inputs}
+    if name not in specs:
+        raise ServingError(400, f"unexpected input {name!r} for model {mv.name!r}; expected {sorted(specs)}")
+    if name in seen:
+        raise ServingError(400, f"input {name!r} given twice")
+    spec = specs[name]
+    if datatype != spec.datatype:
+        raise ServingError(400, f"input {name!r} has datatype {datatype!r}; expected {spec.datatype!r}")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise ServingError(400, f"input {name!r} needs a shape of non-negative integers, got {shape!r}")
+    full = mv.full_shape(spec)
+    ok = len(shape) == len(full) and all(f == -1 or f == s for f, s in zip(full, shape))
+    if ok and mv.max_batch_size > 0:
+        ok = 1 <= shape[0] <= mv.max_batch_size
+    if not ok:
+        batch_txt = f" with batch in [1, {mv.max_batch_size}]" if mv.max_batch_size > 0 else ""
+        raise ServingError(400, f"input {name!r} has shape {shape}; expected {full}{batch_txt}")
+    if mv.max_batch_size > 0:
+        if batch is not None and shape[0] != batch:
+            raise ServingError(400, "all inputs must have the same batch size")
+        batch = shape[0]
+    return spec, batch
+
+
+def check_input_parameters(name: str, params: Any) -> None:
+    """Refuse input parameters this server does not implement (shared memory)."""
+    if not isinstance(params, dict):
+        raise ServingError(400, f"input {name!r}: parameters must be an object")
+    if "shared_memory_region" in params:
+        raise ServingError(400, "shared-memory inputs are not supported by this server")
+
+
+def check_complete(mv: ModelVersion, arrays: dict[str, np.ndarray]) -> None:
+    """ServingError(400) unless every input of ``mv`` was given."""
+    missing = sorted({t.name for t in mv.inputs} - set(arrays))
+    if missing:
+        raise ServingError(400, f"missing input(s) {missing} for model {mv.name!r}")
+
+
 def parse_inputs(req: dict[str, Any], blob: bytes, mv: ModelVersion) -> tuple[dict[str, np.ndarray], int]:
     """Validated input arrays of an inference request and its batch size."""
-    specs = {t.name: t for t in mv.inputs}
     entries = req.get("inputs")
     if not isinstance(entries, list) or not entries:
         raise ServingError(400, 'the request needs a non-empty "inputs" list')
@@ -360,34 +420,11 @@ def parse_inputs(req: dict[str, Any], blob: bytes, mv: ModelVersion) -> tuple[di
     for e in entries:
         if not isinstance(e, dict) or not isinstance(e.get("name"), str):
             raise ServingError(400, 'each input needs a "name"')
-        name = e["name"]
-        if name not in specs:
-            raise ServingError(400, f"unexpected input {name!r} for model {mv.name!r}; expected {sorted(specs)}")
-        if name in arrays:
-            raise ServingError(400, f"input {name!r} given twice")
-        spec = specs[name]
-        if e.get("datatype") != spec.datatype:
-            raise ServingError(400, f"input {name!r} has datatype {e.get('datatype')!r}; expected {spec.datatype!r}")
-        shape = e.get("shape")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-            raise ServingError(400, f"input {name!r} needs a shape of non-negative integers, got {shape!r}")
-        full = mv.full_shape(spec)
-        ok = len(shape) == len(full) and all(f == -1 or f == s for f, s in zip(full, shape))
-        if ok and mv.max_batch_size > 0:
-            ok = 1 <= shape[0] <= mv.max_batch_size
-        if not ok:
-            batch_txt = f" with batch in [1, {mv.max_batch_size}]" if mv.max_batch_size > 0 else ""
-            raise ServingError(400, f"input {name!r} has shape {shape}; expected {full}{batch_txt}")
-        if mv.max_batch_size > 0:
-            if batch is not None and shape[0] != batch:
-                raise ServingError(400, "all inputs must have the same batch size")
-            batch = shape[0]
+        name, shape = e["name"], e.get("shape")
+        spec, batch = check_input(mv, name, e.get("datatype"), shape, arrays, batch)
         count = int(np.prod(shape)) if shape else 1
         params = e.get("parameters") or {}
-        if not isinstance(params, dict):
-            raise ServingError(400, f"input {name!r}: parameters must be an object")
-        if "shared_memory_region" in params:
-            raise ServingError(400, "shared-memory inputs are not supported by this server")
+        check_input_parameters(name, params)
         dtype = spec.numpy_dtype
         if "binary_data_size" in params:
             size = params["binary_data_size"]
@@ -409,9 +446,7 @@ def parse_inputs(req: dict[str, Any], blob: bytes, mv: ModelVersion) -> tuple[di
         arrays[name] = arr.reshape(shape)
     if offset != len(blob):
         raise ServingError(400, f"{len(blob) - offset} unexpected bytes after the binary input data")
-    missing = sorted(set(specs) - set(arrays))
-    if missing:
-        raise ServingError(400, f"missing input(s) {missing} for model {mv.name!r}")
+    check_complete(mv, arrays)
     return arrays, batch or 1
 
 
@@ -427,16 +462,23 @@ def requested_outputs(req: dict[str, Any], mv: ModelVersion) -> list[tuple[str, 
         raise ServingError(400, '"outputs" must be a list')
     result = []
     for o in outs:
-        if not isinstance(o, dict) or o.get("name") not in names:
-            got = o.get("name") if isinstance(o, dict) else o
-            raise ServingError(400, f"unknown output {got!r} for model {mv.name!r}; expected {names}")
+        if not isinstance(o, dict):
+            raise ServingError(400, f"unknown output {o!r} for model {mv.name!r}; expected {names}")
         p = o.get("parameters") or {}
-        if not isinstance(p, dict):
-            raise ServingError(400, "output parameters must be an object")
-        if "classification" in p or "shared_memory_region" in p:
-            raise ServingError(400, "classification and shared-memory outputs are not supported")
+        check_output(mv, o.get("name"), p)
         result.append((o["name"], bool(p.get("binary_data", default_binary))))
     return result
+
+
+def check_output(mv: ModelVersion, name: Any, params: Any) -> None:
+    """ServingError(400) unless ``name`` is an output of ``mv`` requested without unsupported parameters."""
+    names = [t.name for t in mv.outputs]
+    if name not in names:
+        raise ServingError(400, f"unknown output {name!r} for model {mv.name!r}; expected {names}")
+    if not isinstance(params, dict):
+        raise ServingError(400, "output parameters must be an object")
+    if "classification" in params or "shared_memory_region" in params:
+        raise ServingError(400, "classification and shared-memory outputs are not supported")
 
 
 def encode_response(mv: ModelVersion, req: dict[str, Any], outputs: dict[str, np.ndarray],
@@ -560,31 +602,58 @@ class App:
             raise ServingError(400, f"unsupported Content-Encoding {encoding!r}")
         return body
 
-    async def infer(self, mv: ModelVersion, body: bytes, header_length: str | None) -> tuple[bytes, int | None, int]:
-        """(response body, JSON header length or None, batch size) of an inference request."""
+    @staticmethod
+    def check_ready(mv: ModelVersion) -> None:
+        """ServingError(503) if ``mv`` failed to load."""
         if mv.state != "READY":
             raise ServingError(503, f"model {mv.name!r} version {mv.version} is unavailable: {mv.reason}")
+
+    async def infer(self, mv: ModelVersion, body: bytes, header_length: str | None) -> tuple[bytes, int | None, int]:
+        """(response body, JSON header length or None, batch size) of an HTTP inference request."""
+        self.check_ready(mv)
         req, blob = _json_header(body, header_length)
         arrays, batch = parse_inputs(req, blob, mv)
         wanted = requested_outputs(req, mv)
+        params = req.get("parameters") or {}
+        outputs, extra, items = await self.execute(mv, arrays, batch, params if isinstance(params, dict) else {})
+        return (*encode_response(mv, req, outputs, wanted, extra), items)
+
+    async def execute(self, mv: ModelVersion, arrays: dict[str, np.ndarray], batch: int,
+                      params: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any] | None, int]:
+        """(outputs, response parameters or None, batch items) of validated inputs, whatever the protocol.
+
+        Streaming models step their sequence (``params``: sequence_id/sequence_start/sequence_end); models
+        with dynamic batching go through their :class:`Batcher`; others run directly on the executor.
+        """
         if mv.streaming is not None:
-            outputs, extra = await self._stream(mv, req, arrays)
-            return (*encode_response(mv, req, outputs, wanted, extra), 1)
-        loop = asyncio.get_running_loop()
+            outputs, extra = await self._stream(mv, params, arrays)
+            return outputs, extra, 1
         if self.dynamic_batching and mv.max_batch_size > 0 and mv.max_queue_delay_us >= 0:
             if mv.batcher is None:
                 mv.batcher = Batcher(mv, self.executor, self.metrics)
-            outputs = await mv.batcher.submit(arrays)
-        else:
-            outputs = await loop.run_in_executor(self.executor, mv.runner, arrays)
-            self.metrics.execution((mv.name, mv.version), batch)
-        return (*encode_response(mv, req, outputs, wanted), batch)
+            return await mv.batcher.submit(arrays), None, batch
+        outputs = await asyncio.get_running_loop().run_in_executor(self.executor, mv.runner, arrays)
+        self.metrics.execution((mv.name, mv.version), batch)
+        return outputs, None, batch
 
-    async def _stream(self, mv: ModelVersion, req: dict[str, Any], arrays: dict[str, np.ndarray]):
+    async def counted(self, mv: ModelVersion, t0: float, run: Callable[[], Awaitable[tuple[Any, int]]]) -> Any:
+        """The result of ``run()`` (which returns (result, batch items)), counted in the metrics.
+
+        ``t0`` is the request's ``time.perf_counter()`` start (seconds); a failure counts with 0 items.
+        """
+        key = (mv.name, mv.version)
+        try:
+            result, items = await run()
+        except Exception:
+            self.metrics.infer(key, False, time.perf_counter() - t0, 0)
+            raise
+        self.metrics.infer(key, True, time.perf_counter() - t0, items)
+        return result
+
+    async def _stream(self, mv: ModelVersion, params: dict[str, Any], arrays: dict[str, np.ndarray]):
         from gwinfer.serving.streaming import snapshotter
 
-        params = req.get("parameters") or {}
-        seq = params.get("sequence_id") if isinstance(params, dict) else None
+        seq = params.get("sequence_id")
         if isinstance(seq, bool) or not isinstance(seq, (int, str)) or seq in (0, ""):
             raise ServingError(400, f"streaming model {mv.name!r} needs a non-zero sequence_id parameter")
         update = next(iter(arrays.values()))
@@ -682,18 +751,17 @@ def create_app(state: App) -> Any:
         async def infer(request: Request, name: str, version: str | None = None):
             t0 = time.perf_counter()
             mv = state.model(name, version)
-            key = (mv.name, mv.version)
-            try:
+
+            async def run() -> tuple[tuple[bytes, int | None], int]:
                 body = await state.read_body(request)
                 payload, head_len, items = await state.infer(
                     mv, body, request.headers.get("inference-header-content-length"))
+                return (payload, head_len), items
+
+            try:
+                payload, head_len = await state.counted(mv, t0, run)
             except GwinferError as err:
-                state.metrics.infer(key, False, time.perf_counter() - t0, 0)
                 raise ServingError(400, str(err)) from None
-            except Exception:
-                state.metrics.infer(key, False, time.perf_counter() - t0, 0)
-                raise
-            state.metrics.infer(key, True, time.perf_counter() - t0, items)
             if head_len is None:
                 return Response(payload, media_type="application/json")
             return Response(payload, media_type="application/octet-stream",
@@ -715,28 +783,100 @@ def _check_host(host: str, token: str | None) -> None:
         log.warning("serving on %s without --token: anyone who can reach this address can use the models", host)
 
 
+def _uvicorn_server(config: Any) -> Any:
+    """A uvicorn server whose shutdown first stops the gRPC server in ``.grpc`` (if any).
+
+    Stopping gRPC inside uvicorn's shutdown, rather than after ``serve()`` returns, matters in the
+    foreground: uvicorn re-raises a captured SIGTERM/SIGINT as soon as ``serve()`` ends.
+    """
+    import uvicorn
+
+    class _HttpServer(uvicorn.Server):
+        grpc: Any = None
+        grpc_port: int | None = None
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            await _stop_grpc(self)
+            await super().shutdown(sockets=sockets)
+
+    return _HttpServer(config)
+
+
+async def _stop_grpc(http: Any) -> None:
+    from gwinfer.serving.grpc_server import STOP_GRACE_S
+
+    grpc_server, http.grpc = http.grpc, None
+    if grpc_server is not None:
+        await grpc_server.stop(STOP_GRACE_S)
+
+
+async def _serve_both(http: Any, state: App, host: str, grpc_port: int | None,
+                      sockets: list[socket.socket] | None = None) -> None:
+    """Serve HTTP (uvicorn server ``http``) and, unless ``grpc_port`` is None, gRPC in this event loop.
+
+    gRPC starts first (so a port in use fails before HTTP listens); its bound port is ``http.grpc_port``.
+    """
+    if grpc_port is not None:
+        from gwinfer.serving.grpc_server import start_grpc
+
+        http.grpc, http.grpc_port = await start_grpc(state, host, grpc_port)
+    try:
+        await http.serve(sockets=sockets)
+    finally:
+        await _stop_grpc(http)
+
+
+def _run_loop(coro: Any, config: Any) -> None:
+    """Run ``coro`` to completion in a new event loop of uvicorn's choice (``config.loop``), or asyncio's
+    default loop with an older uvicorn (no ``get_loop_factory``) or Python 3.10 (no ``asyncio.Runner``)."""
+    factory = config.get_loop_factory() if hasattr(config, "get_loop_factory") else None
+    if factory is None or not hasattr(asyncio, "Runner"):
+        asyncio.run(coro)
+        return
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(coro)
+
+
 class Server:
     """A server in a background thread, for tests and notebooks::
 
-        with Server("repo") as s:                      # free port on 127.0.0.1
+        with Server("repo", grpc_port=0) as s:         # free ports on 127.0.0.1
             client = tritonclient.http.InferenceServerClient(s.url)
+            gclient = tritonclient.grpc.InferenceServerClient(s.grpc_url)
+
+    ``grpc_port``: None (default) serves HTTP only; 0 picks a free port; HTTP and gRPC share one event
+    loop and one :class:`App`.
     """
 
     def __init__(self, repo: str | Path, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
                  max_body_bytes: int = DEFAULT_MAX_BODY, threads: int = 1, max_sequences: int = 1024,
-                 dynamic_batching: bool = True) -> None:
+                 dynamic_batching: bool = True, grpc_port: int | None = None) -> None:
         _check_host(host, token)
         self.state = App(repo, token=token, max_body_bytes=max_body_bytes, threads=threads,
                          max_sequences=max_sequences, dynamic_batching=dynamic_batching)
-        self.host, self.port = host, port
+        self.host, self.port, self.grpc_port = host, port, grpc_port
         self._server = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
+        self._error: BaseException | None = None
 
     @property
     def url(self) -> str:
         """``host:port`` (tritonclient's url form, no scheme)."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def grpc_url(self) -> str:
+        """``host:port`` of the gRPC endpoint (``tritonclient.grpc``'s url form)."""
+        if self.grpc_port is None:
+            raise GwinferError("this server has no gRPC endpoint; create it with Server(..., grpc_port=0)")
+        return f"[{self.host}]:{self.grpc_port}" if ":" in self.host else f"{self.host}:{self.grpc_port}"
+
+    def _run(self, config: Any, sock: socket.socket) -> None:
+        try:
+            _run_loop(_serve_both(self._server, self.state, self.host, self.grpc_port, [sock]), config)
+        except BaseException as err:  # noqa: BLE001 (reported by start())
+            self._error = err
 
     def start(self, timeout: float = 20.0) -> Server:
         import uvicorn
@@ -753,16 +893,22 @@ class Server:
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(create_app(self.state), log_level="warning", access_log=False, lifespan="off",
                                 timeout_keep_alive=30)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True,
+        self._server = _uvicorn_server(config)
+        self._thread = threading.Thread(target=self._run, args=(config, sock), daemon=True,
                                         name=f"gwinfer-serve-{self.port}")
         self._thread.start()
         t0 = time.monotonic()
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() - t0 > timeout:
+                error = self._error
                 self.stop()
-                raise GwinferError(f"server on {self.url} did not start within {timeout:g} s")
+                if isinstance(error, GwinferError):
+                    raise error
+                raise GwinferError(f"server on {self.url} did not start within {timeout:g} s"
+                                   + (f": {type(error).__name__}: {error}" if error else ""))
             time.sleep(0.01)
+        if self.grpc_port is not None:
+            self.grpc_port = self._server.grpc_port
         return self
 
     def stop(self) -> None:
@@ -783,8 +929,13 @@ class Server:
 
 
 def serve(repo: str | Path, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
-          max_body_bytes: int = DEFAULT_MAX_BODY, threads: int = 1, max_sequences: int = 1024) -> None:
-    """Serve ``repo`` in the foreground until interrupted (``gwinfer serve``)."""
+          max_body_bytes: int = DEFAULT_MAX_BODY, threads: int = 1, max_sequences: int = 1024,
+          grpc_port: int | None = None) -> None:
+    """Serve ``repo`` in the foreground until interrupted (``gwinfer serve``).
+
+    HTTP on host:port; with ``grpc_port`` (not None) also the KServe v2 gRPC protocol on host:grpc_port,
+    in the same process and event loop, sharing the models, batcher, sequences and metrics.
+    """
     import uvicorn
 
     _check_host(host, token)
@@ -798,4 +949,9 @@ def serve(repo: str | Path, host: str = "127.0.0.1", port: int = 8000, token: st
     for entry in state.repository_index():
         log.info("model %s version %s: %s %s", entry["name"], entry["version"], entry["state"], entry.get("reason", ""))
     log.info("serving %s on http://%s:%d (KServe v2)", repo, host, port)
-    uvicorn.run(create_app(state), host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(create_app(state), host=host, port=port, log_level="warning", access_log=False,
+                            lifespan="off")
+    try:
+        _run_loop(_serve_both(_uvicorn_server(config), state, host, grpc_port), config)
+    except KeyboardInterrupt:
+        pass
