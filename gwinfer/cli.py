@@ -211,10 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_degeneracy)
 
+    from gwinfer.distill_cli import add_parsers as add_distill_parsers
     from gwinfer.evaluation.posterior_cli import add_parsers as add_posterior_parsers
     from gwinfer.serving.cli import add_parsers as add_serving_parsers
 
     add_posterior_parsers(sub)  # simulate, sample, pp, reference
+    add_distill_parsers(sub)  # distill
     add_serving_parsers(sub)  # export, serve
 
     p = sub.add_parser("demo", help="the main job on a small built-in default, writing a report")
