@@ -142,6 +142,33 @@ class PosteriorDataConfig:
             raise GwinferError(f"data.limit = {self.limit} must be >= 2")
 
 
+def training_datasets(data: PosteriorDataConfig) -> tuple[Simulation, StrainDataset, StrainDataset]:
+    """(the simulation without its signal array, training set, validation set) of a ``data`` section.
+
+    The sets copy their rows out of the file's signals, which are then released: the signals are held in
+    memory once (3.3 GB for 200k two-detector 2 s signals), not twice.
+    """
+    from dataclasses import replace
+
+    sim = read_simulation(data.simulation)
+    n = len(sim) if data.limit is None else min(len(sim), data.limit)
+    train_idx, val_idx = split_indices(n, data.val_fraction, data.split_seed)
+    train_set = StrainDataset(sim, train_idx, seed=data.noise_seed)
+    val_set = StrainDataset(sim, val_idx, seed=data.noise_seed + 1)
+    light = replace(sim, signals=np.empty((0, *sim.signals.shape[1:]), dtype=np.float32))
+    train_set.simulation = val_set.simulation = light
+    return light, train_set, val_set
+
+
+def fit_examples(train_set: StrainDataset, n_fit: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(theta, noisy x, noise-free signals) of ``n_fit`` evenly spread training rows: what
+    ``fit_standardization`` is fitted on."""
+    n_fit = min(int(n_fit), len(train_set))
+    pick = np.linspace(0, len(train_set) - 1, n_fit).round().astype(int)
+    theta, x = zip(*(train_set[int(i)] for i in pick))
+    return torch.stack(theta), torch.stack(x), train_set.signals[pick]
+
+
 def load_posterior_experiment(source: str | Path | dict[str, Any]) -> dict[str, Any]:
     """The raw ``{data, model, train}`` mapping of a posterior training YAML (or a dict)."""
     from gwinfer.config import load_yaml
@@ -169,17 +196,9 @@ def train_posterior(source: str | Path | dict[str, Any], out_dir: str | Path, re
     raw = load_posterior_experiment(source)
     data = from_dict(PosteriorDataConfig, raw["data"], "data")
     train_cfg = from_dict(TrainConfig, {**(raw.get("train") or {}), **(overrides or {})}, "train")
-    sim = read_simulation(data.simulation)
-    n = len(sim) if data.limit is None else min(len(sim), data.limit)
-    train_idx, val_idx = split_indices(n, data.val_fraction, data.split_seed)
-    train_set = StrainDataset(sim, train_idx, seed=data.noise_seed)
-    val_set = StrainDataset(sim, val_idx, seed=data.noise_seed + 1)
+    sim, train_set, val_set = training_datasets(data)
     model = build_estimator(dict(raw["model"]), theta_dim=len(sim.names), x_shape=train_set.x_shape)
-
-    n_fit = min(data.fit_samples, len(train_set))
-    pick = np.linspace(0, len(train_set) - 1, n_fit).round().astype(int)
-    theta, x = zip(*(train_set[int(i)] for i in pick))
-    model.fit_standardization(torch.stack(theta), torch.stack(x), signals=train_set.signals[pick])
+    model.fit_standardization(*fit_examples(train_set, data.fit_samples))
 
     config_label = str(source) if not isinstance(source, dict) else "<dict>"
     metadata: dict[str, Any] = {
@@ -218,5 +237,5 @@ def simulation_config_of(metadata: dict[str, Any]) -> Any:
     return SimulationConfig.from_json(json.dumps(metadata["simulation"]))
 
 
-__all__ = ["PosteriorDataConfig", "StrainDataset", "injection_data", "noise_realisation", "simulation_config_of",
-           "split_indices", "train_posterior"]
+__all__ = ["PosteriorDataConfig", "StrainDataset", "fit_examples", "injection_data", "noise_realisation", "simulation_config_of",
+           "split_indices", "train_posterior", "training_datasets"]

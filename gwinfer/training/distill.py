@@ -502,8 +502,7 @@ def distill(teacher_path: str | Path, source: str | Path | dict[str, Any], out_d
     Resumable: re-running with the same ``out_dir`` continues from ``checkpoint.pt`` (same teacher file,
     student, distill and train settings; ``overrides`` of the train section as in ``train_posterior``).
     """
-    from gwinfer.data.simulate import read_simulation
-    from gwinfer.data.strain_dataset import PosteriorDataConfig, StrainDataset, split_indices
+    from gwinfer.data.strain_dataset import PosteriorDataConfig, fit_examples, training_datasets
     from gwinfer.models.posterior import build_estimator, load_estimator, save_estimator
     from gwinfer.provenance import provenance, sha256_file
     from gwinfer.training import Trainer, TrainConfig
@@ -519,11 +518,7 @@ def distill(teacher_path: str | Path, source: str | Path | dict[str, Any], out_d
     teacher, tmeta = load_estimator(tpath)
     teacher_sha = sha256_file(tpath)
 
-    sim = read_simulation(data.simulation)
-    n = len(sim) if data.limit is None else min(len(sim), data.limit)
-    train_idx, val_idx = split_indices(n, data.val_fraction, data.split_seed)
-    train_set = StrainDataset(sim, train_idx, seed=data.noise_seed)
-    val_set = StrainDataset(sim, val_idx, seed=data.noise_seed + 1)
+    sim, train_set, val_set = training_datasets(data)
     _check_teacher_data(teacher, tmeta, sim, train_set.x_shape, tpath)
 
     spec = student_spec(raw["student"], teacher.spec())
@@ -531,10 +526,7 @@ def distill(teacher_path: str | Path, source: str | Path | dict[str, Any], out_d
     student = build_estimator(spec, theta_dim=len(sim.names), x_shape=train_set.x_shape)
     distiller = Distiller(teacher, student, dcfg, epochs=train_cfg.epochs, teacher_id=teacher_sha)
 
-    n_fit = min(data.fit_samples, len(train_set))
-    pick = np.linspace(0, len(train_set) - 1, n_fit).round().astype(int)
-    theta, x = zip(*(train_set[int(i)] for i in pick))
-    distiller.fit_standardization(torch.stack(theta), torch.stack(x), signals=train_set.signals[pick])
+    distiller.fit_standardization(*fit_examples(train_set, data.fit_samples))
 
     config_label = str(source) if not isinstance(source, dict) else "<dict>"
     n_teacher, n_student = n_parameters(teacher), n_parameters(student)
