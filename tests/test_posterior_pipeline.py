@@ -278,6 +278,13 @@ def test_train_sample_pp_and_bilby_results(sim_path, tmp_path):
                  "--out", str(tmp_path / "cli"), "--no-corner"]) == 0
     back = bilby.result.read_in_result(str(tmp_path / "cli.json"))
     assert len(back.posterior) == 200 and back.injection_parameters["mass_1"] == pytest.approx(params["mass_1"])
+    assert _run(["sample", "--model", str(model_path), "--data", str(sim_path), "--injection", "2", "--n", "100",
+                 "--out", str(tmp_path / "cli-is"), "--no-corner", "--importance-sample"]) == 0
+    rew = bilby.result.read_in_result(str(tmp_path / "cli-is_reweighted.json"))
+    info = rew.meta_data["gwinfer"]["importance_sampling"]
+    assert len(rew.posterior) == 100 and 0 < info["efficiency"] <= 1 and info["ess"] == pytest.approx(
+        info["efficiency"] * 100)
+    assert rew.log_evidence == pytest.approx(info["log_evidence"])
     assert _run(["pp", "--model", str(model_path), "--data", str(sim_path), "--n-injections", "10", "--n-samples",
                  "50", "--out", str(tmp_path / "pp"), "--quiet"]) == 0
     pp = json.loads((tmp_path / "pp" / "pp.json").read_text())
