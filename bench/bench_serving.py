@@ -11,6 +11,11 @@ Backends, each at batch 1 and 64 (sequential requests, after a warm-up):
 * ``grpc``         the same server's gRPC endpoint (same process, same models), through tritonclient.grpc
                    (``raw_input_contents``)
 * ``grpc-8clients`` 8 concurrent gRPC client threads at batch 1
+* ``triton-http``, ``triton-grpc`` (and ``-8clients``) the real NVIDIA Triton server
+                   (:mod:`gwinfer.serving.triton`: ``$GWINFER_TRITON_ENV``, ``.triton-env``, ``/work/tritonenv``
+                   or ``tritonserver`` on PATH) on the ``--backend python`` export of the same model
+                   (``model.py`` running the same model.onnx with onnxruntime in Triton's Python backend),
+                   same batching window; skipped with a note when no Triton is found (``--no-triton``: always)
 
 Prints p50/p99 latency per request (ms) and throughput (waveforms/s).
 """
@@ -92,6 +97,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=200, help="requests at batch 1 (batch 64: a quarter)")
     ap.add_argument("--max-queue-delay-us", type=int, default=2000,
                     help="the server's dynamic-batching window (sequential requests wait it out)")
+    ap.add_argument("--no-triton", action="store_true", help="leave out the real-Triton rows")
     args = ap.parse_args()
 
     import torch
@@ -119,6 +125,24 @@ def main() -> None:
     proc = subprocess.Popen([sys.executable, "-c", code], env=env)
     client = httpclient.InferenceServerClient(f"127.0.0.1:{port}")
     gclient = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+    triton, tclient, tgclient, note = None, None, None, "triton: left out (--no-triton)"
+    if not args.no_triton:
+        from gwinfer.serving.triton import TritonServer, TritonUnavailable
+
+        try:
+            triton_repo = repo.parent / "triton-repo"
+            export_model(args.model, triton_repo, name="bench", backend="python",
+                         max_queue_delay_us=args.max_queue_delay_us)
+            params = f'parameters {{ key: "intra_op_thread_count" value: {{ string_value: "{args.threads}" }} }}\n'
+            with open(triton_repo / "bench" / "config.pbtxt", "a") as f:
+                f.write(params)
+            triton = TritonServer(triton_repo).start()
+            tclient = httpclient.InferenceServerClient(triton.url)
+            tgclient = grpcclient.InferenceServerClient(triton.grpc_url)
+            note = (f"triton: {triton.install.binary} (from {triton.install.source}), python backend, "
+                    f"started in {triton.startup_s:.1f} s")
+        except TritonUnavailable as err:
+            triton, note = None, f"triton: left out ({err})"
     try:
         t0 = time.monotonic()
         while True:
@@ -158,24 +182,47 @@ def main() -> None:
             def run_grpc():
                 gclient.infer("bench", [ginp], outputs=gouts).as_numpy("theta")
 
-            for name, fn in (("torch", run_torch), ("onnxruntime", run_ort), ("http-binary", run_http),
-                             ("grpc", run_grpc)):
+            def run_triton_http():
+                tclient.infer("bench", [inp], outputs=outs).as_numpy("theta")
+
+            def run_triton_grpc():
+                tgclient.infer("bench", [ginp], outputs=gouts).as_numpy("theta")
+
+            backends = [("torch", run_torch), ("onnxruntime", run_ort), ("http-binary", run_http), ("grpc", run_grpc)]
+            if triton is not None:
+                ref = sess.run(None, {"waveform": xn})[0]
+                for fn in (run_triton_http, run_triton_grpc):  # same numbers as onnxruntime, or no row
+                    got = (tclient.infer("bench", [inp], outputs=outs).as_numpy("theta") if fn is run_triton_http
+                           else tgclient.infer("bench", [ginp], outputs=gouts).as_numpy("theta"))
+                    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+                backends += [("triton-http", run_triton_http), ("triton-grpc", run_triton_grpc)]
+            for name, fn in backends:
                 t = timeit(fn, iters)
                 rows.append((name, batch, 1e3 * np.percentile(t, 50), 1e3 * np.percentile(t, 99), batch / t.mean()))
             if batch == 1:  # concurrent clients: what dynamic batching is for
                 rows.append(("http-8clients", 1, *concurrent(port, xn, iters // 2, clients=8)))
                 rows.append(("grpc-8clients", 1, *concurrent(grpc_port, xn, iters // 2, clients=8, protocol="grpc")))
+                if triton is not None:
+                    rows.append(("triton-http-8cl", 1, *concurrent(triton.http_port, xn, iters // 2, clients=8)))
+                    rows.append(("triton-grpc-8cl", 1, *concurrent(triton.grpc_port, xn, iters // 2, clients=8,
+                                                                   protocol="grpc")))
     finally:
         client.close()
         gclient.close()
+        for c in (tclient, tgclient):
+            if c is not None:
+                c.close()
+        if triton is not None:
+            triton.stop()
         proc.terminate()
         proc.wait(timeout=10)
 
     print(f"model {args.model} (T = {n}), {args.threads} thread(s), "
           f"server max_queue_delay {args.max_queue_delay_us} us, load average {os.getloadavg()[0]:.2f}")
-    print(f"{'backend':<14} {'batch':>5} {'p50 ms':>9} {'p99 ms':>9} {'waveforms/s':>12}")
+    print(note)
+    print(f"{'backend':<15} {'batch':>5} {'p50 ms':>9} {'p99 ms':>9} {'waveforms/s':>12}")
     for name, batch, p50, p99, thr in rows:
-        print(f"{name:<14} {batch:>5} {p50:>9.3f} {p99:>9.3f} {thr:>12.0f}")
+        print(f"{name:<15} {batch:>5} {p50:>9.3f} {p99:>9.3f} {thr:>12.0f}")
 
 
 if __name__ == "__main__":

@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_posterior_parsers(sub)  # simulate, sample, pp, reference
     add_distill_parsers(sub)  # distill
-    add_serving_parsers(sub)  # export, serve
+    add_serving_parsers(sub)  # export, serve, promote
 
     p = sub.add_parser("demo", help="the main job on a small built-in default, writing a report")
     p.add_argument("--out", default="out/demo")

@@ -159,5 +159,140 @@ def test_cli_export(model_file, tmp_path, capsys):
     assert args.func(args) == 0
     assert "exported tiny version 1" in capsys.readouterr().out
     assert read_config(tmp_path / "r" / "tiny")["max_batch_size"] == 4
+    args = parser.parse_args(["export", "--model", str(model_file.parent), "--repo", str(tmp_path / "py"),
+                              "--backend", "python"])
+    assert args.func(args) == 0
+    assert "(onnx for Triton's python backend)" in capsys.readouterr().out
+    assert (tmp_path / "py" / "tiny" / "1" / "model.py").is_file()
     args = parser.parse_args(["serve", "--repo", "r", "--port", "9"])
     assert args.host == "127.0.0.1" and args.token is None and args.port == 9
+
+
+# --- Triton Python backend (backend="python"): config, files, and model.py with a stand-in for Triton ---
+class _FakePbUtils:
+    """The parts of Triton's triton_python_backend_utils that gwinfer's model.py uses (for tests)."""
+
+    class TritonModelException(Exception):
+        pass
+
+    class TritonError:
+        def __init__(self, message):
+            self.message = message
+
+    class Tensor:
+        def __init__(self, name, array):
+            self.name, self.array = name, array
+
+        def as_numpy(self):
+            return self.array
+
+    class InferenceResponse:
+        def __init__(self, output_tensors=(), error=None):
+            self.outputs = {t.name: t.array for t in output_tensors}
+            self.error = error
+
+    @staticmethod
+    def triton_string_to_numpy(data_type):
+        return {"TYPE_FP32": np.float32, "TYPE_FP64": np.float64}[data_type]
+
+    @staticmethod
+    def get_input_tensor_by_name(request, name):
+        return request.get(name)
+
+
+def _load_python_model(version_dir, monkeypatch, instance_kind="CPU"):
+    import importlib.util
+    import sys
+
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _FakePbUtils)
+    spec = importlib.util.spec_from_file_location("gwinfer_test_triton_model", version_dir / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cfg = read_config(version_dir.parent)
+    instance = module.TritonPythonModel()
+    instance.initialize({"model_config": json.dumps(cfg), "model_repository": str(version_dir.parent),
+                         "model_version": version_dir.name, "model_instance_kind": instance_kind,
+                         "model_instance_device_id": "0"})
+    return instance
+
+
+def test_python_backend_export(model_file, tmp_path):
+    from gwinfer.serving.export import PYTHON_MODEL
+
+    repo = tmp_path / "repo"
+    dest = export_model(model_file, repo, backend="python", max_batch_size=16)
+    assert sorted(p.name for p in dest.iterdir()) == ["gwinfer.json", "model.onnx", "model.py"]
+    assert (dest / "model.py").read_bytes() == PYTHON_MODEL.read_bytes()
+    cfg = read_config(repo / "tiny")
+    assert cfg["backend"] == "python" and "platform" not in cfg
+    assert 'backend: "python"' in (repo / "tiny" / "config.pbtxt").read_text()
+    native = read_config(export_model(model_file, tmp_path / "native", max_batch_size=16).parent)
+    # everything but platform/backend is the native export's config
+    assert {k: v for k, v in cfg.items() if k != "backend"} == {k: v for k, v in native.items() if k != "platform"}
+    assert json.loads((dest / "gwinfer.json").read_text())["config"]["backend"] == "python"
+    # the same model.onnx as the native export (same exporter, same weights)
+    x = np.random.default_rng(0).standard_normal((3, 2, T)).astype(np.float32)
+    np.testing.assert_array_equal(run_exported(dest / "model.onnx", x),
+                                  run_exported(tmp_path / "native" / "tiny" / "1" / "model.onnx", x))
+    assert export_model(model_file, repo, backend="python").name == "2"
+    with pytest.raises(GwinferError, match="another --name"):
+        export_model(model_file, repo)  # native into a python-backend name
+    with pytest.raises(GwinferError, match="ONNX"):
+        export_model(model_file, repo, name="ts", fmt="torchscript", backend="python")
+    with pytest.raises(GwinferError, match="streaming"):
+        export_model(model_file, repo, backend="python", stream_stride=16)
+    with pytest.raises(GwinferError, match="backend"):
+        export_model(model_file, repo, name="x", backend="tensorrt")
+
+
+def test_python_backend_model_py_batches_requests(model_file, tmp_path, monkeypatch):
+    """model.py (run here with a stand-in for Triton's pb_utils): concatenated batch, split per request,
+    a malformed request answered with its own error, config/graph mismatches refused at initialize."""
+    dest = export_model(model_file, tmp_path / "repo", backend="python")
+    model = _load_python_model(dest, monkeypatch)
+    rng = np.random.default_rng(1)
+    xs = [rng.standard_normal((b, 2, T)).astype(np.float32) for b in (1, 3, 2)]
+    requests = [{"waveform": _FakePbUtils.Tensor("waveform", x)} for x in xs]
+    requests.insert(1, {"waveform": _FakePbUtils.Tensor("waveform", xs[0][:, :, :-1])})  # wrong shape
+    requests.append({})  # no input
+    runs = []
+    original = model.session.run
+    model.session.run = lambda names, feed: runs.append(len(feed["waveform"])) or original(names, feed)
+    responses = model.execute(requests)
+    assert runs == [6]  # the three good requests in one run
+    assert len(responses) == 5
+    assert "shape [1, 2, 63]" in responses[1].error.message and "missing" in responses[4].error.message
+    for r, x in zip([responses[0], responses[2], responses[3]], xs):
+        assert r.error is None and r.outputs["theta"].dtype == np.float32
+        np.testing.assert_allclose(r.outputs["theta"], run_exported(dest / "model.onnx", x), rtol=1e-6, atol=1e-6)
+    single = model.execute([requests[2]])[0]
+    np.testing.assert_allclose(single.outputs["theta"], responses[2].outputs["theta"], rtol=1e-6, atol=1e-6)
+    model.finalize()
+    # GPU instances fall back to the CPU provider when onnxruntime has no CUDA
+    assert _load_python_model(dest, monkeypatch, "GPU").session.get_providers()[-1] == "CPUExecutionProvider"
+    # a config whose tensors the graph does not have is refused when Triton loads the model
+    cfg_path = dest.parent / "config.pbtxt"
+    cfg_path.write_text(cfg_path.read_text().replace('"theta"', '"other"'))
+    with pytest.raises(_FakePbUtils.TritonModelException, match="do not match"):
+        _load_python_model(dest, monkeypatch)
+
+
+def test_gwinfer_server_serves_python_backend_export(model_file, tmp_path):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    httpclient = pytest.importorskip("tritonclient.http")
+    from gwinfer.serving.server import Server
+
+    repo = tmp_path / "repo"
+    dest = export_model(model_file, repo, backend="python")
+    x = np.random.default_rng(2).standard_normal((2, 2, T)).astype(np.float32)
+    with Server(repo) as server:
+        c = httpclient.InferenceServerClient(server.url)
+        try:
+            assert c.get_model_metadata("tiny")["platform"] == "python"  # what Triton reports
+            inp = httpclient.InferInput("waveform", list(x.shape), "FP32")
+            inp.set_data_from_numpy(x)
+            got = c.infer("tiny", [inp]).as_numpy("theta")
+        finally:
+            c.close()
+    np.testing.assert_allclose(got, run_exported(dest / "model.onnx", x), rtol=1e-6, atol=1e-6)

@@ -1,4 +1,4 @@
-"""``gwinfer export`` and ``gwinfer serve``: handlers only parse arguments and call the library.
+"""``gwinfer export``, ``gwinfer serve`` and ``gwinfer promote``: handlers only parse arguments and call the library.
 
 Wire into the main parser with ``add_parsers(sub)``; a GwinferError raised here is printed by the caller
 as one line (``gwinfer: error: ...``).
@@ -14,9 +14,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     dest = export_model(args.model, args.repo, name=args.name, fmt=args.format, version=args.version,
                         max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us,
-                        stream_stride=args.stream_stride)
+                        stream_stride=args.stream_stride, backend=args.backend)
     info = export_info(dest)
-    print(f"exported {dest.parent.name} version {dest.name} ({args.format}) to {dest} "
+    backend = " for Triton's python backend" if args.backend == "python" else ""
+    print(f"exported {dest.parent.name} version {dest.name} ({args.format}{backend}) to {dest} "
           f"(max abs diff to torch {info.get('max_abs_diff', float('nan')):.2g})")
     return 0
 
@@ -26,17 +27,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(args.repo, host=args.host, port=args.port, token=args.token, max_body_bytes=args.max_body_bytes,
           threads=args.threads, max_sequences=args.max_sequences,
-          grpc_port=args.grpc_port if args.grpc_port > 0 else None)
+          grpc_port=args.grpc_port if args.grpc_port > 0 else None, shadow_fraction=args.shadow_fraction)
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from gwinfer.serving.promotion import promote
+
+    result = promote(args.repo, args.model, args.version, stage=args.stage, url=args.url, token=args.token,
+                     min_count=args.min_count, max_mean_abs_diff=args.max_mean_abs_diff,
+                     max_rel_rms_diff=args.max_rel_rms_diff, keep_previous=args.keep_previous,
+                     triton_policy=not args.no_triton_policy, timeout=args.timeout)
+    print(result["message"])
     return 0
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """Add the ``export`` and ``serve`` subcommands to ``sub``."""
+    """Add the ``export``, ``serve`` and ``promote`` subcommands to ``sub``."""
     p = sub.add_parser("export", help="export a model into a Triton-style repository (ONNX or TorchScript)")
     p.add_argument("--model", required=True, help="model file or shipped-model folder")
     p.add_argument("--repo", required=True, help="model repository folder (created if absent)")
     p.add_argument("--name", default=None, help="model name (default: the model folder's name)")
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    p.add_argument("--backend", choices=["native", "python"], default="native",
+                   help="Triton backend: native (platform onnxruntime_onnx / pytorch_libtorch, as in NVIDIA's "
+                        "containers) or python (ONNX only: model.py runs model.onnx with onnxruntime; for Triton "
+                        "builds with only the Python backend, e.g. nvidia-pytriton's)")
     p.add_argument("--version", type=int, default=None, help="version number (default: next free)")
     p.add_argument("--max-batch-size", type=int, default=64)
     p.add_argument("--max-queue-delay-us", type=int, default=2000, help="dynamic batching window, microseconds")
@@ -57,4 +73,33 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="largest HTTP request body / gRPC message, bytes")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads of each model")
     p.add_argument("--max-sequences", type=int, default=1024, help="live streaming sequences per model")
+    p.add_argument("--shadow-fraction", type=float, default=1.0,
+                   help="share of production requests mirrored (after answering) to a model's development "
+                        "version, to compare them on the live stream (GET /v2/models/NAME/monitor); 0 disables")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("promote", help="label a model version production (or development) in a repository and, "
+                                       "with --url, switch a running server without dropping requests")
+    p.add_argument("--repo", required=True, help="model repository folder")
+    p.add_argument("--model", required=True, help="model name")
+    p.add_argument("--version", type=int, required=True, help="the version to label")
+    p.add_argument("--stage", choices=["production", "development"], default="production",
+                   help="production (default): serve it for requests without a version; development: mirror "
+                        "production requests to it and compare (needs a production label)")
+    p.add_argument("--url", default=None, help="running gwinfer server (http://127.0.0.1:8000): read its shadow "
+                                               "monitor for the thresholds, then make it load the new labels")
+    p.add_argument("--token", default=None, help="the server's bearer token")
+    p.add_argument("--min-count", type=int, default=None,
+                   help="refuse unless the server compared at least this many inferences (batch items)")
+    p.add_argument("--max-mean-abs-diff", type=float, default=None,
+                   help="refuse unless every output's mean |development - production| is at most this")
+    p.add_argument("--max-rel-rms-diff", type=float, default=None,
+                   help="refuse unless every output's rms(development - production) / rms(production) is at most this")
+    p.add_argument("--keep-previous", action="store_true",
+                   help="label the old production version development (a shadowed rollback candidate) "
+                        "instead of dropping the development label")
+    p.add_argument("--no-triton-policy", action="store_true",
+                   help="leave config.pbtxt alone (default: set version_policy to specific [production] so "
+                        "a real Triton serves the same version)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server")
+    p.set_defaults(func=cmd_promote)

@@ -8,6 +8,12 @@ exported graph and the torch model on seeded waveform-like inputs, which must be
 
 Tensor names: ONNX ``waveform`` (batch, 2, T) -> ``theta`` (batch, 3). TorchScript follows Triton's
 ``<name>__<index>`` convention of the pytorch_libtorch backend: ``waveform__0`` -> ``theta__0``.
+
+Triton backend: ``backend="native"`` (default) writes ``platform: "onnxruntime_onnx"`` /
+``"pytorch_libtorch"`` (Triton's C++ backends, present in NVIDIA's containers). ``backend="python"`` (ONNX
+only) writes ``backend: "python"`` and a ``<version>/model.py`` (:mod:`gwinfer.serving.triton_python_model`,
+copied verbatim) that runs ``model.onnx`` with onnxruntime inside Triton's Python backend -- for Triton
+builds that only have that backend, like the one bundled with ``nvidia-pytriton``.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ from gwinfer.serving.repository import (
 log = logging.getLogger(__name__)
 
 NAMES = {"onnx": ("waveform", "theta"), "torchscript": ("waveform__0", "theta__0")}
+BACKENDS = ("native", "python")
+PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")  # becomes <version>/model.py
 SERVING_LIBRARIES = (*CORE_LIBRARIES, "onnx", "onnxruntime")
 
 
@@ -165,11 +173,17 @@ def compare(model: torch.nn.Module, path: Path, n_samples: int, seed: int = 0) -
 
 def export_model(model_path: str | Path, repo: str | Path, name: str | None = None, fmt: str = "onnx",
                  version: int | None = None, max_batch_size: int = 64, max_queue_delay_us: int = 2000,
-                 seed: int = 0, stream_stride: int | None = None, sequence_idle_s: float = 60.0) -> Path:
+                 seed: int = 0, stream_stride: int | None = None, sequence_idle_s: float = 60.0,
+                 backend: str | None = "native") -> Path:
     """Export a gwinfer model file into repository ``repo``; returns the version folder written.
 
     ``name`` defaults to the model file's folder name (or stem for a bare file); ``version`` to one more
-    than the highest existing version. An existing name must have the same platform and tensor specs.
+    than the highest existing version. An existing name must have the same platform (or backend) and
+    tensor specs.
+
+    ``backend``: ``"native"`` (or None; Triton's onnxruntime / libtorch backend, ``platform:`` in the
+    config) or ``"python"`` (ONNX only, not streaming: ``backend: "python"`` and ``<version>/model.py``
+    running the version's model.onnx with onnxruntime in Triton's Python backend).
 
     With ``stream_stride = S`` the entry is a *streaming* model for the gwinfer server (default name
     ``<name>-stream``): input ``update`` (1, 2, S) of new samples per request of a sequence, outputs
@@ -181,6 +195,13 @@ def export_model(model_path: str | Path, repo: str | Path, name: str | None = No
 
     if fmt not in FORMAT_PLATFORMS:
         raise GwinferError(f"export format {fmt!r}; choose one of {sorted(FORMAT_PLATFORMS)}")
+    backend = "native" if backend is None else backend
+    if backend not in BACKENDS:
+        raise GwinferError(f"backend {backend!r}; choose one of {list(BACKENDS)}")
+    if backend == "python" and fmt != "onnx":
+        raise GwinferError("the python backend runs ONNX graphs; export with format 'onnx'")
+    if backend == "python" and stream_stride is not None:
+        raise GwinferError("streaming entries are served by gwinfer only; export them with the native backend")
     if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or not 1 <= max_batch_size <= 1 << 16:
         raise GwinferError(f"max_batch_size = {max_batch_size!r} must be an integer in [1, 65536]")
     src = resolve_model_path(model_path)
@@ -198,7 +219,8 @@ def export_model(model_path: str | Path, repo: str | Path, name: str | None = No
     if stream_stride is None:
         inputs = [TensorSpec(in_name, "FP32", (2, n))]
         outputs = [TensorSpec(out_name, "FP32", (3,))]
-        config = make_config(name, platform, inputs, outputs, max_batch_size, max_queue_delay_us)
+        config = make_config(name, platform, inputs, outputs, max_batch_size, max_queue_delay_us,
+                             backend="python" if backend == "python" else None)
     else:
         if isinstance(stream_stride, bool) or not isinstance(stream_stride, int) or not 1 <= stream_stride <= n:
             raise GwinferError(f"stream_stride = {stream_stride!r} must be an integer in [1, {n}] (the window length)")
@@ -213,9 +235,10 @@ def export_model(model_path: str | Path, repo: str | Path, name: str | None = No
     existing = list_versions(model_dir)
     if (model_dir / "config.pbtxt").is_file():
         old = read_config(model_dir)
-        if old.get("platform") != platform or config_specs(old) != (inputs, outputs):
-            raise GwinferError(f"{model_dir} already holds a {old.get('platform')} model with other tensors; "
-                               f"export under another --name")
+        kind = (config.get("platform"), config.get("backend"))
+        if (old.get("platform"), old.get("backend")) != kind or config_specs(old) != (inputs, outputs):
+            raise GwinferError(f"{model_dir} already holds a {old.get('platform') or old.get('backend')} model "
+                               f"or one with other tensors; export under another --name")
     if version is None:
         version = (existing[-1] + 1) if existing else 1
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -236,12 +259,14 @@ def export_model(model_path: str | Path, repo: str | Path, name: str | None = No
             import onnx
 
             onnx.checker.check_model(str(out_file))
+        if backend == "python":
+            shutil.copyfile(PYTHON_MODEL, tmp / "model.py")
         check = compare(model, out_file, n, seed)
         diff = check["max_abs_diff"]
         grid = meta.get("time_grid")
         record = provenance(
             "serving-export",
-            {"name": name, "version": version, "format": fmt, "platform": platform,
+            {"name": name, "version": version, "format": fmt, "platform": platform, "backend": backend,
              "max_batch_size": config["max_batch_size"], "stream_stride": stream_stride},
             parents=[src], libraries=SERVING_LIBRARIES,
             source_sha256=sha256_file(src), model_spec=model.spec(), time_grid=grid,
@@ -262,9 +287,17 @@ def export_model(model_path: str | Path, repo: str | Path, name: str | None = No
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    text = format_config(config)
+    if (model_dir / "config.pbtxt").is_file():  # keep a promoted version_policy (gwinfer promote)
+        from gwinfer.serving.promotion import set_version_policy, version_policy_versions
+
+        kept = version_policy_versions(read_config(model_dir))
+        if kept:
+            text = set_version_policy(text, kept)
     with atomic_path(model_dir / "config.pbtxt") as p:
-        p.write_text(format_config(config))
-    log.info("exported %s version %d (%s, max abs diff %.2g) to %s", name, version, fmt, diff, dest)
+        p.write_text(text)
+    log.info("exported %s version %d (%s, %s backend, max abs diff %.2g) to %s", name, version, fmt, backend,
+             diff, dest)
     return dest
 
 

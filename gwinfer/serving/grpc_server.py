@@ -20,9 +20,10 @@ ModelInfer              inputs as ``raw_input_contents`` (tritonclient's way) or
                         ``sequence_id``/``sequence_start``/``sequence_end`` request parameters
 ModelStreamInfer        ModelInfer for each message of a bidirectional stream, answered in order;
                         a failed message is answered with ``error_message`` and the stream goes on
+RepositoryModelLoad     as HTTP ``POST /v2/repository/models/{m}/load``: new versions, labels.json
 ======================  ==========================================================================
 
-Other RPCs (statistics, shared memory, load/unload, trace/log settings) answer UNIMPLEMENTED.
+Other RPCs (statistics, shared memory, unload, trace/log settings) answer UNIMPLEMENTED.
 
 Status codes (the HTTP statuses of the same errors, mapped): unknown model/version NOT_FOUND; wrong or
 missing tensor name, shape, batch, datatype, malformed contents, unknown/expired sequence
@@ -266,7 +267,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                             context: Any) -> service_pb2.ModelMetadataResponse:
         mv = self.state.model(request.name, request.version or None)
         return json_format.ParseDict(self.state.model_metadata(mv, request.version or None),
-                                     service_pb2.ModelMetadataResponse())
+                                     service_pb2.ModelMetadataResponse(), ignore_unknown_fields=True)  # labels
 
     @rpc()
     async def ModelConfig(self, request: service_pb2.ModelConfigRequest, context: Any) -> service_pb2.ModelConfigResponse:
@@ -277,12 +278,23 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def RepositoryIndex(self, request: service_pb2.RepositoryIndexRequest,
                               context: Any) -> service_pb2.RepositoryIndexResponse:
         entries = self.state.repository_index(ready_only=request.ready)
-        return service_pb2.RepositoryIndexResponse(models=[service_pb2.RepositoryIndexResponse.ModelIndex(**e)
-                                                           for e in entries])
+        fields = ("name", "version", "state", "reason")  # the HTTP index's "label" has no protobuf field
+        return service_pb2.RepositoryIndexResponse(models=[service_pb2.RepositoryIndexResponse.ModelIndex(
+            **{k: e[k] for k in fields if k in e}) for e in entries])
+
+    @rpc()
+    async def RepositoryModelLoad(self, request: service_pb2.RepositoryModelLoadRequest,
+                                  context: Any) -> service_pb2.RepositoryModelLoadResponse:
+        await self.state.load_model(request.model_name, dict(request.parameters) or None)
+        return service_pb2.RepositoryModelLoadResponse()
 
     @rpc()
     async def ModelInfer(self, request: service_pb2.ModelInferRequest, context: Any) -> service_pb2.ModelInferResponse:
-        return await self.infer(request)
+        after: list[Callable[[], Any]] = []  # shadow offers, made once the call is done
+        response = await self.infer(request, after)
+        for fn in after:
+            context.add_done_callback(lambda _context, fn=fn: fn())
+        return response
 
     async def ModelStreamInfer(self, request_iterator: AsyncIterator[service_pb2.ModelInferRequest],
                                context: grpc.aio.ServicerContext) -> AsyncIterator[service_pb2.ModelStreamInferResponse]:
@@ -293,8 +305,9 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             self.state.metrics.grpc_request("ModelStreamInfer", grpc_code(err.status).name)
             await context.abort(grpc_code(err.status), err.message)
         async for request in request_iterator:
+            after: list[Callable[[], Any]] = []
             try:
-                response = service_pb2.ModelStreamInferResponse(infer_response=await self.infer(request))
+                response = service_pb2.ModelStreamInferResponse(infer_response=await self.infer(request, after))
                 code = grpc.StatusCode.OK
             except Exception as err:  # noqa: BLE001 (reported in the stream, which goes on)
                 code, message = error_status(err)
@@ -302,9 +315,13 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                     service_pb2.ModelInferResponse(model_name=request.model_name, id=request.id)))
             self.state.metrics.grpc_request("ModelStreamInfer", code.name)
             yield response
+            for fn in after:  # resumed once the response was handed on
+                fn()
 
-    async def infer(self, request: service_pb2.ModelInferRequest) -> service_pb2.ModelInferResponse:
-        """The response to one inference request, counted in the shared metrics."""
+    async def infer(self, request: service_pb2.ModelInferRequest,
+                    after: list[Callable[[], Any]] | None = None) -> service_pb2.ModelInferResponse:
+        """The response to one inference request, counted in the shared metrics (``after``: see
+        :meth:`App.execute <gwinfer.serving.server.App.execute>`)."""
         t0 = time.perf_counter()
         mv = self.state.model(request.model_name, request.model_version or None)
 
@@ -313,8 +330,9 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             arrays, batch = parse_grpc_inputs(request, mv)
             wanted = requested_grpc_outputs(request, mv)
             params = parameters_dict(request.parameters)
-            outputs, extra, items = await self.state.execute(mv, arrays, batch, params)
-            return encode_grpc_response(mv, request.id, outputs, wanted, extra), items
+            routed = self.state.route(mv, params, not request.model_version)
+            outputs, extra, items = await self.state.execute(routed, arrays, batch, params, after)
+            return encode_grpc_response(routed, request.id, outputs, wanted, extra), items
 
         return await self.state.counted(mv, t0, run)
 

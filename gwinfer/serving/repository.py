@@ -6,6 +6,10 @@ Layout (NVIDIA Triton's, so ``tritonserver --model-repository=REPO`` can serve i
     REPO/<name>/<version>/model.onnx    platform onnxruntime_onnx   (or model.pt: pytorch_libtorch)
     REPO/<name>/<version>/gwinfer.json  provenance of that version (ignored by Triton)
 
+With ``backend: "python"`` instead of a platform (``gwinfer export --backend python``) the version folder
+also holds ``model.py``, a Triton Python-backend model that runs ``model.onnx`` with onnxruntime (for
+Triton builds without the onnxruntime backend); gwinfer's own server runs the same ``model.onnx``.
+
 The parser reads the protobuf text-format subset that :func:`format_config` writes (and most
 hand-written Triton configs): scalar fields ``key: value`` (numbers, quoted strings, enum identifiers,
 true/false), messages ``key { ... }`` and lists ``key: [ ... ]`` / ``key [ {...}, {...} ]``, ``#`` comments.
@@ -25,6 +29,9 @@ from gwinfer.errors import GwinferError
 
 PLATFORM_FILES = {"onnxruntime_onnx": "model.onnx", "pytorch_libtorch": "model.pt"}
 FORMAT_PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch"}
+# Triton backends (config ``backend:`` without ``platform:``) gwinfer serves, and the platform whose model
+# file it runs for them: a gwinfer Python-backend export is model.py + model.onnx
+BACKEND_PLATFORMS = {"python": "onnxruntime_onnx"}
 REPEATED = {"input", "output", "instance_group", "dims", "gpus"}
 
 # Triton config data types <-> KServe v2 datatypes <-> numpy
@@ -222,11 +229,16 @@ def parse_config(text: str, where: str = "config.pbtxt") -> dict[str, Any]:
 # --- model configs ----------------------------------------------------------------------------------
 def make_config(name: str, platform: str, inputs: list[TensorSpec], outputs: list[TensorSpec],
                 max_batch_size: int, max_queue_delay_us: int = 2000,
-                sequence_idle_us: int | None = None) -> dict[str, Any]:
-    """The Triton model configuration gwinfer writes (CPU instances, dynamic batching)."""
+                sequence_idle_us: int | None = None, backend: str | None = None) -> dict[str, Any]:
+    """The Triton model configuration gwinfer writes (CPU instances, dynamic batching).
+
+    With ``backend`` (``"python"``) the config names that backend instead of ``platform``.
+    """
+    if backend is not None and backend not in BACKEND_PLATFORMS:
+        raise GwinferError(f"backend {backend!r}; choose one of {sorted(BACKEND_PLATFORMS)}")
     cfg: dict[str, Any] = {
         "name": check_name(name),
-        "platform": platform,
+        **({"backend": backend} if backend is not None else {"platform": platform}),
         "max_batch_size": int(max_batch_size),
         "input": [t.to_config() for t in inputs],
         "output": [t.to_config() for t in outputs],
@@ -246,14 +258,31 @@ def read_config(model_dir: str | Path) -> dict[str, Any]:
         raise GwinferError(f"{p} does not exist")
     cfg = parse_config(p.read_text(), str(p))
     cfg.setdefault("name", Path(model_dir).name)
-    if cfg.get("platform") not in PLATFORM_FILES:
-        raise GwinferError(f"{p}: platform {cfg.get('platform')!r} is not served; use one of {sorted(PLATFORM_FILES)}")
+    native = cfg.get("platform") in PLATFORM_FILES
+    if not native and not ("platform" not in cfg and cfg.get("backend") in BACKEND_PLATFORMS):
+        what = f"platform {cfg['platform']!r}" if "platform" in cfg else f"backend {cfg.get('backend')!r}"
+        raise GwinferError(f"{p}: {what} is not served; use a platform of {sorted(PLATFORM_FILES)} or a "
+                           f"backend of {sorted(BACKEND_PLATFORMS)}")
     if not isinstance(cfg.get("max_batch_size", 0), int) or cfg.get("max_batch_size", 0) < 0:
         raise GwinferError(f"{p}: max_batch_size must be an integer >= 0")
     for key in ("input", "output"):
         if not cfg.get(key):
             raise GwinferError(f"{p}: no {key} tensors")
     return cfg
+
+
+def runtime_platform(cfg: dict[str, Any]) -> str:
+    """The platform whose model file gwinfer runs for a config (``backend: "python"``: onnxruntime_onnx)."""
+    return cfg["platform"] if "platform" in cfg else BACKEND_PLATFORMS[cfg["backend"]]
+
+
+def model_filename(cfg: dict[str, Any]) -> str:
+    """The model file gwinfer runs in each version folder (for the Python backend always model.onnx:
+    Triton sets ``default_model_filename`` to the Python file there)."""
+    platform = runtime_platform(cfg)
+    if "platform" not in cfg:
+        return PLATFORM_FILES[platform]
+    return cfg.get("default_model_filename") or PLATFORM_FILES[platform]
 
 
 def config_specs(cfg: dict[str, Any], where: str = "config.pbtxt") -> tuple[list[TensorSpec], list[TensorSpec]]:

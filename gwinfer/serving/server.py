@@ -10,6 +10,8 @@ It implements the endpoints ``tritonclient.http`` uses, so the standard client w
 ``GET  /v2/models/{m}[/versions/{v}]/config``          the parsed config.pbtxt as JSON
 ``POST /v2/repository/index``                          model list with version and state
 ``POST /v2/models/{m}[/versions/{v}]/infer``           inference: JSON tensors and the binary tensor extension
+``GET  /v2/models/{m}/monitor``                        shadow comparison of development vs production (JSON)
+``POST /v2/repository/models/{m}/load``                (re)load a model: new version folders, labels.json
 ``GET  /metrics``                                      Prometheus text format
 ====================================================  ===========================================
 
@@ -19,6 +21,13 @@ config's ``dynamic_batching``) and run as one batch. Models whose config has ``s
 whose gwinfer.json has a ``streaming`` entry are *streaming* models: each request carries ``stride`` new
 samples of one sequence (``sequence_id``/``sequence_start``/``sequence_end`` request parameters) and the
 server keeps the last ``kernel`` samples per sequence (:mod:`gwinfer.serving.streaming`).
+
+Versions: a model's ``labels.json`` (:mod:`gwinfer.serving.promotion`) names its production version, which
+answers requests without a version (otherwise the highest ready version does), and optionally a
+development version, to which :class:`~gwinfer.serving.shadow.ShadowMonitor` mirrors answered production
+requests. ``POST /v2/repository/models/{m}/load`` (Triton's repository-extension verb, also gRPC
+``RepositoryModelLoad``) re-reads them and loads new version folders, then switches routing in one step
+of the event loop: every request is answered by the old or by the new production version, none fails.
 
 Errors are 4xx with ``{"error": "..."}`` (unknown model/version, wrong tensor name/shape/dtype, malformed
 JSON or binary header, oversized body, bad token) and never stop the server.
@@ -50,18 +59,23 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gwinfer._version import __version__
 from gwinfer.errors import GwinferError
+from gwinfer.serving.promotion import Labels, check_labels, read_labels, version_policy_versions
 from gwinfer.serving.repository import (
-    PLATFORM_FILES,
     TensorSpec,
+    check_name,
     config_specs,
     list_models,
     list_versions,
+    model_filename,
     read_config,
+    runtime_platform,
 )
+from gwinfer.serving.shadow import ShadowMonitor
 
 log = logging.getLogger(__name__)
 
@@ -151,16 +165,17 @@ def load_version(model_dir: Path, cfg: dict[str, Any], version: int, threads: in
                  max_sequences: int) -> ModelVersion:
     """Load one version folder (never raises: a failure gives state UNAVAILABLE and a reason)."""
     inputs, outputs = config_specs(cfg, str(model_dir / "config.pbtxt"))
-    platform = cfg["platform"]
+    platform = runtime_platform(cfg)  # the runner; metadata reports the config's platform or backend (Triton's way)
     batching = cfg.get("dynamic_batching")
     delay = int(batching.get("max_queue_delay_microseconds", 0)) if isinstance(batching, dict) else 0
-    mv = ModelVersion(cfg["name"], version, platform, inputs, outputs, int(cfg.get("max_batch_size", 0)), cfg,
+    reported = cfg.get("platform") or cfg["backend"]
+    mv = ModelVersion(cfg["name"], version, reported, inputs, outputs, int(cfg.get("max_batch_size", 0)), cfg,
                       max_queue_delay_us=delay if batching is not None else -1)
     vdir = model_dir / str(version)
     try:
         info_path = vdir / "gwinfer.json"
         mv.info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-        path = vdir / cfg.get("default_model_filename", PLATFORM_FILES[platform])
+        path = vdir / model_filename(cfg)
         if not path.is_file():
             raise GwinferError(f"{path} does not exist")
         streaming = mv.info.get("streaming")
@@ -513,17 +528,57 @@ class App:
     """State and handlers of one server: repository, executor, metrics, limits."""
 
     def __init__(self, repo: str | Path, token: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY,
-                 threads: int = 1, max_sequences: int = 1024, dynamic_batching: bool = True) -> None:
+                 threads: int = 1, max_sequences: int = 1024, dynamic_batching: bool = True,
+                 shadow_fraction: float = 1.0) -> None:
         if not isinstance(max_body_bytes, int) or max_body_bytes < 1024:
             raise GwinferError(f"max_body_bytes = {max_body_bytes!r} must be an integer >= 1024")
+        self.shadow = ShadowMonitor(shadow_fraction)
         self.repo = Path(repo)
+        self.threads, self.max_sequences = threads, max_sequences
         self.models = load_repository(repo, threads=threads, max_sequences=max_sequences)
+        # labels.json per model; a model whose labels are unusable answers unversioned requests with 503
+        # (never silently with another version than the labelled production one)
+        self.labels: dict[str, Labels] = {}
+        self.label_errors: dict[str, str] = {}
+        for name, versions in self.models.items():
+            try:
+                labels = self._checked_labels(name, versions, read_labels(self.repo / name, check_versions=False))
+            except GwinferError as err:
+                self.label_errors[name] = str(err)
+                log.warning("model %s: unversioned requests refused: %s", name, err)
+                continue
+            if labels is not None:
+                self.labels[name] = labels
+                self._check_policy(name, next(iter(versions.values())).config, labels)
         self.token = token
         self.max_body_bytes = max_body_bytes
         self.dynamic_batching = dynamic_batching
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gwinfer-infer")
         self.metrics = Metrics()
         self.ready = True
+        self._load_lock = asyncio.Lock()
+
+    @staticmethod
+    def _checked_labels(name: str, versions: dict[int, ModelVersion], labels: Labels | None) -> Labels | None:
+        """``labels`` if every labelled version is loaded and ready; else a one-line GwinferError."""
+        if labels is None:
+            return None
+        where = f"{name}/labels.json"
+        check_labels(labels, versions, where)
+        for stage in ("production", "development"):
+            v = getattr(labels, stage)
+            if v is not None and versions[v].state != "READY":
+                raise GwinferError(f"{where}: {stage} version {v} is {versions[v].state}: {versions[v].reason}")
+        return labels
+
+    @staticmethod
+    def _check_policy(name: str, cfg: dict[str, Any], labels: Labels) -> None:
+        """Warn when a real Triton would serve another version than production for unversioned requests."""
+        policy = version_policy_versions(cfg)
+        if policy != [labels.production]:
+            log.warning("model %s: labels.json says production is version %d but config.pbtxt's version_policy "
+                        "is %s; a real Triton would not serve the same version (gwinfer promote sets it)",
+                        name, labels.production, f"specific {policy}" if policy else "not 'specific'")
 
     # --- lookups
     def model(self, name: str, version: str | None = None) -> ModelVersion:
@@ -531,6 +586,15 @@ class App:
         if not versions:
             raise ServingError(404, f"unknown model {name!r}; available: {sorted(self.models)}")
         if version in (None, "", "-1"):
+            if name in self.label_errors:
+                raise ServingError(503, f"model {name!r} has no usable production label "
+                                        f"({self.label_errors[name]}); ask for an explicit version, or fix "
+                                        f"labels.json and load the model again")
+            labels = self.labels.get(name)
+            if labels is not None:
+                mv = versions[labels.production]
+                self.check_ready(mv)
+                return mv
             ready = [v for v, mv in versions.items() if mv.state == "READY"]
             if not ready:
                 raise ServingError(503, f"model {name!r} has no ready version")
@@ -538,6 +602,11 @@ class App:
         if not version.isdigit() or int(version) not in versions:
             raise ServingError(404, f"unknown version {version!r} of model {name!r}; available: {sorted(versions)}")
         return versions[int(version)]
+
+    def close(self) -> None:
+        """Stop the inference executor and the shadow thread (in-flight work is abandoned)."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.shadow.close()
 
     def live_sequences(self) -> int:
         return sum(len(mv.sequences) for vs in self.models.values() for mv in vs.values() if mv.sequences is not None)
@@ -548,24 +617,105 @@ class App:
                 "extensions": ["binary_tensor_data", "model_configuration", "model_repository", "sequence"]}
 
     def model_metadata(self, mv: ModelVersion, version: str | None) -> dict[str, Any]:
+        """KServe v2 model metadata, plus ``labels`` ({"production": "2", "development": "3"}) if labelled."""
         versions = [str(mv.version)] if version else [str(v) for v, m in sorted(self.models[mv.name].items())
                                                       if m.state == "READY"]
-        return {
+        meta = {
             "name": mv.name, "versions": versions, "platform": mv.platform,
             "inputs": [{"name": t.name, "datatype": t.datatype, "shape": mv.full_shape(t)} for t in mv.inputs],
             "outputs": [{"name": t.name, "datatype": t.datatype, "shape": mv.full_shape(t)} for t in mv.outputs],
         }
+        labels = self.labels.get(mv.name)
+        if labels is not None:
+            meta["labels"] = labels.as_strings()
+        return meta
 
     def repository_index(self, ready_only: bool = False) -> list[dict[str, Any]]:
+        """[{name, version, state, reason?, label?}] (``label``: "production" or "development")."""
         out = []
         for name, versions in sorted(self.models.items()):
+            labels = self.labels.get(name)
             for v, mv in sorted(versions.items()):
                 if ready_only and mv.state != "READY":
                     continue
                 entry = {"name": name, "version": str(v), "state": mv.state}
                 if mv.reason:
                     entry["reason"] = mv.reason
+                label = labels.label_of(v) if labels is not None else None
+                if label:
+                    entry["label"] = label
                 out.append(entry)
+        return out
+
+    def monitor(self, name: str) -> dict[str, Any]:
+        """The shadow comparison of ``name``'s development version against its production version."""
+        if name not in self.models:
+            raise ServingError(404, f"unknown model {name!r}; available: {sorted(self.models)}")
+        labels = self.labels.get(name)
+        return self.shadow.snapshot(name, labels.production if labels else None,
+                                    labels.development if labels else None)
+
+    async def load_model(self, name: str, parameters: Any = None) -> dict[str, Any]:
+        """Triton's repository "load" for a model: load new (or previously failed) version folders, re-read
+        labels.json, then switch versions and labels in one step; refused (nothing changes) if the labels
+        are invalid or name a version that is not ready. Loaded versions stay loaded (in-flight and
+        explicitly versioned requests keep working); a model folder not served yet is loaded too.
+        """
+        if parameters:
+            raise ServingError(400, "load parameters (config override, files) are not supported; edit the "
+                                    "repository and load again")
+        try:
+            check_name(name)
+        except GwinferError as err:
+            raise ServingError(400, str(err)) from None
+        model_dir = self.repo / name
+        if not (model_dir / "config.pbtxt").is_file():
+            raise ServingError(404, f"no model {name!r} in the repository {self.repo}")
+        async with self._load_lock:
+            old = self.models.get(name, {})
+            keep = {v for v, mv in old.items() if mv.state == "READY"}
+
+            def prepare() -> tuple[dict[str, Any], dict[int, ModelVersion], Labels | None]:
+                cfg = read_config(model_dir)
+                cfg["name"] = name
+                fresh = {v: load_version(model_dir, cfg, v, self.threads, self.max_sequences)
+                         for v in list_versions(model_dir) if v not in keep}
+                return cfg, fresh, read_labels(model_dir, check_versions=False)
+
+            try:
+                cfg, fresh, labels = await asyncio.get_running_loop().run_in_executor(None, prepare)
+                merged = dict(sorted({**{v: old[v] for v in keep}, **fresh}.items()))
+                labels = self._checked_labels(name, merged, labels)
+            except GwinferError as err:
+                raise ServingError(400, f"model {name!r} not (re)loaded: {err}") from None
+            # Only the version policy may change for versions already loaded (promote rewrites it); other
+            # config changes apply to newly loaded versions only
+            unchanged = [mv for v, mv in merged.items() if v in keep]
+            strip = lambda c: {k: x for k, x in c.items() if k != "version_policy"}  # noqa: E731
+            note = ""
+            for mv in unchanged:
+                if strip(mv.config) == strip(cfg):
+                    mv.config = cfg
+                else:
+                    note = "config.pbtxt changed: loaded versions keep their config until the server restarts"
+            # the switch: no await between these assignments, so each request sees old or new routing
+            self.models[name] = merged
+            if labels is None:
+                self.labels.pop(name, None)
+            else:
+                self.labels[name] = labels
+            self.label_errors.pop(name, None)
+        if labels is not None:
+            self._check_policy(name, cfg, labels)
+        log.info("model %s loaded: versions %s%s%s", name, sorted(merged),
+                 f", labels {labels.to_json()}" if labels else "", f"; {note}" if note else "")
+        out: dict[str, Any] = {"name": name, "versions": [str(v) for v in merged],
+                               "new_versions": [str(v) for v in fresh],
+                               "state": {str(v): mv.state for v, mv in merged.items()}}
+        if labels is not None:
+            out["labels"] = labels.as_strings()
+        if note:
+            out["note"] = note
         return out
 
     def check_token(self, headers: Any) -> None:
@@ -608,22 +758,47 @@ class App:
         if mv.state != "READY":
             raise ServingError(503, f"model {mv.name!r} version {mv.version} is unavailable: {mv.reason}")
 
-    async def infer(self, mv: ModelVersion, body: bytes, header_length: str | None) -> tuple[bytes, int | None, int]:
-        """(response body, JSON header length or None, batch size) of an HTTP inference request."""
+    async def infer(self, mv: ModelVersion, body: bytes, header_length: str | None, routed: bool = False,
+                    after: list[Callable[[], Any]] | None = None) -> tuple[bytes, int | None, int]:
+        """(response body, JSON header length or None, batch size) of an HTTP inference request.
+
+        ``routed``: the request named no version (see :meth:`route`); ``after``: see :meth:`execute`.
+        """
         self.check_ready(mv)
         req, blob = _json_header(body, header_length)
         arrays, batch = parse_inputs(req, blob, mv)
         wanted = requested_outputs(req, mv)
         params = req.get("parameters") or {}
-        outputs, extra, items = await self.execute(mv, arrays, batch, params if isinstance(params, dict) else {})
+        params = params if isinstance(params, dict) else {}
+        mv = self.route(mv, params, routed)
+        outputs, extra, items = await self.execute(mv, arrays, batch, params, after)
         return (*encode_response(mv, req, outputs, wanted, extra), items)
 
-    async def execute(self, mv: ModelVersion, arrays: dict[str, np.ndarray], batch: int,
-                      params: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any] | None, int]:
+    def route(self, mv: ModelVersion, params: dict[str, Any], routed: bool) -> ModelVersion:
+        """Sequence affinity across a promotion: a request without a version that continues a sequence
+        live on another version of a streaming model goes to that version (a new sequence starts on the
+        production version); requests naming a version are never redirected."""
+        if not routed or mv.streaming is None or params.get("sequence_start"):
+            return mv
+        seq = params.get("sequence_id")
+        if isinstance(seq, bool) or not isinstance(seq, (int, str)) or seq in (0, "") or seq in mv.sequences:
+            return mv
+        for other in self.models.get(mv.name, {}).values():
+            if other is not mv and other.sequences is not None and other.state == "READY" and seq in other.sequences:
+                return other
+        return mv
+
+    async def execute(self, mv: ModelVersion, arrays: dict[str, np.ndarray], batch: int, params: dict[str, Any],
+                      after: list[Callable[[], Any]] | None = None,
+                      ) -> tuple[dict[str, np.ndarray], dict[str, Any] | None, int]:
         """(outputs, response parameters or None, batch items) of validated inputs, whatever the protocol.
 
         Streaming models step their sequence (``params``: sequence_id/sequence_start/sequence_end); models
         with dynamic batching go through their :class:`Batcher`; others run directly on the executor.
+
+        If ``mv`` is the production version of a model with a development label, the request is offered
+        to the shadow monitor: the offer (cheap, never raising) is appended to ``after`` for the caller to
+        run once the response is sent, or made at once when ``after`` is None.
         """
         if mv.streaming is not None:
             outputs, extra = await self._stream(mv, params, arrays)
@@ -631,10 +806,29 @@ class App:
         if self.dynamic_batching and mv.max_batch_size > 0 and mv.max_queue_delay_us >= 0:
             if mv.batcher is None:
                 mv.batcher = Batcher(mv, self.executor, self.metrics)
-            return await mv.batcher.submit(arrays), None, batch
-        outputs = await asyncio.get_running_loop().run_in_executor(self.executor, mv.runner, arrays)
-        self.metrics.execution((mv.name, mv.version), batch)
+            outputs = await mv.batcher.submit(arrays)
+        else:
+            outputs = await asyncio.get_running_loop().run_in_executor(self.executor, mv.runner, arrays)
+            self.metrics.execution((mv.name, mv.version), batch)
+        self._mirror(mv, arrays, outputs, batch, after)
         return outputs, None, batch
+
+    def _mirror(self, mv: ModelVersion, arrays: dict[str, np.ndarray], outputs: dict[str, np.ndarray], batch: int,
+                after: list[Callable[[], Any]] | None) -> None:
+        labels = self.labels.get(mv.name)
+        if labels is None or labels.development is None or labels.production != mv.version or self.shadow.fraction <= 0:
+            return
+        dev = self.models.get(mv.name, {}).get(labels.development)
+        if dev is None or dev.state != "READY" or dev.streaming is not None:
+            return
+
+        def offer() -> None:
+            self.shadow.offer(dev, mv.version, arrays, outputs, batch)
+
+        if after is None:
+            offer()
+        else:
+            after.append(offer)
 
     async def counted(self, mv: ModelVersion, t0: float, run: Callable[[], Awaitable[tuple[Any, int]]]) -> Any:
         """The result of ``run()`` (which returns (result, batch items)), counted in the metrics.
@@ -676,6 +870,12 @@ class App:
         return outputs, {"sequence_id": seq, "samples": filled}
 
 
+async def _run_all(fns: list[Callable[[], Any]]) -> None:
+    """Call each of ``fns`` (in the event loop; starlette runs this after the response is sent)."""
+    for fn in fns:
+        fn()
+
+
 def create_app(state: App) -> Any:
     """The FastAPI application serving ``state``."""
     api = FastAPI(title="gwinfer serving (KServe v2)", version=__version__, docs_url=None, redoc_url=None,
@@ -696,7 +896,9 @@ def create_app(state: App) -> Any:
     async def _count(request: Request, call_next):
         path = request.url.path
         route = ("infer" if path.endswith("/infer") else "health" if path.startswith("/v2/health")
-                 else "metrics" if path == "/metrics" else "metadata" if path.startswith("/v2") else "other")
+                 else "metrics" if path == "/metrics" else "monitor" if path.endswith("/monitor")
+                 else "load" if path.startswith("/v2/repository/models/") else "metadata" if path.startswith("/v2")
+                 else "other")
         try:
             if not path.startswith("/v2/health"):
                 state.check_token(request.headers)
@@ -732,9 +934,26 @@ def create_app(state: App) -> Any:
                 raise ServingError(400, "the repository index request must be a JSON object") from None
         return JSONResponse(state.repository_index(ready_only))
 
+    @api.post("/v2/repository/models/{name}/load")
+    async def load_model(request: Request, name: str):
+        body = await state.read_body(request)
+        params = None
+        if body.strip():
+            try:
+                req = json.loads(body)
+                params = req.get("parameters")
+            except (ValueError, AttributeError):
+                raise ServingError(400, "the load request must be a JSON object") from None
+        return JSONResponse(await state.load_model(name, params))
+
+    @api.get("/v2/models/{name}/monitor")
+    async def monitor(name: str):
+        return JSONResponse(state.monitor(name))
+
     @api.get("/metrics")
     async def metrics():
-        return Response(state.metrics.render(state.live_sequences()), media_type="text/plain; version=0.0.4")
+        return Response(state.metrics.render(state.live_sequences()) + state.shadow.render(),
+                        media_type="text/plain; version=0.0.4")
 
     def metadata_routes(prefix: str, with_version: bool) -> None:
         async def meta(name: str, version: str | None = None):
@@ -751,20 +970,23 @@ def create_app(state: App) -> Any:
         async def infer(request: Request, name: str, version: str | None = None):
             t0 = time.perf_counter()
             mv = state.model(name, version)
+            after: list[Callable[[], Any]] = []  # shadow offers, made once the response is sent
 
             async def run() -> tuple[tuple[bytes, int | None], int]:
                 body = await state.read_body(request)
                 payload, head_len, items = await state.infer(
-                    mv, body, request.headers.get("inference-header-content-length"))
+                    mv, body, request.headers.get("inference-header-content-length"), routed=not version,
+                    after=after)
                 return (payload, head_len), items
 
             try:
                 payload, head_len = await state.counted(mv, t0, run)
             except GwinferError as err:
                 raise ServingError(400, str(err)) from None
+            background = BackgroundTask(_run_all, after) if after else None
             if head_len is None:
-                return Response(payload, media_type="application/json")
-            return Response(payload, media_type="application/octet-stream",
+                return Response(payload, media_type="application/json", background=background)
+            return Response(payload, media_type="application/octet-stream", background=background,
                             headers={"Inference-Header-Content-Length": str(head_len)})
 
         api.add_api_route(prefix, meta, methods=["GET"])
@@ -850,10 +1072,11 @@ class Server:
 
     def __init__(self, repo: str | Path, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
                  max_body_bytes: int = DEFAULT_MAX_BODY, threads: int = 1, max_sequences: int = 1024,
-                 dynamic_batching: bool = True, grpc_port: int | None = None) -> None:
+                 dynamic_batching: bool = True, grpc_port: int | None = None, shadow_fraction: float = 1.0) -> None:
         _check_host(host, token)
         self.state = App(repo, token=token, max_body_bytes=max_body_bytes, threads=threads,
-                         max_sequences=max_sequences, dynamic_batching=dynamic_batching)
+                         max_sequences=max_sequences, dynamic_batching=dynamic_batching,
+                         shadow_fraction=shadow_fraction)
         self.host, self.port, self.grpc_port = host, port, grpc_port
         self._server = None
         self._thread: threading.Thread | None = None
@@ -918,7 +1141,7 @@ class Server:
             self._thread.join(timeout=10)
         if self._sock is not None:
             self._sock.close()
-        self.state.executor.shutdown(wait=False, cancel_futures=True)
+        self.state.close()
         self._server = self._thread = self._sock = None
 
     def __enter__(self) -> Server:
@@ -930,11 +1153,13 @@ class Server:
 
 def serve(repo: str | Path, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
           max_body_bytes: int = DEFAULT_MAX_BODY, threads: int = 1, max_sequences: int = 1024,
-          grpc_port: int | None = None) -> None:
+          grpc_port: int | None = None, shadow_fraction: float = 1.0) -> None:
     """Serve ``repo`` in the foreground until interrupted (``gwinfer serve``).
 
     HTTP on host:port; with ``grpc_port`` (not None) also the KServe v2 gRPC protocol on host:grpc_port,
     in the same process and event loop, sharing the models, batcher, sequences and metrics.
+    ``shadow_fraction``: the share of production requests mirrored to a labelled development version
+    (0 disables shadowing; see :mod:`gwinfer.serving.shadow`).
     """
     import uvicorn
 
@@ -945,9 +1170,11 @@ def serve(repo: str | Path, host: str = "127.0.0.1", port: int = 8000, token: st
         torch.set_num_threads(threads)
     except ImportError:
         pass
-    state = App(repo, token=token, max_body_bytes=max_body_bytes, threads=threads, max_sequences=max_sequences)
+    state = App(repo, token=token, max_body_bytes=max_body_bytes, threads=threads, max_sequences=max_sequences,
+                shadow_fraction=shadow_fraction)
     for entry in state.repository_index():
-        log.info("model %s version %s: %s %s", entry["name"], entry["version"], entry["state"], entry.get("reason", ""))
+        log.info("model %s version %s: %s%s%s", entry["name"], entry["version"], entry["state"],
+                 f" ({entry['label']})" if "label" in entry else "", f" {entry['reason']}" if "reason" in entry else "")
     log.info("serving %s on http://%s:%d (KServe v2)", repo, host, port)
     config = uvicorn.Config(create_app(state), host=host, port=port, log_level="warning", access_log=False,
                             lifespan="off")
