@@ -17,8 +17,15 @@ def cmd_export(args: argparse.Namespace) -> int:
                         stream_stride=args.stream_stride, backend=args.backend)
     info = export_info(dest)
     backend = " for Triton's python backend" if args.backend == "python" else ""
-    print(f"exported {dest.parent.name} version {dest.name} ({args.format}{backend}) to {dest} "
-          f"(max abs diff to torch {info.get('max_abs_diff', float('nan')):.2g})")
+    check = info.get("check") or {}
+    if "posterior" in info:
+        post = info["posterior"]
+        diff = (f"{post['kind']} posterior of {', '.join(post['parameter_names'])}; max abs diff to torch: samples "
+                f"{check.get('samples_max_abs_diff', float('nan')):.2g} (standardised units), log_prob "
+                f"{check.get('log_prob_max_abs_diff', float('nan')):.2g}")
+    else:
+        diff = f"max abs diff to torch {info.get('max_abs_diff', float('nan')):.2g}"
+    print(f"exported {dest.parent.name} version {dest.name} ({args.format}{backend}) to {dest} ({diff})")
     return 0
 
 
@@ -44,8 +51,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add the ``export``, ``serve`` and ``promote`` subcommands to ``sub``."""
-    p = sub.add_parser("export", help="export a model into a Triton-style repository (ONNX or TorchScript)")
-    p.add_argument("--model", required=True, help="model file or shipped-model folder")
+    p = sub.add_parser("export", help="export a model into a Triton-style repository (ONNX or TorchScript); "
+                                      "posterior estimators as one sampling graph (strain, noise -> samples, log_prob)")
+    p.add_argument("--model", required=True, help="model file or shipped-model folder (point or posterior estimator)")
     p.add_argument("--repo", required=True, help="model repository folder (created if absent)")
     p.add_argument("--name", default=None, help="model name (default: the model folder's name)")
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
@@ -54,7 +62,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "containers) or python (ONNX only: model.py runs model.onnx with onnxruntime; for Triton "
                         "builds with only the Python backend, e.g. nvidia-pytriton's)")
     p.add_argument("--version", type=int, default=None, help="version number (default: next free)")
-    p.add_argument("--max-batch-size", type=int, default=64)
+    p.add_argument("--max-batch-size", type=int, default=None,
+                   help="largest batch (events) per request; default 64, 8 for posteriors (N samples per event)")
     p.add_argument("--max-queue-delay-us", type=int, default=2000, help="dynamic batching window, microseconds")
     p.add_argument("--stream-stride", type=int, default=None,
                    help="export a streaming entry taking this many new samples per request")

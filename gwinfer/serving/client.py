@@ -6,6 +6,14 @@
 
 Nothing is hand-written: input/output names, shapes and datatypes come from
 ``GET /v2/models/<name>``. Works against the gwinfer server and a real Triton server alike.
+
+Exported posterior estimators (:mod:`gwinfer.serving.posterior_export`)::
+
+    cols = sample_posterior("127.0.0.1:8000", "gw5d-iaf", strain, n=10_000, seed=1)
+    cols["mass_1"]                          # (10000,) physical samples; one key per parameter
+
+The noise is drawn here (``numpy.random.default_rng(seed)``), so the same seed gives the same samples
+from any server; the column names come from the model configuration's ``parameter_names`` parameter.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from gwinfer.errors import GwinferError
+
+MAX_REQUEST_VALUES = 1 << 22  # noise values per request (16 MiB of FP32): larger draws are split
 
 
 class ServedModel:
@@ -37,11 +47,26 @@ class ServedModel:
         except Exception as err:  # noqa: BLE001 (connection errors come in many types)
             raise GwinferError(f"cannot reach {url}: {type(err).__name__}: {err}") from None
         self.metadata = meta
+        self._config: dict[str, Any] | None = None
         self.inputs = {t["name"]: (t["datatype"], [int(d) for d in t["shape"]]) for t in meta["inputs"]}
         self.outputs = {t["name"]: (t["datatype"], [int(d) for d in t["shape"]]) for t in meta["outputs"]}
 
     def close(self) -> None:
         self.client.close()
+
+    def model_config(self) -> dict[str, Any]:
+        """The model configuration as the server reports it (``GET /v2/models/<name>/config``; read once)."""
+        if self._config is None:
+            try:
+                self._config = self.client.get_model_config(self.name, self.version, headers=self.headers)
+            except self._exc as err:
+                raise GwinferError(f"cannot read the configuration of model {self.name!r}: {err.message()}") from None
+        return self._config
+
+    @property
+    def parameter_names(self) -> list[str] | None:
+        """The ``parameter_names`` model parameter (columns of a posterior's samples), or None."""
+        return _names(self.model_config())
 
     def __enter__(self) -> ServedModel:
         return self
@@ -80,3 +105,69 @@ class ServedModel:
             raise GwinferError(f"model {self.name!r} has {len(self.inputs)} inputs; use infer({{name: array}})")
         out = self.infer({next(iter(self.inputs)): x}, **sequence)
         return out[next(iter(self.outputs))]
+
+
+def sample_posterior(url: str | ServedModel, name: str, strain: Any, n: int, seed: int | None = None, *,
+                     version: str = "", token: str | None = None, return_log_prob: bool = False,
+                     max_request_values: int = MAX_REQUEST_VALUES) -> Any:
+    """``n`` posterior samples from an exported posterior model, as ``{parameter name: array}``.
+
+    ``url``: the server (``"127.0.0.1:8000"``; a new connection, metadata and config requests each call)
+    or an open :class:`ServedModel` of the model (reused: one inference request per call; ``name``,
+    ``version`` and ``token`` are then its own).
+
+    ``strain``: one event (the model's input shape, e.g. (n_det, n_samples)) -> arrays of shape (n,);
+    or a batch (B, n_det, n_samples) -> arrays (B, n). The standard-normal noise (B, n, D) is drawn with
+    ``numpy.random.default_rng(seed).standard_normal`` (float64, then cast to float32) before any
+    request, so the result does not depend on how the work is split: requests carry at most the
+    model's ``max_batch_size`` events and ``max_request_values`` noise values each (binary tensors over
+    HTTP). ``return_log_prob=True`` returns ``(columns, log_prob)`` with log_prob (n,) or (B, n).
+    Column names come from the model configuration's ``parameter_names`` (theta_0, ... if absent).
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise GwinferError(f"number of samples n = {n!r} must be an integer >= 1")
+    own = not isinstance(url, ServedModel)
+    model = ServedModel(url, name, version=version, token=token) if own else url
+    try:
+        if "noise" not in model.inputs or set(model.outputs) != {"samples", "log_prob"} or len(model.inputs) != 2:
+            raise GwinferError(f"model {model.name!r} is not an exported posterior (inputs {sorted(model.inputs)}, "
+                               f"outputs {sorted(model.outputs)})")
+        x_name = next(k for k in model.inputs if k != "noise")
+        x_shape = model.inputs[x_name][1][1:]
+        d = model.inputs["noise"][1][-1]
+        x = np.ascontiguousarray(strain, dtype=np.float32)
+        single = list(x.shape) == x_shape
+        if single:
+            x = x[None]
+        elif x.ndim != len(x_shape) + 1 or list(x.shape[1:]) != x_shape:
+            raise GwinferError(f"strain has shape {x.shape}; model {model.name!r} takes {x_shape} or (batch, {x_shape})")
+        cfg = model.model_config()
+        names = _names(cfg) or [f"theta_{i}" for i in range(d)]
+        if len(names) != d:
+            raise GwinferError(f"model {model.name!r} has {len(names)} parameter_names for {d} parameters")
+        b = x.shape[0]
+        noise = np.random.default_rng(seed).standard_normal((b, n, d)).astype(np.float32)
+        events = max(1, int(cfg.get("max_batch_size", 1) or 1))
+        samples = np.empty((b, n, d), dtype=np.float32)
+        log_prob = np.empty((b, n), dtype=np.float32)
+        for e0 in range(0, b, events):
+            e1 = min(b, e0 + events)
+            step = max(1, max_request_values // ((e1 - e0) * d))
+            for s0 in range(0, n, step):
+                s1 = min(n, s0 + step)
+                out = model.infer({x_name: x[e0:e1], "noise": noise[e0:e1, s0:s1]})
+                samples[e0:e1, s0:s1], log_prob[e0:e1, s0:s1] = out["samples"], out["log_prob"]
+    finally:
+        if own:
+            model.close()
+    if single:
+        samples, log_prob = samples[0], log_prob[0]
+    columns = {k: samples[..., i] for i, k in enumerate(names)}
+    return (columns, log_prob) if return_log_prob else columns
+
+
+def _names(cfg: dict[str, Any]) -> list[str] | None:
+    from gwinfer.serving.repository import config_parameters
+
+    names = config_parameters(cfg).get("parameter_names")
+    return names.split(",") if names else None

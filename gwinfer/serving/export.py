@@ -1,4 +1,4 @@
-"""Export a gwinfer point estimator into a Triton-style model repository (ONNX or TorchScript).
+"""Export a gwinfer point or posterior estimator into a Triton-style model repository (ONNX or TorchScript).
 
 ``export_model(model_path, repo)`` writes ``REPO/<name>/<version>/model.onnx`` (or ``model.pt``), the
 ``REPO/<name>/config.pbtxt`` generated from the in-memory model, and ``REPO/<name>/<version>/gwinfer.json``
@@ -8,6 +8,11 @@ exported graph and the torch model on seeded waveform-like inputs, which must be
 
 Tensor names: ONNX ``waveform`` (batch, 2, T) -> ``theta`` (batch, 3). TorchScript follows Triton's
 ``<name>__<index>`` convention of the pytorch_libtorch backend: ``waveform__0`` -> ``theta__0``.
+
+Posterior estimators (``gwinfer-posterior`` files) are exported as one sampling graph instead:
+``strain`` (batch, n_det, n_samples) and ``noise`` (batch, N, D) -> ``samples`` (batch, N, D) and
+``log_prob`` (batch, N), the parameter names in the config's ``parameters { key: "parameter_names" }``;
+see :mod:`gwinfer.serving.posterior_export` (what is exported and why, and its check against torch).
 
 Triton backend: ``backend="native"`` (default) writes ``platform: "onnxruntime_onnx"`` /
 ``"pytorch_libtorch"`` (Triton's C++ backends, present in NVIDIA's containers). ``backend="python"`` (ONNX
@@ -37,6 +42,7 @@ from gwinfer.serving.repository import (
     PLATFORM_FILES,
     TensorSpec,
     check_name,
+    config_parameters,
     config_specs,
     format_config,
     list_versions,
@@ -81,23 +87,35 @@ def example_inputs(n_samples: int, batch: int, seed: int, model: torch.nn.Module
     return x.to(torch.float32)
 
 
-def _export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, opset: int = 17) -> str:
-    """Write ONNX with a dynamic batch axis; legacy (TorchScript-based) exporter first, then dynamo."""
-    inp, out = NAMES["onnx"]
+def _export_onnx(model: torch.nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], path: Path,
+                 opset: int = 17, input_names: tuple[str, ...] | None = None,
+                 output_names: tuple[str, ...] | None = None,
+                 dynamic_axes: dict[str, dict[int, str]] | None = None) -> str:
+    """Write ONNX with dynamic axes; legacy (TorchScript-based) exporter first, then dynamo.
+
+    Defaults: the point estimators' ``waveform`` -> ``theta`` with a dynamic batch axis. ``dynamic_axes``
+    maps tensor names to ``{axis: label}``; the dynamo exporter gets one ``torch.export.Dim`` per label.
+    """
+    args = example if isinstance(example, tuple) else (example,)
+    if input_names is None:
+        input_names, output_names = (NAMES["onnx"][0],), (NAMES["onnx"][1],)
+        dynamic_axes = {input_names[0]: {0: "batch"}, output_names[0]: {0: "batch"}}
+    dynamic_axes = dynamic_axes or {}
     errors = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(model, (example,), str(path), input_names=[inp], output_names=[out],
-                              dynamic_axes={inp: {0: "batch"}, out: {0: "batch"}}, opset_version=opset,
-                              dynamo=False)
+            torch.onnx.export(model, args, str(path), input_names=list(input_names), output_names=list(output_names),
+                              dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False)
             return "torchscript-onnx"
         except Exception as err:  # noqa: BLE001 (fall back to the other exporter)
             errors.append(f"legacy: {str(err).splitlines()[0][:200] if str(err) else type(err).__name__}")
         try:
-            batch = torch.export.Dim("batch", min=1, max=1 << 20)
-            prog = torch.onnx.export(model, (example,), input_names=[inp], output_names=[out],
-                                     dynamic_shapes=({0: batch},), dynamo=True, opset_version=max(opset, 18))
+            dims: dict[str, Any] = {}
+            shapes = tuple({axis: dims.setdefault(label, torch.export.Dim(label, min=1, max=1 << 24))
+                            for axis, label in dynamic_axes.get(name, {}).items()} for name in input_names)
+            prog = torch.onnx.export(model, args, input_names=list(input_names), output_names=list(output_names),
+                                     dynamic_shapes=shapes, dynamo=True, opset_version=max(opset, 18))
             prog.save(str(path))
             return "dynamo-onnx"
         except Exception as err:  # noqa: BLE001
@@ -172,14 +190,15 @@ def compare(model: torch.nn.Module, path: Path, n_samples: int, seed: int = 0) -
 
 
 def export_model(model_path: str | Path, repo: str | Path, name: str | None = None, fmt: str = "onnx",
-                 version: int | None = None, max_batch_size: int = 64, max_queue_delay_us: int = 2000,
+                 version: int | None = None, max_batch_size: int | None = None, max_queue_delay_us: int = 2000,
                  seed: int = 0, stream_stride: int | None = None, sequence_idle_s: float = 60.0,
                  backend: str | None = "native") -> Path:
     """Export a gwinfer model file into repository ``repo``; returns the version folder written.
 
     ``name`` defaults to the model file's folder name (or stem for a bare file); ``version`` to one more
     than the highest existing version. An existing name must have the same platform (or backend) and
-    tensor specs.
+    tensor specs. ``max_batch_size`` defaults to 64 (point estimators) or 8 (posteriors: each event of
+    a batch carries N samples).
 
     ``backend``: ``"native"`` (or None; Triton's onnxruntime / libtorch backend, ``platform:`` in the
     config) or ``"python"`` (ONNX only, not streaming: ``backend: "python"`` and ``<version>/model.py``
@@ -190,8 +209,14 @@ def export_model(model_path: str | Path, repo: str | Path, name: str | None = No
     ``theta`` (1, 3) of the last T-sample window and ``ready`` (1, 1) (False while the window still holds
     initial zeros); the server keeps each sequence's window (``sequence_batching``, idle expiry after
     ``sequence_idle_s``). On a real Triton this needs a state-carrying snapshotter model (not exported).
+
+    A posterior estimator file (``gwinfer-posterior`` format, or a trainer checkpoint of one) is exported
+    as one sampling graph ``strain`` (B, n_det, n_samples), ``noise`` (B, N, D) -> ``samples`` (B, N, D),
+    ``log_prob`` (B, N), with the parameter names in the config's ``parameters``
+    (:mod:`gwinfer.serving.posterior_export`).
     """
-    from gwinfer.models.registry import load_model, resolve_model_path
+    from gwinfer.models.registry import resolve_model_path
+    from gwinfer.serving.posterior_export import is_posterior_file
 
     if fmt not in FORMAT_PLATFORMS:
         raise GwinferError(f"export format {fmt!r}; choose one of {sorted(FORMAT_PLATFORMS)}")
@@ -202,15 +227,36 @@ def export_model(model_path: str | Path, repo: str | Path, name: str | None = No
         raise GwinferError("the python backend runs ONNX graphs; export with format 'onnx'")
     if backend == "python" and stream_stride is not None:
         raise GwinferError("streaming entries are served by gwinfer only; export them with the native backend")
+    src = resolve_model_path(model_path)
+    posterior = is_posterior_file(src)
+    if max_batch_size is None:
+        from gwinfer.serving.posterior_export import DEFAULT_MAX_BATCH_SIZE
+
+        max_batch_size = DEFAULT_MAX_BATCH_SIZE if posterior else 64
     if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or not 1 <= max_batch_size <= 1 << 16:
         raise GwinferError(f"max_batch_size = {max_batch_size!r} must be an integer in [1, 65536]")
-    src = resolve_model_path(model_path)
+    if posterior:
+        if stream_stride is not None:
+            raise GwinferError("posterior estimators cannot be exported as streaming entries (--stream-stride)")
+        return _export_posterior(src, repo, name, fmt, version, max_batch_size, max_queue_delay_us, seed, backend)
+    return _export_point(src, repo, name, fmt, version, max_batch_size, max_queue_delay_us, seed, stream_stride,
+                         sequence_idle_s, backend)
+
+
+def _default_name(src: Path) -> str:
+    return src.parent.name if src.name == "model.pt" and src.parent.name else src.stem
+
+
+def _export_point(src: Path, repo: str | Path, name: str | None, fmt: str, version: int | None, max_batch_size: int,
+                  max_queue_delay_us: int, seed: int, stream_stride: int | None, sequence_idle_s: float,
+                  backend: str) -> Path:
+    from gwinfer.models.registry import load_model
+
     model, meta = load_model(src)
     if not hasattr(model, "n_samples") or not hasattr(model, "predict"):
         raise GwinferError(f"{src}: only point estimators (predict(x) -> (batch, 3)) can be exported")
     if name is None:
-        name = src.parent.name if src.name == "model.pt" and src.parent.name else src.stem
-        name = name + "-stream" if stream_stride is not None else name
+        name = _default_name(src) + ("-stream" if stream_stride is not None else "")
     check_name(name)
     platform = FORMAT_PLATFORMS[fmt]
     n = int(model.n_samples)
@@ -231,25 +277,7 @@ def export_model(model_path: str | Path, repo: str | Path, name: str | None = No
         config = make_config(name, platform, inputs, outputs, 1, sequence_idle_us=int(sequence_idle_s * 1e6))
         streaming = {"kernel": n, "stride": stream_stride, "graph_input": in_name, "graph_output": out_name}
 
-    model_dir = Path(repo) / name
-    existing = list_versions(model_dir)
-    if (model_dir / "config.pbtxt").is_file():
-        old = read_config(model_dir)
-        kind = (config.get("platform"), config.get("backend"))
-        if (old.get("platform"), old.get("backend")) != kind or config_specs(old) != (inputs, outputs):
-            raise GwinferError(f"{model_dir} already holds a {old.get('platform') or old.get('backend')} model "
-                               f"or one with other tensors; export under another --name")
-    if version is None:
-        version = (existing[-1] + 1) if existing else 1
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise GwinferError(f"version = {version!r} must be an integer >= 1")
-    dest = model_dir / str(version)
-    if dest.exists():
-        raise GwinferError(f"{dest} already exists; choose another --version (existing: {existing})")
-
-    model_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".v{version}-", dir=model_dir))
-    try:
+    def build(tmp: Path, version: int) -> tuple[dict[str, Any], float]:
         out_file = tmp / PLATFORM_FILES[platform]
         example = example_inputs(n, 2, seed, model)
         with torch.no_grad():
@@ -263,13 +291,12 @@ def export_model(model_path: str | Path, repo: str | Path, name: str | None = No
             shutil.copyfile(PYTHON_MODEL, tmp / "model.py")
         check = compare(model, out_file, n, seed)
         diff = check["max_abs_diff"]
-        grid = meta.get("time_grid")
         record = provenance(
             "serving-export",
             {"name": name, "version": version, "format": fmt, "platform": platform, "backend": backend,
              "max_batch_size": config["max_batch_size"], "stream_stride": stream_stride},
             parents=[src], libraries=SERVING_LIBRARIES,
-            source_sha256=sha256_file(src), model_spec=model.spec(), time_grid=grid,
+            source_sha256=sha256_file(src), model_spec=model.spec(), time_grid=meta.get("time_grid"),
             approximant=meta.get("approximant"), exporter=exporter, model_file=out_file.name,
             model_sha256=sha256_file(out_file), max_abs_diff=diff,
             check={"inputs": "seeded waveform-like inputs (see example_inputs), batches 1 and 5",
@@ -279,6 +306,97 @@ def export_model(model_path: str | Path, repo: str | Path, name: str | None = No
             outputs=[t.__dict__ | {"dims": list(t.dims)} for t in outputs],
             **({"streaming": streaming} if streaming else {}),
         )
+        return record, diff
+
+    return _install(Path(repo), name, version, fmt, backend, config, inputs, outputs, build)
+
+
+def _export_posterior(src: Path, repo: str | Path, name: str | None, fmt: str, version: int | None,
+                      max_batch_size: int, max_queue_delay_us: int, seed: int, backend: str) -> Path:
+    from gwinfer.models.posterior import load_estimator
+    from gwinfer.serving import posterior_export as pe
+
+    estimator, meta = load_estimator(src)
+    sampler = pe.NoiseSampler(estimator)  # refuses cvae/cvae_plus and unfitted estimators
+    names, names_source = pe.parameter_names(estimator, meta)
+    name = _default_name(src) if name is None else name
+    check_name(name)
+    platform = FORMAT_PLATFORMS[fmt]
+    (x_name, z_name), (s_name, lp_name) = pe.NAMES[fmt]
+    if fmt == "onnx":
+        x_name = pe.input_name(estimator)
+    d = estimator.theta_dim
+    inputs = [TensorSpec(x_name, "FP32", tuple(estimator.x_shape)), TensorSpec(z_name, "FP32", (-1, d))]
+    outputs = [TensorSpec(s_name, "FP32", (-1, d)), TensorSpec(lp_name, "FP32", (-1,))]
+    config = make_config(name, platform, inputs, outputs, max_batch_size, max_queue_delay_us,
+                         backend="python" if backend == "python" else None,
+                         parameters={"parameter_names": ",".join(names)})
+
+    def build(tmp: Path, version: int) -> tuple[dict[str, Any], float]:
+        out_file = tmp / PLATFORM_FILES[platform]
+        exporter = pe.export_graph(sampler, fmt, out_file)
+        if fmt == "onnx":
+            import onnx
+
+            onnx.checker.check_model(str(out_file))
+        if backend == "python":
+            shutil.copyfile(PYTHON_MODEL, tmp / "model.py")
+        check = pe.compare_posterior(sampler, out_file, seed)
+        record = provenance(
+            "serving-export",
+            {"name": name, "version": version, "format": fmt, "platform": platform, "backend": backend,
+             "max_batch_size": config["max_batch_size"]},
+            parents=[src], libraries=(*SERVING_LIBRARIES, "zuko"),
+            source_sha256=sha256_file(src), model_spec=estimator.spec(),
+            posterior={"kind": estimator.kind, "theta_dim": d, "x_shape": list(estimator.x_shape),
+                       "parameter_names": names, "parameter_names_source": names_source,
+                       "noise": "standard normal base draws (B, N, D) supplied by the caller",
+                       "log_prob": "physical log density of each sample"},
+            source_metadata={k: meta[k] for k in pe.SOURCE_METADATA if k in meta},
+            exporter=exporter, model_file=out_file.name, model_sha256=sha256_file(out_file),
+            max_abs_diff=check["max_abs_diff"],
+            check={"inputs": f"seeded strain at the fitted scale and N(0, 1) noise, (batch, samples) = "
+                             f"{[list(s) for s in pe.CHECK_SHAPES]} (traced at {list(pe.TRACE_SHAPE)})",
+                   **{k: v for k, v in check.items() if k != "max_abs_diff"},
+                   "rule": "samples (in theta-standardisation units) and log_prob each within "
+                           "max(1e-4 + 1e-4 max|ref|, 2 x float32_error) of torch; the torch sampler within the "
+                           "same limits of the estimator's sample_and_log_prob on the same noise"},
+            inputs=[t.__dict__ | {"dims": list(t.dims)} for t in inputs],
+            outputs=[t.__dict__ | {"dims": list(t.dims)} for t in outputs],
+        )
+        return record, check["max_abs_diff"]
+
+    return _install(Path(repo), name, version, fmt, backend, config, inputs, outputs, build)
+
+
+def _install(repo: Path, name: str, version: int | None, fmt: str, backend: str, config: dict[str, Any],
+             inputs: list[TensorSpec], outputs: list[TensorSpec], build: Any) -> Path:
+    """Write ``REPO/<name>/<version>`` (files and gwinfer.json from ``build(tmp, version)``) in one rename,
+    then the config.pbtxt (keeping a promoted version_policy); returns the version folder."""
+    model_dir = repo / name
+    existing = list_versions(model_dir)
+    if (model_dir / "config.pbtxt").is_file():
+        old = read_config(model_dir)
+        kind = (config.get("platform"), config.get("backend"))
+        if (old.get("platform"), old.get("backend")) != kind or config_specs(old) != (inputs, outputs):
+            raise GwinferError(f"{model_dir} already holds a {old.get('platform') or old.get('backend')} model "
+                               f"or one with other tensors; export under another --name")
+        names = [config_parameters(c).get("parameter_names") for c in (old, config)]
+        if names[0] != names[1]:
+            raise GwinferError(f"{model_dir} already holds a posterior with parameter_names {names[0]!r} (this one: "
+                               f"{names[1]!r}); export under another --name")
+    if version is None:
+        version = (existing[-1] + 1) if existing else 1
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise GwinferError(f"version = {version!r} must be an integer >= 1")
+    dest = model_dir / str(version)
+    if dest.exists():
+        raise GwinferError(f"{dest} already exists; choose another --version (existing: {existing})")
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".v{version}-", dir=model_dir))
+    try:
+        record, diff = build(tmp, version)
         write_json(tmp / "gwinfer.json", record)
         umask = os.umask(0)
         os.umask(umask)

@@ -13,7 +13,13 @@ Triton builds without the onnxruntime backend); gwinfer's own server runs the sa
 The parser reads the protobuf text-format subset that :func:`format_config` writes (and most
 hand-written Triton configs): scalar fields ``key: value`` (numbers, quoted strings, enum identifiers,
 true/false), messages ``key { ... }`` and lists ``key: [ ... ]`` / ``key [ {...}, {...} ]``, ``#`` comments.
-Repeated fields (``input``, ``output``, ``instance_group``, ``dims``) always come back as lists.
+Repeated fields (``input``, ``output``, ``instance_group``, ``dims``, ``gpus``, nested ``parameters``) always
+come back as lists.
+
+The model-level ``parameters`` map (``parameters { key: "k" value: { string_value: "v" } }``, repeated)
+comes back in the form Triton's model-configuration endpoints give it, ``{"k": {"string_value": "v"}}``,
+and :func:`format_config` writes that form back as key/value entries; :func:`config_parameters` reads
+it as ``{"k": "v"}``. gwinfer's posterior exports use it for ``parameter_names``.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ FORMAT_PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch
 # Triton backends (config ``backend:`` without ``platform:``) gwinfer serves, and the platform whose model
 # file it runs for them: a gwinfer Python-backend export is model.py + model.onnx
 BACKEND_PLATFORMS = {"python": "onnxruntime_onnx"}
-REPEATED = {"input", "output", "instance_group", "dims", "gpus"}
+REPEATED = {"input", "output", "instance_group", "dims", "gpus", "parameters"}
 
 # Triton config data types <-> KServe v2 datatypes <-> numpy
 CONFIG_TO_V2 = {
@@ -124,9 +130,31 @@ def _format_message(msg: dict[str, Any], indent: int) -> list[str]:
     return lines
 
 
+def _format_parameters(params: Any) -> list[str]:
+    """``parameters`` (Triton's JSON map form ``{key: {"string_value": v}}``) as repeated key/value entries."""
+    if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
+        raise GwinferError('config field "parameters" must map names to {"string_value": ...}')
+    lines = []
+    for key, value in params.items():
+        lines += ["parameters {", f"  key: {_format_scalar('key', str(key))}", "  value {"]
+        lines += _format_message(value, 2)
+        lines += ["  }", "}"]
+    return lines
+
+
 def format_config(config: dict[str, Any]) -> str:
-    """Protobuf text format of a Triton model configuration given as a nested dict."""
-    return "\n".join(_format_message(config, 0)) + "\n"
+    """Protobuf text format of a Triton model configuration given as a nested dict.
+
+    The model-level ``parameters`` map is given as Triton's JSON form ``{key: {"string_value": v}}``
+    (what :func:`parse_config` returns) and written as repeated ``parameters { key: ... value { ... } }``.
+    """
+    lines: list[str] = []
+    for key, value in config.items():
+        if key == "parameters":
+            lines += _format_parameters(value)
+        else:
+            lines += _format_message({key: value}, 0)
+    return "\n".join(lines) + "\n"
 
 
 # --- config.pbtxt parser -------------------------------------------------------------------------
@@ -192,7 +220,8 @@ class _Parser:
                 self.i += 1
             value = self.value()
             if isinstance(value, list):
-                msg.setdefault(key, []).extend(value)
+                prev = msg.get(key, [])
+                msg[key] = (prev if isinstance(prev, list) else [prev]) + value
             elif key in msg or key in REPEATED:
                 prev = msg.get(key, [])
                 msg[key] = (prev if isinstance(prev, list) else [prev]) + [value]
@@ -221,18 +250,45 @@ class _Parser:
         raise GwinferError(f"{self.where}: unexpected {tok!r}")
 
 
+def _parameters_map(value: Any, where: str) -> dict[str, Any]:
+    """The model-level ``parameters`` entries (one dict or a list of {key, value}) as {key: value}."""
+    out: dict[str, Any] = {}
+    for entry in value if isinstance(value, list) else [value]:
+        if not isinstance(entry, dict) or "key" not in entry or set(entry) - {"key", "value"}:
+            raise GwinferError(f"{where}: each parameters entry needs a key and a value, got {entry!r}")
+        val = entry.get("value", {})
+        if not isinstance(val, dict):
+            raise GwinferError(f"{where}: parameter {entry['key']!r} needs value {{ string_value: ... }}")
+        out[str(entry["key"])] = val
+    return out
+
+
 def parse_config(text: str, where: str = "config.pbtxt") -> dict[str, Any]:
     """Nested dict of a Triton ``config.pbtxt`` (the subset described in the module docstring)."""
-    return _Parser(_tokens(text, where), where).message(None)
+    cfg = _Parser(_tokens(text, where), where).message(None)
+    if "parameters" in cfg:
+        cfg["parameters"] = _parameters_map(cfg["parameters"], where)
+    return cfg
+
+
+def config_parameters(cfg: dict[str, Any]) -> dict[str, str]:
+    """``{key: string_value}`` of a config's model-level ``parameters`` (parsed here or Triton's JSON)."""
+    params = cfg.get("parameters") or {}
+    if not isinstance(params, dict):
+        return {}
+    return {str(k): str(v.get("string_value", "")) for k, v in params.items() if isinstance(v, dict)}
 
 
 # --- model configs ----------------------------------------------------------------------------------
 def make_config(name: str, platform: str, inputs: list[TensorSpec], outputs: list[TensorSpec],
                 max_batch_size: int, max_queue_delay_us: int = 2000,
-                sequence_idle_us: int | None = None, backend: str | None = None) -> dict[str, Any]:
+                sequence_idle_us: int | None = None, backend: str | None = None,
+                parameters: dict[str, str] | None = None) -> dict[str, Any]:
     """The Triton model configuration gwinfer writes (CPU instances, dynamic batching).
 
     With ``backend`` (``"python"``) the config names that backend instead of ``platform``.
+    ``parameters``: free-form model parameters ``{key: string}`` (Triton's ``parameters`` map, reported
+    by the model-configuration endpoints of Triton and gwinfer serve).
     """
     if backend is not None and backend not in BACKEND_PLATFORMS:
         raise GwinferError(f"backend {backend!r}; choose one of {sorted(BACKEND_PLATFORMS)}")
@@ -248,6 +304,8 @@ def make_config(name: str, platform: str, inputs: list[TensorSpec], outputs: lis
     else:
         cfg["dynamic_batching"] = {"max_queue_delay_microseconds": int(max_queue_delay_us)}
     cfg["instance_group"] = [{"kind": "KIND_CPU", "count": 1}]
+    if parameters:
+        cfg["parameters"] = {str(k): {"string_value": str(v)} for k, v in parameters.items()}
     return cfg
 
 
