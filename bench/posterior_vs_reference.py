@@ -89,6 +89,7 @@ def markdown(rows: list[dict], names: list[str]) -> str:
 def main() -> None:
     from gwinfer.data.simulate import read_simulation
     from gwinfer.models.posterior import load_estimator
+    from gwinfer.models.symmetry import symmetrised
     from gwinfer.provenance import write_json
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -98,10 +99,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=50000, help="network samples per injection (before reweighting)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--raw", action="store_true", help="do not impose the phase symmetry (gwinfer.models.symmetry)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model, meta = load_estimator(a.model)
+    model = symmetrised(model, meta) if not a.raw else model
     names = list(meta["names"])
     sim = read_simulation(a.data)
     rows = [compare_one(model, names, sim, Path(r), a.n, a.seed) for r in a.refs]

@@ -159,11 +159,13 @@ def analyze(model_path: str | Path, files: Mapping[str, str | Path], gps: float,
     from gwinfer.data.strain_dataset import simulation_config_of
     from gwinfer.evaluation.posterior import make_result, sample_posterior, save_result
     from gwinfer.models.posterior import load_estimator
+    from gwinfer.models.symmetry import symmetrised
     from gwinfer.provenance import provenance, sha256_file
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise GwinferError(f"number of samples n = {n!r} must be an integer >= 1")
     model, meta = load_estimator(model_path)
+    model = symmetrised(model, meta)
     config = simulation_config_of(meta)
     if "plus" in config.detectors:
         raise GwinferError(f"{model_path} was trained on the '+' polarisation alone; real data need an H1/L1 model")

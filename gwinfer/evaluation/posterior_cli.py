@@ -61,9 +61,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from gwinfer.data.strain_dataset import simulation_config_of
     from gwinfer.evaluation.posterior import make_result, sample_posterior, save_result
     from gwinfer.models.posterior import load_estimator
+    from gwinfer.models.symmetry import symmetrised
     from gwinfer.provenance import provenance
 
     model, meta = load_estimator(args.model)
+    model = symmetrised(model, meta)  # exact phase -> phase + pi symmetry (gwinfer.models.symmetry)
     names = meta.get("names")
     injection, source = None, {"strain": args.strain}
     if args.strain is not None:
@@ -140,8 +142,10 @@ def _model_prior(meta: dict):
 def cmd_pp(args: argparse.Namespace) -> int:
     from gwinfer.evaluation.posterior import pp_test
     from gwinfer.models.posterior import load_estimator
+    from gwinfer.models.symmetry import symmetrised
 
     model, meta = load_estimator(args.model)
+    model = symmetrised(model, meta)  # exact phase -> phase + pi symmetry (gwinfer.models.symmetry)
     res = pp_test(model, args.data, args.n_injections, args.n_samples, seed=args.seed, names=meta.get("names"),
                   out_dir=args.out, progress=not args.quiet)
     for k, p in res["ks_pvalues"].items():
