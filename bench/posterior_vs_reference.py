@@ -46,6 +46,7 @@ def compare_one(model, names, sim, ref_path: Path, n: int, seed: int) -> dict:
     from gwinfer.evaluation.reference import importance_sample_estimator
 
     ref = read_in_result(str(ref_path))
+    ref_seconds = getattr(ref.sampling_time, "total_seconds", lambda: float(ref.sampling_time))()
     g = ref.meta_data.get("gwinfer", {})
     idx, noise_seed = int(g["injection"]), int(g.get("noise_seed", 0))
     x, truth = injection_data(sim, idx, noise_seed)
@@ -63,9 +64,9 @@ def compare_one(model, names, sim, ref_path: Path, n: int, seed: int) -> dict:
     return {
         "injection": idx, "noise_seed": noise_seed, "snr": float(sim.snr[idx]),
         "truth": {k: truth[k] for k in names},
-        "reference_seconds": float(ref.sampling_time), "reference_log_evidence": float(ref.log_evidence),
+        "reference_seconds": ref_seconds, "reference_log_evidence": float(ref.log_evidence),
         "reference_log_evidence_err": float(ref.log_evidence_err), "reference_samples": len(ref.posterior),
-        "network_seconds_1e4": t_net, "speedup": float(ref.sampling_time) / t_net,
+        "network_seconds_1e4": t_net, "speedup": ref_seconds / t_net,
         "jsd_before": jsd_1d(net, ref_post), "jsd_after": jsd_1d(rew, ref_post),
         "is_efficiency": isr["efficiency"], "is_ess": isr["ess"], "is_seconds": t_is,
         "is_log_evidence": isr["log_evidence"], "is_log_evidence_std": isr["log_evidence_std"],
