@@ -123,7 +123,8 @@ class PosteriorDataConfig:
 
     simulation: file written by ``gwinfer simulate``. val_fraction: share held out for validation (fixed
     noise). noise_seed: seed of the training noise (validation uses noise_seed + 1). fit_samples:
-    training examples fitting the standardisation (and, noise-free, an ``svd`` embedding's basis). limit: use only the first ``limit`` rows (None = all).
+    training examples fitting the standardisation (and, noise-free, an ``svd`` embedding's basis).
+    limit: use only the first ``limit`` rows (None = all).
     """
 
     simulation: str = ""
@@ -237,5 +238,5 @@ def simulation_config_of(metadata: dict[str, Any]) -> Any:
     return SimulationConfig.from_json(json.dumps(metadata["simulation"]))
 
 
-__all__ = ["PosteriorDataConfig", "StrainDataset", "fit_examples", "injection_data", "noise_realisation", "simulation_config_of",
-           "split_indices", "train_posterior", "training_datasets"]
+__all__ = ["PosteriorDataConfig", "StrainDataset", "fit_examples", "injection_data", "noise_realisation",
+           "simulation_config_of", "split_indices", "train_posterior", "training_datasets"]
