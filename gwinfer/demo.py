@@ -2,7 +2,8 @@
 
 1. generate the ``tiny`` catalogue (312 IMRPhenomT waveforms over [-10000, 130] M) and validate it;
 2. train gwinfer's reduced-basis estimator on it for a minute (``configs/train-tiny.yaml``);
-3. evaluate that model and every model shipped in ``models/`` on the tiny test split, with overlaps over
+3. evaluate that model and every point estimator shipped in ``models/`` on the tiny test split (the
+   posterior models there have their own results: docs/results-posterior.md), with overlaps over
    the full window, and write ``OUT/report/index.html`` linking one report per model.
 """
 
@@ -24,6 +25,15 @@ REPO = Path(__file__).resolve().parent.parent
 CONFIGS, MODELS = REPO / "configs", REPO / "models"
 
 
+def _is_point_model(path: Path) -> bool:
+    """True for a point-estimator file (``gwinfer-model``); posterior estimators are evaluated elsewhere."""
+    import torch
+
+    from gwinfer.models.registry import FILE_FORMAT
+
+    return torch.load(path, map_location="cpu", weights_only=True).get("format") == FILE_FORMAT
+
+
 def run_demo(out: Path, workers: int = 2) -> Path:
     """Run the demo into ``out``; returns the path of the report's index page."""
     from gwinfer.evaluation.pipeline import evaluate_model
@@ -42,7 +52,7 @@ def run_demo(out: Path, workers: int = 2) -> Path:
     exp_path = out / "train-tiny.yaml"
     exp_path.write_text(json.dumps(exp, indent=2))
     models = {"demo (trained just now on tiny)": run_experiment(exp_path, out / "run")}
-    models.update({f"shipped: {p.parent.name}": p for p in sorted(MODELS.glob("*/model.pt"))})
+    models.update({f"shipped: {p.parent.name}": p for p in sorted(MODELS.glob("*/model.pt")) if _is_point_model(p)})
 
     rows = []
     for i, (name, path) in enumerate(models.items()):
