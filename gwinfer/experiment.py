@@ -106,13 +106,8 @@ def run_experiment(config_path: str | Path, out_dir: str | Path, resume: bool = 
                                  if manifest_path.exists() else [config_path], libraries=("torch", "numpy")),
     }
     trainer = Trainer(model, train_set, val_set, train_cfg, out_dir, metadata=metadata)
-    result = trainer.fit(resume=resume)
-    out = Path(out_dir) / "model.pt"
-    if trainer.info.is_main:
-        trainer.restore_best()
-        metadata["training"] = {k: result[k] for k in ("best_val_loss", "best_epoch", "epochs_completed", "stopped")}
-        save_model(out, model.cpu(), metadata=metadata)
-        log.info("model written to %s (best val loss %.5g at epoch %s)", out, result["best_val_loss"], result["best_epoch"])
+    result, out = trainer.fit_and_save(lambda path: save_model(path, model.cpu(), metadata=metadata), metadata,
+                                       resume=resume)
     D.cleanup()
     if result["stopped"] == "interrupted":
         # the best model so far was exported; the caller learns the run is unfinished (exit status 130)

@@ -216,14 +216,8 @@ def train_posterior(source: str | Path | dict[str, Any], out_dir: str | Path, re
                                  libraries=("torch", "numpy", "zuko")),
     }
     trainer = Trainer(model, train_set, val_set, train_cfg, out_dir, metadata=metadata)
-    result = trainer.fit(resume=resume)
-    out = Path(out_dir) / "model.pt"
-    if trainer.info.is_main:
-        trainer.restore_best()
-        metadata["training"] = {k: result[k] for k in ("best_val_loss", "best_epoch", "epochs_completed", "stopped")}
-        save_estimator(out, model.cpu(), metadata=metadata)
-        log.info("posterior model written to %s (best val loss %.5g at epoch %s)", out, result["best_val_loss"],
-                 result["best_epoch"])
+    result, out = trainer.fit_and_save(lambda path: save_estimator(path, model.cpu(), metadata=metadata), metadata,
+                                       resume=resume, what="posterior model")
     if result["stopped"] == "interrupted":
         raise KeyboardInterrupt
     return out

@@ -76,7 +76,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
@@ -554,14 +553,8 @@ def distill(teacher_path: str | Path, source: str | Path | dict[str, Any], out_d
     log.info("distilling %s (%d parameters) into a %s student (%d parameters), matching %s, alpha %g",
              tpath, n_teacher, student.kind, n_student, dcfg.matching, dcfg.alpha)
     trainer = Trainer(distiller, EpochHook(train_set, distiller), val_set, train_cfg, out_dir, metadata=metadata)
-    result = trainer.fit(resume=resume)
-    out = Path(out_dir) / "model.pt"
-    if trainer.info.is_main:
-        trainer.restore_best()
-        metadata["training"] = {k: result[k] for k in ("best_val_loss", "best_epoch", "epochs_completed", "stopped")}
-        save_estimator(out, student.cpu(), metadata=metadata)
-        log.info("student written to %s (best validation NLL %.5g at epoch %s)", out, result["best_val_loss"],
-                 result["best_epoch"])
+    result, out = trainer.fit_and_save(lambda path: save_estimator(path, student.cpu(), metadata=metadata),
+                                       metadata, resume=resume, what="student (val loss = its NLL)")
     if result["stopped"] == "interrupted":
         raise KeyboardInterrupt
     return out

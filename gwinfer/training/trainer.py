@@ -15,6 +15,7 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,22 @@ class Trainer:
         """Load the best (else the latest) checkpoint's weights into the model, e.g. before exporting it."""
         path = self.best_path if self.best_path.exists() else self.checkpoint_path
         self.model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model_state"])
+
+    def fit_and_save(self, save: Callable[[Path], Any], metadata: dict[str, Any], resume: bool = True,
+                     what: str = "model") -> tuple[dict[str, Any], Path]:
+        """:meth:`fit`, then on the main rank: the best weights back (:meth:`restore_best`), the training
+        summary into ``metadata["training"]`` and ``save(out_dir / "model.pt")``, which writes the model
+        file with that metadata (also after an interruption: the best model so far). Returns
+        ``(fit result, path of model.pt)``; the caller decides what an interrupted run means."""
+        result = self.fit(resume=resume)
+        out = self.out_dir / "model.pt"
+        if self.info.is_main:
+            self.restore_best()
+            metadata["training"] = {k: result[k] for k in ("best_val_loss", "best_epoch", "epochs_completed", "stopped")}
+            save(out)
+            log.info("%s written to %s (best val loss %.5g at epoch %s)", what, out, result["best_val_loss"],
+                     result["best_epoch"])
+        return result, out
 
     # ------------------------------------------------------------------ one epoch
     def _train_epoch(self, module: nn.Module, st: dict[str, Any], tb: Any) -> tuple[bool, float, float, float]:
