@@ -131,8 +131,10 @@ def _export_torchscript(model: torch.nn.Module, example: torch.Tensor, path: Pat
     return "torch.jit.trace"
 
 
-def run_exported(path: str | Path, x: np.ndarray, threads: int = 1) -> np.ndarray:
-    """Run an exported model file (``.onnx`` with onnxruntime, ``.pt`` with torch.jit) on x."""
+def run_exported_all(path: str | Path, inputs: list[np.ndarray], threads: int = 1,
+                     output_names: list[str] | None = None) -> list[np.ndarray]:
+    """Every output of an exported model file (``.onnx`` with onnxruntime, ``.pt`` with torch.jit) on
+    ``inputs``, given in the graph's input order (ONNX: ``output_names`` picks and orders the outputs)."""
     p = Path(path)
     if p.suffix == ".onnx":
         import onnxruntime as ort
@@ -141,12 +143,19 @@ def run_exported(path: str | Path, x: np.ndarray, threads: int = 1) -> np.ndarra
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         sess = ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
-        return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+        feed = {spec.name: value for spec, value in zip(sess.get_inputs(), inputs)}
+        return list(sess.run(output_names, feed))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated but is Triton's format
         module = torch.jit.load(str(p), map_location="cpu")
     with torch.inference_mode():
-        return module(torch.from_numpy(x)).numpy()
+        out = module(*(torch.from_numpy(v) for v in inputs))
+    return [t.numpy() for t in (out if isinstance(out, (tuple, list)) else (out,))]
+
+
+def run_exported(path: str | Path, x: np.ndarray, threads: int = 1) -> np.ndarray:
+    """Run an exported single-input model file (``.onnx`` with onnxruntime, ``.pt`` with torch.jit) on x."""
+    return run_exported_all(path, [x], threads)[0]
 
 
 def float32_error(model: torch.nn.Module, x: torch.Tensor) -> float:

@@ -179,24 +179,10 @@ def export_graph(sampler: NoiseSampler, fmt: str, path: Path, opset: int = 17) -
 
 def run_graph(path: str | Path, x: np.ndarray, noise: np.ndarray, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(samples, log_prob) of an exported posterior file (``.onnx`` with onnxruntime, ``.pt`` with torch.jit)."""
-    p = Path(path)
-    if p.suffix == ".onnx":
-        import onnxruntime as ort
+    from gwinfer.serving.export import run_exported_all
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        sess = ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
-        names = [i.name for i in sess.get_inputs()]
-        feed = {n: (noise if n == "noise" else x) for n in names}
-        samples, log_prob = sess.run(["samples", "log_prob"], feed)
-        return samples, log_prob
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        module = torch.jit.load(str(p), map_location="cpu")
-    with torch.inference_mode():
-        samples, log_prob = module(torch.from_numpy(x), torch.from_numpy(noise))
-    return samples.numpy(), log_prob.numpy()
+    samples, log_prob = run_exported_all(path, [x, noise], threads, output_names=["samples", "log_prob"])
+    return samples, log_prob
 
 
 def _diffs(a: tuple[Any, Any], b: tuple[Any, Any], std: np.ndarray) -> tuple[float, float]:
