@@ -322,18 +322,24 @@ def estimator_kinds() -> dict[str, type[PosteriorEstimator]]:
     return {cls.kind: cls for cls in classes}
 
 
+def spec_class(spec: Any, what: str = "posterior spec") -> type[PosteriorEstimator]:
+    """The estimator class named by ``spec["kind"]``; one-line errors for a non-mapping or unknown kind."""
+    if not isinstance(spec, dict) or "kind" not in spec:
+        raise GwinferError(f'{what} must be a mapping with a "kind" (and optional "config")')
+    kinds = estimator_kinds()
+    if spec["kind"] not in kinds:
+        raise GwinferError(f"unknown posterior kind {spec['kind']!r}; choose one of {sorted(kinds)}")
+    return kinds[spec["kind"]]
+
+
 def build_estimator(spec: dict[str, Any], theta_dim: int | None = None,
                     x_shape: int | tuple[int, ...] | None = None) -> PosteriorEstimator:
     """A fresh (unfitted) estimator from ``spec = {"kind", "config", "theta_dim", "x_shape"}``.
 
     ``theta_dim``/``x_shape`` arguments fill in (or must agree with) the spec's entries.
     """
-    if not isinstance(spec, dict) or "kind" not in spec:
-        raise GwinferError('posterior spec must be a mapping with a "kind" (and optional "config")')
-    kinds = estimator_kinds()
-    kind = spec["kind"]
-    if kind not in kinds:
-        raise GwinferError(f"unknown posterior kind {kind!r}; choose one of {sorted(kinds)}")
+    cls = spec_class(spec)
+    kind = cls.kind
     unknown = sorted(set(spec) - {"kind", "config", "theta_dim", "x_shape"})
     if unknown:
         raise GwinferError(
@@ -349,7 +355,6 @@ def build_estimator(spec: dict[str, Any], theta_dim: int | None = None,
         raise GwinferError(
             f"posterior spec has x_shape = {list(_as_shape(s))} but {list(_as_shape(x_shape))} was requested"
         )
-    cls = kinds[kind]
     config = from_dict(cls.config_class, spec.get("config") or {}, where=f"posterior.{kind}")
     return cls(config, theta_dim=d, x_shape=_as_shape(s))
 

@@ -82,7 +82,7 @@ from torch.utils.data import Dataset
 
 from gwinfer.config import from_dict, to_dict
 from gwinfer.errors import GwinferError
-from gwinfer.models.posterior import GaussianPosterior, PosteriorEstimator, estimator_kinds
+from gwinfer.models.posterior import GaussianPosterior, PosteriorEstimator, spec_class
 from gwinfer.models.standardize import Standardizer
 from gwinfer.models.svd_embedding import SVDEmbedding
 
@@ -200,13 +200,8 @@ def scaled_spec(teacher_spec: dict[str, Any], width: float = 0.5, depth: float =
     whose config has been validated.
     """
     width, depth = _check_ratio(width, depth)
-    if not isinstance(teacher_spec, dict) or "kind" not in teacher_spec:
-        raise GwinferError('teacher spec must be a posterior spec mapping with a "kind"')
-    kinds = estimator_kinds()
-    kind = teacher_spec["kind"]
-    if kind not in kinds:
-        raise GwinferError(f"unknown posterior kind {kind!r}; choose one of {sorted(kinds)}")
-    cls = kinds[kind]
+    cls = spec_class(teacher_spec, "teacher spec")
+    kind = cls.kind
     cfg = to_dict(from_dict(cls.config_class, teacher_spec.get("config") or {}, f"posterior.{kind}"))
 
     def widths(values: list[int], keep_depth: bool = True) -> list[int]:
