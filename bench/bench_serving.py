@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -84,10 +83,16 @@ def concurrent(port: int, x: np.ndarray, iters: int, clients: int, protocol: str
     return 1e3 * np.percentile(a, 50), 1e3 * np.percentile(a, 99), x.shape[0] * len(a) / wall
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def start_gwinfer_server(repo: Path, threads: int) -> tuple[subprocess.Popen, int, int]:
+    """``gwinfer serve`` of ``repo`` (HTTP and gRPC on free loopback ports) in a subprocess:
+    (process, HTTP port, gRPC port)."""
+    from gwinfer.serving.triton import free_port
+
+    port, grpc_port = free_port(), free_port()
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    code = (f"from gwinfer.serving.server import serve; "
+            f"serve({str(repo)!r}, port={port}, threads={threads}, grpc_port={grpc_port})")
+    return subprocess.Popen([sys.executable, "-c", code], env=env), port, grpc_port
 
 
 def main() -> None:
@@ -118,11 +123,7 @@ def main() -> None:
     opts.intra_op_num_threads = args.threads
     sess = ort.InferenceSession(str(dest / "model.onnx"), opts, providers=["CPUExecutionProvider"])
 
-    port, grpc_port = free_port(), free_port()
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    code = (f"from gwinfer.serving.server import serve; "
-            f"serve({str(repo)!r}, port={port}, threads={args.threads}, grpc_port={grpc_port})")
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    proc, port, grpc_port = start_gwinfer_server(repo, args.threads)
     client = httpclient.InferenceServerClient(f"127.0.0.1:{port}")
     gclient = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
     triton, tclient, tgclient, note = None, None, None, "triton: left out (--no-triton)"

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,18 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_serving import start_gwinfer_server, timeit  # bench/ is on sys.path when run as a script
+
 DEFAULT_MODEL = "runs/gw5d/iaf/best.pt"
-
-
-def timeit(fn, iters: int, warmup: int = 3) -> np.ndarray:
-    for _ in range(warmup):
-        fn()
-    out = np.empty(iters)
-    for i in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        out[i] = time.perf_counter() - t0
-    return out
 
 
 def tiny_iaf(path: Path) -> Path:
@@ -84,7 +74,6 @@ def main() -> None:
     from gwinfer.serving.client import ServedModel, sample_posterior
     from gwinfer.serving.export import export_info, export_model
     from gwinfer.serving.posterior_export import NoiseSampler, example_inputs
-    from gwinfer.serving.triton import free_port
 
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="bench-posterior-"))
@@ -111,11 +100,7 @@ def main() -> None:
     sess = ort.InferenceSession(str(dest / "model.onnx"), opts, providers=["CPUExecutionProvider"])
     x_name = info["inputs"][0]["name"]
 
-    port, grpc_port = free_port(), free_port()
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    code = (f"from gwinfer.serving.server import serve; "
-            f"serve({str(repo)!r}, port={port}, threads={args.threads}, grpc_port={grpc_port})")
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    proc, port, grpc_port = start_gwinfer_server(repo, args.threads)
     url = f"127.0.0.1:{port}"
     client = httpclient.InferenceServerClient(url)
     gclient = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
@@ -199,9 +184,10 @@ def main() -> None:
         assert np.allclose(np.stack(list(cols.values()), -1), ref[0][0], rtol=1e-5, atol=1e-4 * float(std.max()))
         rows = []
         for name, fn in backends:
-            t = timeit(fn, args.iters)
+            t = timeit(fn, args.iters, warmup=3)
             rows.append((name, 1e3 * np.percentile(t, 50), 1e3 * np.percentile(t, 99), n / t.mean()))
-        t_noise = timeit(lambda: np.random.default_rng(0).standard_normal((1, n, d)).astype(np.float32), args.iters)
+        t_noise = timeit(lambda: np.random.default_rng(0).standard_normal((1, n, d)).astype(np.float32), args.iters,
+                         warmup=3)
     finally:
         client.close()
         gclient.close()
