@@ -59,15 +59,17 @@ def _check_gps(ts: Any, gps: float, path: str | Path) -> tuple[float, float]:
     return start, end
 
 
-def event_psd(path: str | Path, gps: float, fs: float, seglen: float = 1.0, guard: float = GUARD) -> Any:
+def event_psd(path: str | Path, gps: float, fs: float, seglen: float = 1.0, guard: float = GUARD,
+              series: Any = None) -> Any:
     """Off-source median-Welch PSD (:class:`~gwinfer.detectors.psd.PSD`) of the strain file around ``gps``.
 
     Uses the longer of [file start, gps - guard] and [gps + guard, file end] (s), resampled to ``fs`` Hz.
-    Needs >= 20 Welch segments of ``seglen`` s (fewer over-whiten, see ``welch_psd``).
+    Needs >= 20 Welch segments of ``seglen`` s (fewer over-whiten, see ``welch_psd``). ``series``: the
+    file already read by ``_load_series(path, fs)`` (saves reading and resampling it again).
     """
     from gwinfer.detectors.psd import welch_psd
 
-    ts = _load_series(path, fs)
+    ts = _load_series(path, fs) if series is None else series
     start, end = _check_gps(ts, gps, path)
     i_lo = int(round((gps - guard - start) * fs))
     i_hi = int(round((gps + guard - start) * fs))
@@ -91,17 +93,19 @@ def write_psd(psd: Any, path: str | Path, header: Mapping[str, Any]) -> Path:
     return p
 
 
-def whitened_segment(path: str | Path, gps: float, psd: Any, config: Any, context: float = 4.0) -> tuple[np.ndarray, float]:
+def whitened_segment(path: str | Path, gps: float, psd: Any, config: Any, context: float = 4.0,
+                     series: Any = None) -> tuple[np.ndarray, float]:
     """(whitened float32 segment (n_samples,), GPS start of the segment) of one detector.
 
     ``config``: the model's :class:`~gwinfer.data.simulate.SimulationConfig` (fs, duration, band,
     time_offset). The segment is [gps - time_offset, gps - time_offset + duration]; whitening runs on
-    ``context`` s of data each side of it (Tukey alpha covering 1 s at each far end).
+    ``context`` s of data each side of it (Tukey alpha covering 1 s at each far end). ``series`` as for
+    :func:`event_psd`.
     """
     from gwinfer.detectors.whitening import whiten
 
     fs, dur = config.fs, config.duration
-    ts = _load_series(path, fs)
+    ts = _load_series(path, fs) if series is None else series
     start, end = _check_gps(ts, gps, path)
     seg0 = gps - config.time_offset
     lo, hi = seg0 - context, seg0 + dur + context
@@ -121,10 +125,11 @@ def event_data(files: Mapping[str, str | Path], gps: float, config: Any, psd_seg
     missing = [d for d in config.detectors if d not in files]
     if missing:
         raise GwinferError(f"the model needs strain for {list(config.detectors)}; missing {missing}")
-    psds = {d: event_psd(files[d], gps, config.fs, psd_seglen, guard) for d in config.detectors}
+    series = {d: _load_series(files[d], config.fs) for d in config.detectors}
+    psds = {d: event_psd(files[d], gps, config.fs, psd_seglen, guard, series[d]) for d in config.detectors}
     rows, starts = [], []
     for d in config.detectors:
-        w, s0 = whitened_segment(files[d], gps, psds[d], config)
+        w, s0 = whitened_segment(files[d], gps, psds[d], config, series=series[d])
         rows.append(w)
         starts.append(s0)
     return np.stack(rows), float(starts[0]), psds
@@ -139,9 +144,10 @@ def noise_check(model: Any, files: Mapping[str, str | Path], gps: float, config:
     """
     import torch
 
-    psds = {d: event_psd(files[d], gps, config.fs, psd_seglen) for d in config.detectors}
-    xs = np.stack([np.stack([whitened_segment(files[d], gps + o, psds[d], config)[0] for d in config.detectors])
-                   for o in offsets])
+    series = {d: _load_series(files[d], config.fs) for d in config.detectors}
+    psds = {d: event_psd(files[d], gps, config.fs, psd_seglen, series=series[d]) for d in config.detectors}
+    xs = np.stack([np.stack([whitened_segment(files[d], gps + o, psds[d], config, series=series[d])[0]
+                             for d in config.detectors]) for o in offsets])
     out = {"sample_variance": float(np.var(xs))}
     emb = getattr(model, "embedding", None)
     if emb is not None and hasattr(emb, "project"):
