@@ -168,3 +168,52 @@ def test_bad_request_leaves_states_untouched():
     for seq in (1, 2):
         assert store.state(seq) is before[seq]
         np.testing.assert_array_equal(store.state(seq).buffer, before[seq].buffer)
+
+
+# --- streaming vs full windows through a real server: bytes on the wire and predictions ------------------
+def _bench_module():
+    """bench/bench_streaming.py (CountingProxy, run_ratio), loaded from its file."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_streaming.py"
+    spec = importlib.util.spec_from_file_location("bench_streaming", path)
+    module = importlib.util.module_from_spec(spec)
+    import sys
+
+    sys.modules[spec.name] = module  # dataclasses resolve their module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_streaming_sends_only_new_samples_and_matches_offline(tmp_path):
+    """Wire bytes counted by a TCP relay: streamed requests carry exactly 2 x S float32 values, full-window
+    ones 2 x K, so the tensor-bytes ratio is K/S for K/S = 4, 16, 64; the rest of each request (HTTP
+    headers + JSON header) is a fixed overhead of a few hundred bytes, which bounds the wire ratio; every
+    streamed prediction equals onnxruntime in-process on the same full window."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("fastapi")
+    pytest.importorskip("tritonclient.http")
+    from conftest import tiny_point_model
+
+    from gwinfer.models.registry import save_model
+    from gwinfer.serving.server import Server
+
+    bench = _bench_module()
+    kernel = 256
+    path = save_model(tmp_path / "tiny" / "model.pt", tiny_point_model(kernel, seed=3),
+                      metadata={"time_grid": {"t_start": 0.0, "t_end": 2.0 * (kernel - 1), "dt": 2.0}})
+    strides = [kernel // r for r in (4, 16, 64)]
+    full, streams, onnx_path = bench.export_pair(path, tmp_path / "repo", "tiny", strides)
+    with Server(tmp_path / "repo") as server:
+        for i, s in enumerate(strides):
+            r = bench.run_ratio(server.url, full, streams[s], onnx_path, kernel, s, n_ready=5, seed=i,
+                                latency=False, seq_id=10 + i)
+            assert [q.tensor for q in r.stream] == [2 * s * 4] * len(r.stream)  # exactly the new samples
+            assert [q.tensor for q in r.full] == [2 * kernel * 4] * len(r.full)
+            assert r.tensor_ratio() == kernel / s
+            overhead = max(q.overhead for q in r.stream + r.full)
+            assert overhead < 1024, f"per-request overhead {overhead} bytes"
+            lo, hi = 8 * kernel / (8 * s + overhead), (8 * kernel + overhead) / (8 * s)
+            assert lo <= r.wire_ratio() <= hi
+            assert r.n_predictions == 5 and r.max_abs_diff_stream <= 1e-6 and r.max_abs_diff_full <= 1e-6
