@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Copy a finished training run into models/NAME with its config, command, log and evaluation results.
-#   scripts/ship_model.sh RUN_DIR NAME CONFIG
+#   scripts/ship_model.sh RUN_DIR NAME CONFIG [CATALOGUE_CONFIG]   (default configs/small.yaml)
 set -euo pipefail
-run=$1 name=$2 config=$3
+run=$1 name=$2 config=$3 catalogue=${4:-configs/small.yaml}
+cat_name=$(basename "$catalogue" .yaml)
 dest=models/$name
 mkdir -p "$dest"
 cp "$run/model.pt" "$dest/model.pt"
@@ -16,7 +17,7 @@ Trained with
 
     gwinfer train --config $config --out $run
 
-on the \`small\` catalogue (\`gwinfer generate --config configs/small.yaml --out catalogues/small\`),
+on the \`$cat_name\` catalogue (\`gwinfer generate --config $catalogue --out catalogues/$cat_name\`),
 evaluated with
 
     gwinfer evaluate --model models/$name --data catalogues/small --split test --json results-test.json

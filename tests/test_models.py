@@ -63,6 +63,7 @@ def tiny_rb(head: str = "physics", **kw) -> ReducedBasisModel:
 BUILDERS = {
     "wavenet": tiny_wavenet,
     "wavenet_ampphase_ds3": lambda head: tiny_wavenet(head, representation="ampphase", downsample=3, last_n=4),
+    "wavenet_ampfreq_ds2": lambda head: tiny_wavenet(head, representation="ampfreq", dt=DT, downsample=2, last_n=4),
     "reduced_basis": tiny_rb,
 }
 

@@ -2,8 +2,13 @@
 
 Pipeline on x (batch, 2, T) = (Re h22, Im h22), T samples of step dt (in M):
 
-1. representation: ``reim`` -> x / s (2 channels; s = stored RMS of the training inputs) or
-   ``ampphase`` -> (|h| / s_A, cos phi, sin phi) (3 channels; s_A = stored RMS amplitude);
+1. representation: ``reim`` -> x / s (2 channels; s = stored RMS of the training inputs),
+   ``ampphase`` -> (|h| / s_A, cos phi, sin phi) (3 channels; s_A = stored RMS amplitude), or
+   ``ampfreq`` -> (ln|h|, instantaneous frequency d phi/dt in rad/M), each standardised per time sample
+   with stored statistics (2 channels; :class:`gwinfer.models.features.WaveformFeatures`, the frequency's
+   T - 1 values padded by repeating the last). ``ampfreq`` hands the root smooth, phase-free curves
+   whose deviations from the training mean carry the parameters, instead of a carrier oscillating up to
+   0.1 rad/sample; it needs the grid step ``dt``;
 2. input projection: Conv1d with kernel = stride = ``downsample`` (a learned patch embedding; the input is
    zero-padded on the right to a multiple of ``downsample``), giving L = ceil(T / downsample) steps of
    ``downsample * dt`` M each; ``downsample = 1`` is the usual 1x1 WaveNet input conv;
@@ -29,10 +34,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gwinfer.errors import GwinferError
+from gwinfer.models.features import WaveformFeatures
 from gwinfer.models.heads import HEADS, PointEstimator, mlp
 from gwinfer.models.standardize import Standardizer
 
-REPRESENTATIONS = ("reim", "ampphase")
+REPRESENTATIONS = ("reim", "ampphase", "ampfreq")
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,8 @@ class WaveNetConfig:
     last_n: int = 64  # steps of the (downsampled) root output fed to the leaves
     leaf_hidden: tuple[int, ...] = (256, 64)
     dropout: float = 0.0  # in the leaves
-    representation: str = "reim"  # "reim" | "ampphase"
+    representation: str = "reim"  # "reim" | "ampphase" | "ampfreq"
+    dt: float = 2.0  # time step of the input grid, M (``ampfreq`` only: the frequency's unit)
     downsample: int = 1  # stride of the input projection
     head: str = "physics"  # "physics" | "direct" | "chi"
     spin_weight: float = 0.1  # physics head only
@@ -70,6 +77,8 @@ class WaveNetConfig:
             raise GwinferError(
                 f"wavenet.representation = {self.representation!r}; choose one of {list(REPRESENTATIONS)}"
             )
+        if not self.dt > 0:
+            raise GwinferError(f"wavenet.dt = {self.dt} M must be > 0")
         if self.head not in HEADS:
             raise GwinferError(f"wavenet.head = {self.head!r}; choose one of {list(HEADS)}")
 
@@ -116,8 +125,10 @@ class WaveNet(PointEstimator):
             raise GwinferError(
                 f"wavenet.last_n = {c.last_n} exceeds the {self.length} steps left after downsample = {c.downsample}"
             )
-        in_channels = 2 if c.representation == "reim" else 3
+        in_channels = 3 if c.representation == "ampphase" else 2
         self.input_scale = Standardizer(())
+        if c.representation == "ampfreq":
+            self.features = WaveformFeatures(n_samples, c.dt)
         self.input_proj = nn.Conv1d(in_channels, c.channels, c.downsample, stride=c.downsample)
         dil = c.dilations
         self.layers = nn.ModuleList(
@@ -142,9 +153,12 @@ class WaveNet(PointEstimator):
         return steps * c.downsample
 
     def represent(self, x: Tensor) -> Tensor:
-        """The network's input channels (batch, 2 or 3, T) of x (batch, 2, T)."""
+        """The network's input channels (batch, 2 or 3, T) of x (batch, 2, T) (3 for ``ampphase``)."""
         if self.config.representation == "reim":
             return self.input_scale(x)
+        if self.config.representation == "ampfreq":
+            amp, freq = self.features(x)
+            return torch.stack([amp, torch.cat([freq, freq[:, -1:]], dim=1)], dim=1)
         re, im = x[:, 0], x[:, 1]
         amp = torch.sqrt(re * re + im * im + 1e-30)
         return torch.stack([self.input_scale(amp), re / amp, im / amp], dim=1)
@@ -153,6 +167,8 @@ class WaveNet(PointEstimator):
     def _fit_inputs(self, x: Tensor) -> None:
         if self.config.representation == "reim":
             self.input_scale.fit(x, center=False)
+        elif self.config.representation == "ampfreq":
+            self.features.fit(x)
         else:
             self.input_scale.fit(torch.sqrt(x[:, 0] ** 2 + x[:, 1] ** 2), center=False)
 
