@@ -297,6 +297,31 @@ def test_train_sample_pp_and_bilby_results(sim_path, tmp_path):
         _run(["sample", "--model", str(model_path), "--injection", "2", "--out", str(tmp_path / "y")])
 
 
+def test_fine_tune_starts_from_the_file(sim_path, tmp_path):
+    """init_from: the run starts from the file's weights and standardisation (a 1e-12 learning rate leaves
+    them where they were, while a fresh build would be random), records the parent, and refuses a file
+    of another architecture."""
+    from gwinfer.data.strain_dataset import train_posterior
+    from gwinfer.models.posterior import load_estimator
+
+    model_cfg = {"kind": "iaf", "config": {"embedding": {"kind": "mlp", "context_dim": 8, "hidden": [16]},
+                                           "transforms": 2, "hidden": [16]}}
+    base = {"data": {"simulation": str(sim_path), "val_fraction": 0.25, "fit_samples": 32}, "model": model_cfg,
+            "train": {"epochs": 1, "batch_size": 16, "lr": 1e-3, "tensorboard": False, "device": "cpu",
+                      "early_stopping_patience": 0}}
+    first = train_posterior(base, tmp_path / "base")
+    tuned = train_posterior({**base, "init_from": str(first), "train": {**base["train"], "lr": 1e-12}},
+                            tmp_path / "tuned")
+    (m0, _), (m1, meta) = load_estimator(first), load_estimator(tuned)
+    for (k, a), b in zip(m0.state_dict().items(), m1.state_dict().values()):
+        torch.testing.assert_close(b, a, atol=1e-9, rtol=0, msg=k)
+    assert meta["experiment"]["init_from"] == str(first)
+    assert str(first) in [p["path"] for p in meta["provenance"]["parents"]]
+    other = {**model_cfg, "config": {**model_cfg["config"], "transforms": 3}}
+    with pytest.raises(GwinferError, match="init_from .* is not the experiment's"):
+        train_posterior({**base, "model": other, "init_from": str(first)}, tmp_path / "bad")
+
+
 # ------------------------------------------------------------------------------------------ reference sampler
 def test_reference_sampler_matches_grid_posterior(sim_path, tmp_path):
     """1-D (luminosity_distance, others fixed at the injection): dynesty vs a brute-force grid posterior."""

@@ -175,10 +175,24 @@ def load_posterior_experiment(source: str | Path | dict[str, Any]) -> dict[str, 
     from gwinfer.config import load_yaml
 
     raw = dict(source) if isinstance(source, dict) else load_yaml(source)
-    unknown = sorted(set(raw) - {"data", "model", "train"})
+    unknown = sorted(set(raw) - {"data", "model", "train", "init_from"})
     if unknown or "model" not in raw or "data" not in raw:
-        raise GwinferError(f"a posterior experiment has sections data, model, train (got {sorted(raw)})")
+        raise GwinferError(f"a posterior experiment has sections data, model, train and optional init_from "
+                           f"(got {sorted(raw)})")
     return raw
+
+
+def initial_estimator(path: str | Path, spec: dict[str, Any], theta_dim: int, x_shape: tuple[int, ...]) -> Any:
+    """The estimator of file ``path`` (weights and fitted standardisation) to fine-tune: its kind, config
+    and shapes must be those the experiment's ``model`` section builds, else a one-line error."""
+    from gwinfer.models.posterior import build_estimator, load_estimator
+
+    model, meta = load_estimator(path)
+    want = build_estimator(dict(spec), theta_dim=theta_dim, x_shape=x_shape).spec()
+    if model.spec() != want:
+        raise GwinferError(f"init_from {path}: its model ({model.spec()['kind']}, {model.spec()['config']}) is "
+                           f"not the experiment's ({want['kind']}, {want['config']})")
+    return model.train()
 
 
 def train_posterior(source: str | Path | dict[str, Any], out_dir: str | Path, resume: bool = True,
@@ -198,8 +212,12 @@ def train_posterior(source: str | Path | dict[str, Any], out_dir: str | Path, re
     data = from_dict(PosteriorDataConfig, raw["data"], "data")
     train_cfg = from_dict(TrainConfig, {**(raw.get("train") or {}), **(overrides or {})}, "train")
     sim, train_set, val_set = training_datasets(data)
-    model = build_estimator(dict(raw["model"]), theta_dim=len(sim.names), x_shape=train_set.x_shape)
-    model.fit_standardization(*fit_examples(train_set, data.fit_samples))
+    init = raw.get("init_from")
+    if init:  # fine-tune: start from a trained file's weights and standardisation (fresh optimiser)
+        model = initial_estimator(init, raw["model"], len(sim.names), train_set.x_shape)
+    else:
+        model = build_estimator(dict(raw["model"]), theta_dim=len(sim.names), x_shape=train_set.x_shape)
+        model.fit_standardization(*fit_examples(train_set, data.fit_samples))
 
     config_label = str(source) if not isinstance(source, dict) else "<dict>"
     metadata: dict[str, Any] = {
@@ -209,10 +227,12 @@ def train_posterior(source: str | Path | dict[str, Any], out_dir: str | Path, re
         "psd_sha256": str(sim.attrs.get("psd_sha256")),
         "prior_text": str(sim.attrs.get("prior_text")),
         "noise_std": 1.0,
-        "experiment": {"data": to_dict(data), "model": raw["model"], "train": to_dict(train_cfg)},
+        "experiment": {"data": to_dict(data), "model": raw["model"], "train": to_dict(train_cfg),
+                       **({"init_from": str(init)} if init else {})},
         "command": " ".join(sys.argv),
         "provenance": provenance("posterior-model", {"experiment": config_label},
-                                 parents=[data.simulation] + ([source] if not isinstance(source, dict) else []),
+                                 parents=[data.simulation] + ([source] if not isinstance(source, dict) else [])
+                                 + ([init] if init else []),
                                  libraries=("torch", "numpy", "zuko")),
     }
     trainer = Trainer(model, train_set, val_set, train_cfg, out_dir, metadata=metadata)
