@@ -179,7 +179,7 @@ def test_refusals_are_one_line(setup, tmp_path):
     with pytest.raises(GwinferError, match="not standardised"):
         export_model(save_estimator(tmp_path / "unfitted.pt", unfitted), tmp_path / "repo")
     with pytest.raises(GwinferError, match="streaming"):
-        export_model(setup["files"]["iaf"], tmp_path / "repo", stream_stride=4)
+        export_model(setup["files"]["iaf"], tmp_path / "repo", stream_stride=4, fmt="torchscript")  # ONNX only
     bad = save_estimator(tmp_path / "bad.pt", setup["models"]["iaf"], metadata={"names": ["a,b", "c", "d"]})
     with pytest.raises(GwinferError, match="without commas"):
         export_model(bad, tmp_path / "repo")

@@ -1,4 +1,4 @@
-"""``gwinfer export``, ``gwinfer serve`` and ``gwinfer promote``: handlers only parse arguments and call the library.
+"""``gwinfer export``, ``gwinfer serve``, ``gwinfer promote`` and ``gwinfer stream``: handlers only parse arguments and call the library.
 
 Wire into the main parser with ``add_parsers(sub)``; a GwinferError raised here is printed by the caller
 as one line (``gwinfer: error: ...``).
@@ -49,8 +49,29 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stream(args: argparse.Namespace) -> int:
+    from gwinfer.errors import GwinferError
+    from gwinfer.serving.client import stream_strain
+
+    files = {d: f for d, f in (("H1", args.h1), ("L1", args.l1), ("V1", args.v1)) if f}
+    if not files:
+        raise GwinferError("give the strain files: --h1, --l1 and/or --v1 (GWOSC HDF5), one per detector of the model")
+    res = stream_strain(args.url, args.model, files, args.out, chunk=args.chunk, n_samples=args.n_samples,
+                        seed=args.seed, start=args.start, psd_gps=args.psd_gps, token=args.token)
+    rows, names = res["rows"], res["spec"].parameter_names
+    ready = [r for r in rows if r["ready"]]
+    print(f"streamed {len(rows)} chunks of {args.chunk:g} s through {args.model} ({len(ready)} full windows); "
+          f"wrote {res['out']}")
+    if ready and names:
+        key = names[0]
+        last = ready[-1]
+        print(f"last window (ends GPS {last['gps_end']:.3f}): {key} {last[key + '_median']:.4g} "
+              f"[{last[key + '_q05']:.4g}, {last[key + '_q95']:.4g}]")
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """Add the ``export``, ``serve`` and ``promote`` subcommands to ``sub``."""
+    """Add the ``export``, ``serve``, ``promote`` and ``stream`` subcommands to ``sub``."""
     p = sub.add_parser("export", help="export a model into a Triton-style repository (ONNX or TorchScript); "
                                       "posterior estimators as one sampling graph (strain, noise -> samples, log_prob)")
     p.add_argument("--model", required=True, help="model file or shipped-model folder (point or posterior estimator)")
@@ -112,3 +133,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "a real Triton serves the same version)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server")
     p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("stream", help="replay GWOSC strain files in chunks through a streaming posterior entry and "
+                                      "write per-window posterior summaries (median, 90 %% interval)")
+    p.add_argument("--url", required=True, help="server (host:port, HTTP; gwinfer serve or Triton)")
+    p.add_argument("--model", required=True, help="streaming entry name (gwinfer export --stream-stride of a posterior)")
+    p.add_argument("--h1", help="H1 GWOSC HDF5 strain file")
+    p.add_argument("--l1", help="L1 GWOSC HDF5 strain file")
+    p.add_argument("--v1", help="V1 GWOSC HDF5 strain file")
+    p.add_argument("--out", required=True, help="per-chunk table: .csv or .h5 (written atomically, with provenance)")
+    p.add_argument("--chunk", type=float, default=1.0, help="seconds of strain per request (must be the entry's stride)")
+    p.add_argument("--n-samples", type=int, default=1000, help="posterior samples per window")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (chunk k draws from default_rng([seed, k]))")
+    p.add_argument("--start", type=float, default=None, help="GPS time of the first sample sent (default: file start)")
+    p.add_argument("--psd-gps", type=float, default=None,
+                   help="keep this GPS time +- 2 s out of the PSD estimate (off-source PSD as gwinfer analyze); "
+                        "default: median-Welch PSD of each whole file")
+    p.add_argument("--token", default=None, help="the server's bearer token")
+    p.set_defaults(func=cmd_stream)

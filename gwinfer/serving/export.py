@@ -245,9 +245,8 @@ def export_model(model_path: str | Path, repo: str | Path, name: str | None = No
     if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or not 1 <= max_batch_size <= 1 << 16:
         raise GwinferError(f"max_batch_size = {max_batch_size!r} must be an integer in [1, 65536]")
     if posterior:
-        if stream_stride is not None:
-            raise GwinferError("posterior estimators cannot be exported as streaming entries (--stream-stride)")
-        return _export_posterior(src, repo, name, fmt, version, max_batch_size, max_queue_delay_us, seed, backend)
+        return _export_posterior(src, repo, name, fmt, version, max_batch_size, max_queue_delay_us, seed, backend,
+                                 stream_stride, sequence_idle_s)
     return _export_point(src, repo, name, fmt, version, max_batch_size, max_queue_delay_us, seed, stream_stride,
                          sequence_idle_s, backend)
 
@@ -284,7 +283,8 @@ def _export_point(src: Path, repo: str | Path, name: str | None, fmt: str, versi
         inputs = [TensorSpec("update", "FP32", (2, stream_stride))]
         outputs = [TensorSpec("theta", "FP32", (3,)), TensorSpec("ready", "BOOL", (1,))]
         config = make_config(name, platform, inputs, outputs, 1, sequence_idle_us=int(sequence_idle_s * 1e6))
-        streaming = {"kernel": n, "stride": stream_stride, "graph_input": in_name, "graph_output": out_name}
+        streaming = {"kernel": n, "stride": stream_stride, "channels": 2, "state_input": "update",
+                     "graph_input": in_name, "graph_output": out_name, "ready_output": "ready"}
 
     def build(tmp: Path, version: int) -> tuple[dict[str, Any], float]:
         out_file = tmp / PLATFORM_FILES[platform]
@@ -321,25 +321,47 @@ def _export_point(src: Path, repo: str | Path, name: str | None, fmt: str, versi
 
 
 def _export_posterior(src: Path, repo: str | Path, name: str | None, fmt: str, version: int | None,
-                      max_batch_size: int, max_queue_delay_us: int, seed: int, backend: str) -> Path:
+                      max_batch_size: int, max_queue_delay_us: int, seed: int, backend: str,
+                      stream_stride: int | None = None, sequence_idle_s: float = 60.0) -> Path:
     from gwinfer.models.posterior import load_estimator
     from gwinfer.serving import posterior_export as pe
 
     estimator, meta = load_estimator(src)
     sampler = pe.NoiseSampler(estimator)  # refuses cvae/cvae_plus and unfitted estimators
     names, names_source = pe.parameter_names(estimator, meta)
-    name = _default_name(src) if name is None else name
+    name = _default_name(src) + ("-stream" if stream_stride is not None else "") if name is None else name
     check_name(name)
     platform = FORMAT_PLATFORMS[fmt]
     (x_name, z_name), (s_name, lp_name) = pe.NAMES[fmt]
     if fmt == "onnx":
         x_name = pe.input_name(estimator)
     d = estimator.theta_dim
-    inputs = [TensorSpec(x_name, "FP32", tuple(estimator.x_shape)), TensorSpec(z_name, "FP32", (-1, d))]
-    outputs = [TensorSpec(s_name, "FP32", (-1, d)), TensorSpec(lp_name, "FP32", (-1,))]
-    config = make_config(name, platform, inputs, outputs, max_batch_size, max_queue_delay_us,
-                         backend="python" if backend == "python" else None,
-                         parameters={"parameter_names": ",".join(names)})
+    parameters = {"parameter_names": ",".join(names)}
+    streaming = None
+    if stream_stride is None:
+        inputs = [TensorSpec(x_name, "FP32", tuple(estimator.x_shape)), TensorSpec(z_name, "FP32", (-1, d))]
+        outputs = [TensorSpec(s_name, "FP32", (-1, d)), TensorSpec(lp_name, "FP32", (-1,))]
+        config = make_config(name, platform, inputs, outputs, max_batch_size, max_queue_delay_us,
+                             backend="python" if backend == "python" else None, parameters=parameters)
+    else:
+        if fmt != "onnx" or len(estimator.x_shape) != 2:
+            raise GwinferError("streaming posterior entries are ONNX graphs of estimators on strain "
+                               "(n_detectors, n_samples); export with format 'onnx'")
+        n_det, n = (int(v) for v in estimator.x_shape)
+        if isinstance(stream_stride, bool) or not isinstance(stream_stride, int) or not 1 <= stream_stride <= n:
+            raise GwinferError(f"stream_stride = {stream_stride!r} must be an integer in [1, {n}] (the window length)")
+        if not sequence_idle_s > 0:
+            raise GwinferError(f"sequence_idle_s = {sequence_idle_s!r} must be > 0")
+        inputs = [TensorSpec("update", "FP32", (n_det, stream_stride)), TensorSpec(z_name, "FP32", (-1, d))]
+        outputs = [TensorSpec(s_name, "FP32", (-1, d)), TensorSpec(lp_name, "FP32", (-1,)),
+                   TensorSpec("ready", "BOOL", (1,))]
+        parameters.update(pe.stream_parameters(meta, n, stream_stride))
+        config = make_config(name, platform, inputs, outputs, 1, sequence_idle_us=int(sequence_idle_s * 1e6),
+                             backend="python" if backend == "python" else None, parameters=parameters)
+        streaming = {"kernel": n, "stride": stream_stride, "channels": n_det, "state_input": "update",
+                     "graph_input": x_name, "graph_output": s_name, "graph_outputs": [s_name, lp_name],
+                     "forwarded_inputs": [z_name], "ready_output": "ready",
+                     "noise_default": "ONNX initializer 'noise' of shape (1, 0, D) (see posterior_export.add_noise_default)"}
 
     def build(tmp: Path, version: int) -> tuple[dict[str, Any], float]:
         out_file = tmp / PLATFORM_FILES[platform]
@@ -351,10 +373,16 @@ def _export_posterior(src: Path, repo: str | Path, name: str | None, fmt: str, v
         if backend == "python":
             shutil.copyfile(PYTHON_MODEL, tmp / "model.py")
         check = pe.compare_posterior(sampler, out_file, seed)
+        if streaming is not None:
+            plain = tmp / "plain.onnx"
+            shutil.copyfile(out_file, plain)
+            pe.add_noise_default(out_file, d)
+            check["noise_default_max_abs_diff"] = pe.check_noise_default(plain, out_file, estimator, seed)
+            plain.unlink()
         record = provenance(
             "serving-export",
             {"name": name, "version": version, "format": fmt, "platform": platform, "backend": backend,
-             "max_batch_size": config["max_batch_size"]},
+             "max_batch_size": config["max_batch_size"], "stream_stride": stream_stride},
             parents=[src], libraries=(*SERVING_LIBRARIES, "zuko"),
             source_sha256=sha256_file(src), model_spec=estimator.spec(),
             posterior={"kind": estimator.kind, "theta_dim": d, "x_shape": list(estimator.x_shape),
@@ -372,6 +400,7 @@ def _export_posterior(src: Path, repo: str | Path, name: str | None, fmt: str, v
                            "same limits of the estimator's sample_and_log_prob on the same noise"},
             inputs=[t.__dict__ | {"dims": list(t.dims)} for t in inputs],
             outputs=[t.__dict__ | {"dims": list(t.dims)} for t in outputs],
+            **({"streaming": streaming} if streaming else {}),
         )
         return record, check["max_abs_diff"]
 

@@ -265,3 +265,72 @@ def parameter_names(estimator: nn.Module, metadata: dict[str, Any]) -> tuple[lis
 
 
 SOURCE_METADATA = ("names", "provenance", "training", "simulation", "noise_std", "gwinfer_version")
+
+
+# --- streaming entries --------------------------------------------------------------------------------
+#: Simulation settings a streaming client needs to prepare its strain, copied into the config ``parameters``.
+STREAM_SIMULATION_KEYS = ("detectors", "fs", "duration", "f_min", "f_max", "time_offset")
+
+
+def stream_parameters(metadata: dict[str, Any], kernel: int, stride: int) -> dict[str, str]:
+    """Config parameters of a streaming posterior entry (strings, Triton's free-form ``parameters``).
+
+    ``stream_kernel`` / ``stream_stride`` (samples per window / per request) and, when the estimator file
+    has its ``simulation`` settings: ``detectors`` (comma-separated, the order of the strain rows),
+    ``sample_rate`` (Hz), ``duration`` (s), ``f_min`` / ``f_max`` (whitening band, Hz) and
+    ``time_offset`` (s of the trigger into the window) -- what a client needs to whiten and chunk its data
+    (:func:`gwinfer.serving.client.stream_strain`).
+    """
+    out = {"stream_kernel": str(int(kernel)), "stream_stride": str(int(stride))}
+    sim = metadata.get("simulation")
+    if isinstance(sim, dict):
+        for key in STREAM_SIMULATION_KEYS:
+            value = sim.get(key)
+            if value is None:
+                continue
+            name = "sample_rate" if key == "fs" else key
+            out[name] = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else repr(float(value))
+    return out
+
+
+def add_noise_default(path: Path, theta_dim: int) -> None:
+    """Give the ``noise`` input of an exported ONNX posterior graph a default value (an ONNX initializer of
+    the same name, shape (1, 0, D): zero samples), in place.
+
+    onnxruntime then lists only ``strain`` among the session's required inputs and ``noise`` among its
+    overridable initializers; a feed named ``noise`` overrides the default, so the graph computes exactly
+    what it did before (checked by :func:`check_noise_default`). Why: ``gwinfer serve`` opens a streaming
+    entry's graph with its one windowed input (the snapshotter's output); the other inputs of a request
+    (here the noise) are passed through by ``App._stream``. Without a noise feed the graph fails (a
+    reshape of zero samples), it never samples silently from a default.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    if [i.name for i in model.graph.input] != ["strain", "noise"]:
+        raise GwinferError(f"{path}: expected graph inputs ['strain', 'noise']; got {[i.name for i in model.graph.input]}")
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros((1, 0, theta_dim), np.float32), "noise"))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def check_noise_default(plain: Path, with_default: Path, estimator: nn.Module, seed: int) -> float:
+    """Max abs difference of (samples, log_prob) between the graph before and after :func:`add_noise_default`
+    on seeded inputs fed by name (one-line GwinferError unless it is exactly 0)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # the 'initializer appears in graph inputs' warning is the point here
+    a, b = (ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"]) for p in (plain, with_default))
+    if [i.name for i in b.get_inputs()] != ["strain"] or [i.name for i in b.get_overridable_initializers()] != ["noise"]:
+        raise GwinferError(f"{with_default}: onnxruntime does not see 'noise' as an overridable input")
+    diff = 0.0
+    for i, (batch, n) in enumerate(((1, 1), (1, 33))):
+        x, z = example_inputs(estimator, batch, n, seed + 50 + i)
+        feed = {"strain": x.numpy(), "noise": z.numpy()}
+        for u, v in zip(a.run(["samples", "log_prob"], feed), b.run(["samples", "log_prob"], feed)):
+            diff = max(diff, float(np.max(np.abs(u - v))))
+    if diff != 0.0:
+        raise GwinferError(f"the streaming posterior graph differs from the plain one by {diff:.3g}")
+    return diff

@@ -845,22 +845,50 @@ class App:
         return result
 
     async def _stream(self, mv: ModelVersion, params: dict[str, Any], arrays: dict[str, np.ndarray]):
-        from gwinfer.serving.streaming import snapshotter
+        """(outputs, response parameters) of one request of a streaming entry (``mv.streaming``: gwinfer.json).
+
+        Only the streaming input (``state_input``, default the first input: ``update`` (1, channels,
+        stride)) goes through the sequence's snapshotter; the window it returns is fed to the graph as
+        ``graph_input`` together with every other request input unchanged (``forwarded_inputs``, e.g. a
+        posterior's ``noise`` (1, N, D)). The graph outputs ``graph_outputs`` (default ``[graph_output]``)
+        are returned under the config's non-``ready`` output names, in order, plus ``ready`` (1, 1) BOOL.
+        """
+        from gwinfer.serving.streaming import snapshot_state, snapshotter
 
         seq = params.get("sequence_id")
         if isinstance(seq, bool) or not isinstance(seq, (int, str)) or seq in (0, ""):
             raise ServingError(400, f"streaming model {mv.name!r} needs a non-zero sequence_id parameter")
-        update = next(iter(arrays.values()))
-        if update.shape[0] != 1:
+        if any(a.shape[0] != 1 for a in arrays.values()):
             raise ServingError(400, "streaming requests carry one sequence (batch 1)")
-        graph_in, graph_out = mv.streaming["graph_input"], mv.streaming["graph_output"]
+        spec = mv.streaming
+        state_input = spec.get("state_input", mv.inputs[0].name)
+        update = arrays[state_input]
+        forwarded = {k: v for k, v in arrays.items() if k != state_input}
+        graph_in = spec["graph_input"]
+        graph_outs = list(spec.get("graph_outputs", [spec["graph_output"]]))
+        ready_name = spec.get("ready_output", mv.outputs[-1].name)
+        out_names = [o.name for o in mv.outputs if o.name != ready_name]
+        kernel, stride = int(spec["kernel"]), int(spec["stride"])
+        channels = int(spec.get("channels", update.shape[1]))
+        loop = asyncio.get_running_loop()
+        runner = mv.runner
+        if graph_outs != [spec["graph_output"]]:  # the loaded runner fetches one output; open one for all of them
+            runner = getattr(mv, "_stream_runner", None)
+            if runner is None:
+                path = self.repo / mv.name / str(mv.version) / model_filename(mv.config)
+                runner = await loop.run_in_executor(self.executor, lambda: RUNNERS[runtime_platform(mv.config)](
+                    path, [graph_in], graph_outs, self.threads))
+                mv._stream_runner = runner
 
         def step(state):
+            if state.filled == 0 and state.buffer.shape[-2] != channels:  # a fresh state of another channel count
+                state = snapshot_state(channels, kernel, stride)
             window, new = snapshotter(update[0], state)
-            theta = mv.runner({graph_in: np.ascontiguousarray(window[None], dtype=np.float32)})[graph_out]
-            return ({mv.outputs[0].name: theta, mv.outputs[1].name: np.array([[new.ready]])}, new.filled), new
+            out = runner({graph_in: np.ascontiguousarray(window[None], dtype=np.float32), **forwarded})
+            outputs = {name: out[g] for name, g in zip(out_names, graph_outs)}
+            outputs[ready_name] = np.array([[new.ready]])
+            return (outputs, new.filled), new
 
-        loop = asyncio.get_running_loop()
         try:
             outputs, filled = await loop.run_in_executor(self.executor, lambda: mv.sequences.step(
                 seq, step, start=bool(params.get("sequence_start")), end=bool(params.get("sequence_end"))))
