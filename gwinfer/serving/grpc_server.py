@@ -21,13 +21,16 @@ ModelInfer              inputs as ``raw_input_contents`` (tritonclient's way) or
 ModelStreamInfer        ModelInfer for each message of a bidirectional stream, answered in order;
                         a failed message is answered with ``error_message`` and the stream goes on
 RepositoryModelLoad     as HTTP ``POST /v2/repository/models/{m}/load``: new versions, labels.json
+SystemSharedMemory*     Register / Unregister / Status of system shared-memory regions
+                        (:mod:`gwinfer.serving.shm`, shared with HTTP); inputs and outputs with
+                        ``shared_memory_region``/``_byte_size``/``_offset`` parameters
 ======================  ==========================================================================
 
-Other RPCs (statistics, shared memory, unload, trace/log settings) answer UNIMPLEMENTED.
+Other RPCs (statistics, CUDA shared memory, unload, trace/log settings) answer UNIMPLEMENTED.
 
 Status codes (the HTTP statuses of the same errors, mapped): unknown model/version NOT_FOUND; wrong or
-missing tensor name, shape, batch, datatype, malformed contents, unknown/expired sequence
-INVALID_ARGUMENT; missing/wrong token UNAUTHENTICATED; message larger than the App's
+missing tensor name, shape, batch, datatype, malformed contents, unknown/expired sequence, a
+shared-memory registration or placement that cannot be honoured INVALID_ARGUMENT; missing/wrong token UNAUTHENTICATED; message larger than the App's
 ``max_body_bytes`` RESOURCE_EXHAUSTED (by grpc itself); a model that failed to load UNAVAILABLE; an
 unexpected exception INTERNAL. None stops the server.
 """
@@ -55,7 +58,11 @@ from gwinfer.serving.server import (
     check_input,
     check_input_parameters,
     check_output,
+    output_placement,
+    shm_input,
+    write_shm_output,
 )
+from gwinfer.serving.shm import Placement, Regions
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +134,8 @@ def _raw_array(name: str, data: bytes, spec: TensorSpec, count: int) -> np.ndarr
     if len(data) != size:
         raise ServingError(400, f"input {name!r}: raw_input_contents has {len(data)} bytes; expected "
                                 f"{count} x {dtype.itemsize} = {size} bytes for {spec.datatype}")
-    return np.frombuffer(data, dtype=dtype.newbyteorder("<")).astype(dtype)  # a writable native copy
+    arr = np.frombuffer(data, dtype=dtype.newbyteorder("<"))  # a read-only view of the message's bytes
+    return arr if arr.dtype.isnative else arr.astype(dtype)
 
 
 def _typed_array(tensor: Any, spec: TensorSpec, count: int) -> np.ndarray:
@@ -146,47 +154,78 @@ def _typed_array(tensor: Any, spec: TensorSpec, count: int) -> np.ndarray:
         raise ServingError(400, f"input {tensor.name!r}: contents.{field} do not fit {spec.datatype} ({err})") from None
 
 
-def parse_grpc_inputs(request: service_pb2.ModelInferRequest, mv: ModelVersion) -> tuple[dict[str, np.ndarray], int]:
-    """Validated input arrays of a ModelInferRequest and its batch size (the HTTP path's checks)."""
+def parse_grpc_inputs(request: service_pb2.ModelInferRequest, mv: ModelVersion,
+                      regions: Regions | None = None) -> tuple[dict[str, np.ndarray], int]:
+    """Validated input arrays of a ModelInferRequest and its batch size (the HTTP path's checks).
+
+    Inputs in a shared-memory region (``shared_memory_region`` parameters) carry no contents; the
+    ``raw_input_contents`` entries belong, in order, to the other inputs.
+    """
     if not request.inputs:
         raise ServingError(400, f"the request has no inputs; model {mv.name!r} takes {[t.name for t in mv.inputs]}")
     raw = request.raw_input_contents
-    if raw and len(raw) != len(request.inputs):
-        raise ServingError(400, f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs; "
-                                f"send one per input, or none and use contents")
+    params = [parameters_dict(t.parameters) for t in request.inputs]
+    in_shm = sum("shared_memory_region" in p for p in params)
+    if raw and len(raw) != len(request.inputs) - in_shm:
+        raise ServingError(400, f"raw_input_contents has {len(raw)} entries for {len(request.inputs) - in_shm} "
+                                f"inputs not in shared memory; send one per input, or none and use contents")
     arrays: dict[str, np.ndarray] = {}
     batch = None
-    for i, t in enumerate(request.inputs):
+    i = 0  # the next raw_input_contents entry
+    for t, p in zip(request.inputs, params):
         shape = list(t.shape)
         spec, batch = check_input(mv, t.name, t.datatype, shape, arrays, batch)
-        check_input_parameters(t.name, parameters_dict(t.parameters))
+        check_input_parameters(t.name, p)
         count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        shared = shm_input(regions, p, t.name, spec, shape)
+        if shared is not None:
+            if t.HasField("contents"):
+                raise ServingError(400, f"input {t.name!r} has both a shared-memory region and contents; send one")
+            arrays[t.name] = shared
+            continue
         if raw and t.HasField("contents"):
             raise ServingError(400, f"input {t.name!r} has both contents and raw_input_contents; send one")
-        flat = _raw_array(t.name, raw[i], spec, count) if raw else _typed_array(t, spec, count)
+        if raw:
+            flat = _raw_array(t.name, raw[i], spec, count)
+            i += 1
+        else:
+            flat = _typed_array(t, spec, count)
         arrays[t.name] = flat.reshape(shape)
     check_complete(mv, arrays)
     return arrays, batch or 1
 
 
-def requested_grpc_outputs(request: service_pb2.ModelInferRequest, mv: ModelVersion) -> list[str]:
-    """Names of the outputs to return (all outputs when the request names none)."""
+def requested_grpc_outputs(request: service_pb2.ModelInferRequest, mv: ModelVersion, regions: Regions | None = None,
+                           batch: int = 1) -> list[tuple[str, Placement | None]]:
+    """[(output name, shared-memory placement or None)] to return (all outputs when the request names
+    none); placements are checked to hold a batch of ``batch``."""
     if not request.outputs:
-        return [t.name for t in mv.outputs]
+        return [(t.name, None) for t in mv.outputs]
+    wanted = []
     for o in request.outputs:
-        check_output(mv, o.name, parameters_dict(o.parameters))
-    return [o.name for o in request.outputs]
+        p = parameters_dict(o.parameters)
+        check_output(mv, o.name, p)
+        wanted.append((o.name, output_placement(regions, mv, o.name, p, batch)))
+    return wanted
 
 
-def encode_grpc_response(mv: ModelVersion, request_id: str, outputs: dict[str, np.ndarray], wanted: list[str],
-                         extra: dict[str, Any] | None = None) -> service_pb2.ModelInferResponse:
-    """A ModelInferResponse with ``wanted`` outputs as little-endian ``raw_output_contents``."""
+def encode_grpc_response(mv: ModelVersion, request_id: str, outputs: dict[str, np.ndarray],
+                         wanted: list[tuple[str, Placement | None]], extra: dict[str, Any] | None = None,
+                         regions: Regions | None = None) -> service_pb2.ModelInferResponse:
+    """A ModelInferResponse with ``wanted`` outputs as little-endian ``raw_output_contents``; an output
+    placed in shared memory is written there and gets an empty entry (indices stay aligned) and the
+    ``shared_memory_region``/``shared_memory_byte_size`` parameters."""
     specs = {t.name: t for t in mv.outputs}
     resp = service_pb2.ModelInferResponse(model_name=mv.name, model_version=str(mv.version), id=request_id)
-    for name in wanted:
+    for name, where in wanted:
         spec = specs[name]
         arr = np.ascontiguousarray(outputs[name], dtype=spec.numpy_dtype)
-        resp.outputs.add(name=name, datatype=spec.datatype, shape=list(arr.shape))
+        out = resp.outputs.add(name=name, datatype=spec.datatype, shape=list(arr.shape))
+        if where is not None and regions is not None:
+            for key, value in write_shm_output(regions, where, name, arr).items():
+                set_parameter(out.parameters[key], value)
+            resp.raw_output_contents.append(b"")
+            continue
         resp.raw_output_contents.append(arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
     for key, value in (extra or {}).items():
         set_parameter(resp.parameters[key], value)
@@ -296,6 +335,26 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             context.add_done_callback(lambda _context, fn=fn: fn())
         return response
 
+    @rpc()
+    async def SystemSharedMemoryRegister(self, request: service_pb2.SystemSharedMemoryRegisterRequest,
+                                         context: Any) -> service_pb2.SystemSharedMemoryRegisterResponse:
+        self.state.shm.register(request.name, request.key, request.offset, request.byte_size)
+        return service_pb2.SystemSharedMemoryRegisterResponse()
+
+    @rpc()
+    async def SystemSharedMemoryUnregister(self, request: service_pb2.SystemSharedMemoryUnregisterRequest,
+                                           context: Any) -> service_pb2.SystemSharedMemoryUnregisterResponse:
+        self.state.shm.unregister(request.name)
+        return service_pb2.SystemSharedMemoryUnregisterResponse()
+
+    @rpc()
+    async def SystemSharedMemoryStatus(self, request: service_pb2.SystemSharedMemoryStatusRequest,
+                                       context: Any) -> service_pb2.SystemSharedMemoryStatusResponse:
+        resp = service_pb2.SystemSharedMemoryStatusResponse()
+        for entry in self.state.shm.status(request.name):
+            resp.regions[entry["name"]].CopyFrom(service_pb2.SystemSharedMemoryStatusResponse.RegionStatus(**entry))
+        return resp
+
     async def ModelStreamInfer(self, request_iterator: AsyncIterator[service_pb2.ModelInferRequest],
                                context: grpc.aio.ServicerContext) -> AsyncIterator[service_pb2.ModelStreamInferResponse]:
         """Answer each request of the stream in order; a failure is an ``error_message`` response."""
@@ -327,12 +386,12 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
         async def run() -> tuple[service_pb2.ModelInferResponse, int]:
             self.state.check_ready(mv)
-            arrays, batch = parse_grpc_inputs(request, mv)
-            wanted = requested_grpc_outputs(request, mv)
+            arrays, batch = parse_grpc_inputs(request, mv, self.state.shm)
+            wanted = requested_grpc_outputs(request, mv, self.state.shm, batch)
             params = parameters_dict(request.parameters)
             routed = self.state.route(mv, params, not request.model_version)
             outputs, extra, items = await self.state.execute(routed, arrays, batch, params, after)
-            return encode_grpc_response(routed, request.id, outputs, wanted, extra), items
+            return encode_grpc_response(routed, request.id, outputs, wanted, extra, self.state.shm), items
 
         return await self.state.counted(mv, t0, run)
 

@@ -2,18 +2,21 @@
 
 It implements the endpoints ``tritonclient.http`` uses, so the standard client works unchanged:
 
-====================================================  ===========================================
-``GET  /v2/health/live``, ``/v2/health/ready``         liveness / readiness (200 or 503)
-``GET  /v2``                                           server metadata
-``GET  /v2/models/{m}[/versions/{v}]``                 model metadata (inputs/outputs: name, datatype, shape)
-``GET  /v2/models/{m}[/versions/{v}]/ready``           model readiness
-``GET  /v2/models/{m}[/versions/{v}]/config``          the parsed config.pbtxt as JSON
-``POST /v2/repository/index``                          model list with version and state
-``POST /v2/models/{m}[/versions/{v}]/infer``           inference: JSON tensors and the binary tensor extension
-``GET  /v2/models/{m}/monitor``                        shadow comparison of development vs production (JSON)
-``POST /v2/repository/models/{m}/load``                (re)load a model: new version folders, labels.json
-``GET  /metrics``                                      Prometheus text format
-====================================================  ===========================================
+========================================================  ==================================================
+``GET  /v2/health/live``, ``/v2/health/ready``            liveness / readiness (200 or 503)
+``GET  /v2``                                              server metadata
+``GET  /v2/models/{m}[/versions/{v}]``                    model metadata (inputs/outputs: name, datatype, shape)
+``GET  /v2/models/{m}[/versions/{v}]/ready``              model readiness
+``GET  /v2/models/{m}[/versions/{v}]/config``             the parsed config.pbtxt as JSON
+``POST /v2/repository/index``                             model list with version and state
+``POST /v2/models/{m}[/versions/{v}]/infer``              inference: JSON tensors and the binary tensor extension
+``GET  /v2/models/{m}/monitor``                           shadow comparison of development vs production (JSON)
+``POST /v2/repository/models/{m}/load``                   (re)load a model: new version folders, labels.json
+``POST /v2/systemsharedmemory/region/{r}/register``       system shared memory (:mod:`gwinfer.serving.shm`):
+``POST /v2/systemsharedmemory[/region/{r}]/unregister``   register ``{"key", "offset", "byte_size"}``,
+``GET  /v2/systemsharedmemory[/region/{r}]/status``       unregister, status; tensors placed in regions
+``GET  /metrics``                                         Prometheus text format
+========================================================  ==================================================
 
 ONNX models run with onnxruntime (CPU), TorchScript models with ``torch.jit.load``. Concurrent requests to
 a model with ``max_batch_size > 0`` are collected for up to ``max_queue_delay_microseconds`` (its
@@ -76,6 +79,7 @@ from gwinfer.serving.repository import (
     runtime_platform,
 )
 from gwinfer.serving.shadow import ShadowMonitor
+from gwinfer.serving.shm import Placement, Regions, SharedMemoryError, is_shared, placement
 
 log = logging.getLogger(__name__)
 
@@ -126,11 +130,17 @@ class TorchScriptRunner:
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self.torch
         with torch.inference_mode():
-            out = self.module(*[torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in self.input_names])
+            out = self.module(*[torch.from_numpy(_writable(inputs[n])) for n in self.input_names])
         outs = list(out) if isinstance(out, (tuple, list)) else [out]
         if len(outs) != len(self.output_names):
             raise GwinferError(f"TorchScript model returned {len(outs)} outputs; config has {len(self.output_names)}")
         return {n: o.numpy() for n, o in zip(self.output_names, outs)}
+
+
+def _writable(a: np.ndarray) -> np.ndarray:
+    """``a`` as a C-contiguous writable array (torch.from_numpy refuses read-only views); copies only if needed."""
+    a = np.ascontiguousarray(a)
+    return a if a.flags.writeable else a.copy()
 
 
 RUNNERS = {"onnxruntime_onnx": OnnxRunner, "pytorch_libtorch": TorchScriptRunner}
@@ -219,6 +229,7 @@ class Metrics:
         self.count: dict[tuple[str, int], int] = {}  # inferences (batch items)
         self.exec_count: dict[tuple[str, int], int] = {}  # model executions (batches)
         self.duration_us: dict[tuple[str, int], float] = {}
+        self.compute_us: dict[tuple[str, int], float] = {}  # time inside the model runner
         self.latency = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.batch = [0] * (len(BATCH_BUCKETS) + 1)
@@ -246,9 +257,11 @@ class Metrics:
             self.latency[next((i for i, b in enumerate(LATENCY_BUCKETS) if seconds <= b), len(LATENCY_BUCKETS))] += 1
             self.latency_sum += seconds
 
-    def execution(self, key: tuple[str, int], batch: int) -> None:
+    def execution(self, key: tuple[str, int], batch: int, seconds: float = 0.0) -> None:
+        """Count one model execution of ``batch`` items that took ``seconds`` (0: not timed)."""
         with self.lock:
             self._add(self.exec_count, key)
+            self._add(self.compute_us, key, seconds * 1e6)
             self.batch[next((i for i, b in enumerate(BATCH_BUCKETS) if batch <= b), len(BATCH_BUCKETS))] += 1
             self.batch_sum += batch
 
@@ -267,6 +280,7 @@ class Metrics:
                 ("nv_inference_count", self.count, "inferences (batch items) performed"),
                 ("nv_inference_exec_count", self.exec_count, "model executions (batches) performed"),
                 ("nv_inference_request_duration_us", self.duration_us, "cumulative request duration, us"),
+                ("nv_inference_compute_infer_duration_us", self.compute_us, "cumulative model execution time, us"),
             ):
                 out += [f"# HELP {metric} {help_}.", f"# TYPE {metric} counter"]
                 out += [f'{metric}{{model="{m}",version="{v}"}} {n:.15g}' for (m, v), n in sorted(d.items())]
@@ -290,6 +304,13 @@ class Metrics:
 
 
 # --- dynamic batching -------------------------------------------------------------------------------
+def timed(fn: Callable[[Any], Any], arg: Any) -> tuple[Any, float]:
+    """(fn(arg), seconds it took) — run on the inference thread."""
+    t0 = time.perf_counter()
+    out = fn(arg)
+    return out, time.perf_counter() - t0
+
+
 class Batcher:
     """Collects concurrent requests of one model version for up to ``delay`` s and runs them as one batch."""
 
@@ -343,8 +364,8 @@ class Batcher:
                 continue
             try:
                 batch = {k: np.concatenate([it[0][k] for it in live]) if len(live) > 1 else live[0][0][k] for k in first[0]}
-                out = await loop.run_in_executor(self.executor, self.mv.runner, batch)
-                self.metrics.execution((self.mv.name, self.mv.version), n)
+                out, seconds = await loop.run_in_executor(self.executor, timed, self.mv.runner, batch)
+                self.metrics.execution((self.mv.name, self.mv.version), n, seconds)
                 start = 0
                 for it in live:
                     m = self._n(it)
@@ -358,7 +379,16 @@ class Batcher:
 
 
 # --- request parsing --------------------------------------------------------------------------------
-def _json_header(body: bytes, header_length: str | None) -> tuple[dict[str, Any], bytes]:
+def header_length_of(header_length: str | None) -> int:
+    """The integer value of an Inference-Header-Content-Length header (0 if absent or not an integer)."""
+    try:
+        return int(header_length) if header_length is not None else 0
+    except ValueError:
+        return 0
+
+
+def _json_header(body: bytes | memoryview, header_length: str | None) -> tuple[dict[str, Any], bytes | memoryview]:
+    """(the JSON inference header, the binary tensor data after it) of an HTTP inference body."""
     if header_length is None:
         head, blob = body, b""
     else:
@@ -370,7 +400,7 @@ def _json_header(body: bytes, header_length: str | None) -> tuple[dict[str, Any]
             raise ServingError(400, f"Inference-Header-Content-Length {n} is outside the body length {len(body)}")
         head, blob = body[:n], body[n:]
     try:
-        req = json.loads(head)
+        req = json.loads(bytes(head) if isinstance(head, memoryview) else head)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ServingError(400, f"malformed JSON inference header: {err}") from None
     if not isinstance(req, dict):
@@ -410,11 +440,56 @@ def check_input(mv: ModelVersion, name: Any, datatype: Any, shape: Any, seen: di
 
 
 def check_input_parameters(name: str, params: Any) -> None:
-    """Refuse input parameters this server does not implement (shared memory)."""
+    """ServingError(400) unless an input's parameters are an object."""
     if not isinstance(params, dict):
         raise ServingError(400, f"input {name!r}: parameters must be an object")
-    if "shared_memory_region" in params:
-        raise ServingError(400, "shared-memory inputs are not supported by this server")
+
+
+def shm_input(regions: Regions | None, params: dict[str, Any], name: str, spec: TensorSpec,
+              shape: list[int]) -> np.ndarray | None:
+    """The input ``name`` read from the shared-memory region its parameters name (a view, no copy),
+    or None if they name none; ServingError(400) for a bad placement."""
+    try:
+        where = placement(params, f"input {name!r}")
+        if where is None:
+            return None
+        if regions is None:
+            raise SharedMemoryError("shared-memory inputs are not supported here")
+        return regions.read(where, spec.numpy_dtype, shape, f"input {name!r}")
+    except SharedMemoryError as err:
+        raise ServingError(400, str(err)) from None
+
+
+def output_placement(regions: Regions | None, mv: ModelVersion, name: str, params: dict[str, Any],
+                     batch: int) -> Placement | None:
+    """The shared-memory placement of requested output ``name`` (None: in the response), checked to
+    hold the output of a batch of ``batch`` before the model runs; ServingError(400) otherwise."""
+    what = f"output {name!r}"
+    try:
+        where = placement(params, what)
+        if where is None:
+            return None
+        if regions is None:
+            raise SharedMemoryError("shared-memory outputs are not supported here")
+        spec = next(t for t in mv.outputs if t.name == name)
+        dims = ([batch] if mv.max_batch_size > 0 else []) + list(spec.dims)
+        nbytes = int(np.prod(dims, dtype=np.int64)) * spec.numpy_dtype.itemsize if min(dims, default=0) >= 0 else None
+        regions.check_room(where, nbytes, what)
+        return where
+    except SharedMemoryError as err:
+        raise ServingError(400, str(err)) from None
+
+
+def write_shm_output(regions: Regions, where: Placement, name: str, arr: np.ndarray) -> dict[str, Any]:
+    """Write output ``name`` into its region; the response parameters naming it."""
+    try:
+        regions.write(where, arr, f"output {name!r}")
+    except SharedMemoryError as err:
+        raise ServingError(400, str(err)) from None
+    params: dict[str, Any] = {"shared_memory_region": where.region, "shared_memory_byte_size": where.byte_size}
+    if where.offset:
+        params["shared_memory_offset"] = where.offset
+    return params
 
 
 def check_complete(mv: ModelVersion, arrays: dict[str, np.ndarray]) -> None:
@@ -424,8 +499,12 @@ def check_complete(mv: ModelVersion, arrays: dict[str, np.ndarray]) -> None:
         raise ServingError(400, f"missing input(s) {missing} for model {mv.name!r}")
 
 
-def parse_inputs(req: dict[str, Any], blob: bytes, mv: ModelVersion) -> tuple[dict[str, np.ndarray], int]:
-    """Validated input arrays of an inference request and its batch size."""
+def parse_inputs(req: dict[str, Any], blob: bytes | memoryview, mv: ModelVersion,
+                 regions: Regions | None = None) -> tuple[dict[str, np.ndarray], int]:
+    """Validated input arrays of an inference request and its batch size.
+
+    Binary inputs are views of ``blob`` and shared-memory inputs views of their ``regions`` (no copies).
+    """
     entries = req.get("inputs")
     if not isinstance(entries, list) or not entries:
         raise ServingError(400, 'the request needs a non-empty "inputs" list')
@@ -441,13 +520,20 @@ def parse_inputs(req: dict[str, Any], blob: bytes, mv: ModelVersion) -> tuple[di
         params = e.get("parameters") or {}
         check_input_parameters(name, params)
         dtype = spec.numpy_dtype
-        if "binary_data_size" in params:
+        shared = shm_input(regions, params, name, spec, shape)
+        if shared is not None:
+            if "binary_data_size" in params or "data" in e:
+                raise ServingError(400, f"input {name!r} has both a shared-memory region and data; send one")
+            arr = shared
+        elif "binary_data_size" in params:
             size = params["binary_data_size"]
             if not isinstance(size, int) or size != count * dtype.itemsize:
                 raise ServingError(400, f"input {name!r}: binary_data_size {size!r} != {count} x {dtype.itemsize} bytes")
             if offset + size > len(blob):
                 raise ServingError(400, f"input {name!r}: binary data truncated ({len(blob) - offset} of {size} bytes)")
-            arr = np.frombuffer(blob, dtype=dtype.newbyteorder("<"), count=count, offset=offset).astype(dtype)
+            arr = np.frombuffer(blob, dtype=dtype.newbyteorder("<"), count=count, offset=offset)  # a view
+            if not arr.dtype.isnative:  # big-endian hosts only
+                arr = arr.astype(dtype)
             offset += size
         else:
             if "data" not in e:
@@ -465,14 +551,16 @@ def parse_inputs(req: dict[str, Any], blob: bytes, mv: ModelVersion) -> tuple[di
     return arrays, batch or 1
 
 
-def requested_outputs(req: dict[str, Any], mv: ModelVersion) -> list[tuple[str, bool]]:
-    """[(output name, binary?)] of a request (all outputs when none are named)."""
+def requested_outputs(req: dict[str, Any], mv: ModelVersion, regions: Regions | None = None,
+                      batch: int = 1) -> list[tuple[str, bool, Placement | None]]:
+    """[(output name, binary?, shared-memory placement or None)] of a request (all outputs when none
+    are named); placements are checked to hold a batch of ``batch``."""
     params = req.get("parameters") or {}
     default_binary = bool(params.get("binary_data_output", False)) if isinstance(params, dict) else False
     names = [t.name for t in mv.outputs]
     outs = req.get("outputs")
     if outs is None:
-        return [(n, default_binary) for n in names]
+        return [(n, default_binary, None) for n in names]
     if not isinstance(outs, list):
         raise ServingError(400, '"outputs" must be a list')
     result = []
@@ -481,7 +569,8 @@ def requested_outputs(req: dict[str, Any], mv: ModelVersion) -> list[tuple[str, 
             raise ServingError(400, f"unknown output {o!r} for model {mv.name!r}; expected {names}")
         p = o.get("parameters") or {}
         check_output(mv, o.get("name"), p)
-        result.append((o["name"], bool(p.get("binary_data", default_binary))))
+        result.append((o["name"], bool(p.get("binary_data", default_binary)),
+                       output_placement(regions, mv, o["name"], p, batch)))
     return result
 
 
@@ -492,13 +581,15 @@ def check_output(mv: ModelVersion, name: Any, params: Any) -> None:
         raise ServingError(400, f"unknown output {name!r} for model {mv.name!r}; expected {names}")
     if not isinstance(params, dict):
         raise ServingError(400, "output parameters must be an object")
-    if "classification" in params or "shared_memory_region" in params:
-        raise ServingError(400, "classification and shared-memory outputs are not supported")
+    if "classification" in params:
+        raise ServingError(400, "classification outputs are not supported")
 
 
 def encode_response(mv: ModelVersion, req: dict[str, Any], outputs: dict[str, np.ndarray],
-                    wanted: list[tuple[str, bool]], extra: dict[str, Any] | None = None) -> tuple[bytes, int | None]:
-    """(body, JSON header length or None) of an inference response."""
+                    wanted: list[tuple[str, bool, Placement | None]], extra: dict[str, Any] | None = None,
+                    regions: Regions | None = None) -> tuple[bytes, int | None]:
+    """(body, JSON header length or None) of an inference response; shared-memory outputs are written
+    into their regions and answered without data."""
     specs = {t.name: t for t in mv.outputs}
     resp: dict[str, Any] = {"model_name": mv.name, "model_version": str(mv.version)}
     if "id" in req:
@@ -506,10 +597,12 @@ def encode_response(mv: ModelVersion, req: dict[str, Any], outputs: dict[str, np
     if extra:
         resp["parameters"] = extra
     tensors, blobs = [], []
-    for name, binary in wanted:
+    for name, binary, where in wanted:
         arr = np.ascontiguousarray(outputs[name], dtype=specs[name].numpy_dtype)
         t: dict[str, Any] = {"name": name, "datatype": specs[name].datatype, "shape": list(arr.shape)}
-        if binary:
+        if where is not None and regions is not None:
+            t["parameters"] = write_shm_output(regions, where, name, arr)
+        elif binary:
             data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
             t["parameters"] = {"binary_data_size": len(data)}
             blobs.append(data)
@@ -520,7 +613,38 @@ def encode_response(mv: ModelVersion, req: dict[str, Any], outputs: dict[str, np
     head = json.dumps(resp, separators=(",", ":")).encode()
     if not blobs:
         return head, None
-    return head + b"".join(blobs), len(head)
+    return b"".join([head, *blobs]), len(head)
+
+
+async def _receive_chunks(request: Any) -> Any:
+    """The body chunks of an ASGI request (ServingError(400) if the client disconnects first)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ServingError(400, "the client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+async def _receive_into(request: Any, length: int, align_at: int = 0) -> memoryview:
+    """A body of Content-Length ``length`` bytes received into one buffer (byte ``align_at`` 64-byte
+    aligned); ServingError(400) if the client sends more or fewer bytes."""
+    pad = (-align_at) % 64 if 0 <= align_at <= length else 0
+    raw = np.empty(length + pad + 64, dtype=np.uint8)
+    start = pad + (-raw.ctypes.data) % 64  # the buffer itself 64-byte aligned
+    view = memoryview(raw)[start:start + length]
+    n = 0
+    async for chunk in _receive_chunks(request):
+        if n + len(chunk) > length:
+            raise ServingError(400, f"the request body is longer than its Content-Length {length}")
+        view[n:n + len(chunk)] = chunk
+        n += len(chunk)
+    if n != length:
+        raise ServingError(400, f"the request body has {n} bytes; Content-Length says {length}")
+    return view
 
 
 # --- the application ---------------------------------------------------------------------------------
@@ -555,6 +679,7 @@ class App:
         self.dynamic_batching = dynamic_batching
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gwinfer-infer")
         self.metrics = Metrics()
+        self.shm = Regions()  # registered system shared-memory regions (HTTP and gRPC)
         self.ready = True
         self._load_lock = asyncio.Lock()
 
@@ -614,7 +739,8 @@ class App:
     # --- payloads
     def server_metadata(self) -> dict[str, Any]:
         return {"name": "gwinfer", "version": __version__,
-                "extensions": ["binary_tensor_data", "model_configuration", "model_repository", "sequence"]}
+                "extensions": ["binary_tensor_data", "model_configuration", "model_repository", "sequence",
+                               "system_shared_memory"]}
 
     def model_metadata(self, mv: ModelVersion, version: str | None) -> dict[str, Any]:
         """KServe v2 model metadata, plus ``labels`` ({"production": "2", "development": "3"}) if labelled."""
@@ -725,21 +851,29 @@ class App:
         if not hmac.compare_digest(got.encode(), f"Bearer {self.token}".encode()):
             raise ServingError(401, "missing or wrong bearer token")
 
-    async def read_body(self, request: Any) -> bytes:
+    async def read_body(self, request: Any, align_at: int = 0) -> bytes | memoryview:
+        """The request body (decompressed), checked against ``max_body_bytes``.
+
+        With a Content-Length and no Content-Encoding the body is received straight into one writable
+        buffer (no joins) placed so that byte ``align_at`` of the body (the start of the binary tensors
+        after a JSON header of that length) is 64-byte aligned; arrays viewing it need no copy.
+        """
         length = request.headers.get("content-length")
         if length is not None:
             if not length.strip().isdigit():
                 raise ServingError(400, f"bad Content-Length {length!r}")
             if int(length) > self.max_body_bytes:
                 raise ServingError(413, f"request body of {int(length)} bytes exceeds the limit of {self.max_body_bytes}")
+        encoding = request.headers.get("content-encoding")
+        if length is not None and encoding in (None, "", "identity"):
+            return await _receive_into(request, int(length), align_at)
         chunks, n = [], 0
-        async for chunk in request.stream():
+        async for chunk in _receive_chunks(request):
             n += len(chunk)
             if n > self.max_body_bytes:
                 raise ServingError(413, f"request body exceeds the limit of {self.max_body_bytes} bytes")
             chunks.append(chunk)
         body = b"".join(chunks)
-        encoding = request.headers.get("content-encoding")
         if encoding in ("gzip", "deflate"):
             d = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
             try:
@@ -758,7 +892,7 @@ class App:
         if mv.state != "READY":
             raise ServingError(503, f"model {mv.name!r} version {mv.version} is unavailable: {mv.reason}")
 
-    async def infer(self, mv: ModelVersion, body: bytes, header_length: str | None, routed: bool = False,
+    async def infer(self, mv: ModelVersion, body: bytes | memoryview, header_length: str | None, routed: bool = False,
                     after: list[Callable[[], Any]] | None = None) -> tuple[bytes, int | None, int]:
         """(response body, JSON header length or None, batch size) of an HTTP inference request.
 
@@ -766,13 +900,13 @@ class App:
         """
         self.check_ready(mv)
         req, blob = _json_header(body, header_length)
-        arrays, batch = parse_inputs(req, blob, mv)
-        wanted = requested_outputs(req, mv)
+        arrays, batch = parse_inputs(req, blob, mv, self.shm)
+        wanted = requested_outputs(req, mv, self.shm, batch)
         params = req.get("parameters") or {}
         params = params if isinstance(params, dict) else {}
         mv = self.route(mv, params, routed)
         outputs, extra, items = await self.execute(mv, arrays, batch, params, after)
-        return (*encode_response(mv, req, outputs, wanted, extra), items)
+        return (*encode_response(mv, req, outputs, wanted, extra, self.shm), items)
 
     def route(self, mv: ModelVersion, params: dict[str, Any], routed: bool) -> ModelVersion:
         """Sequence affinity across a promotion: a request without a version that continues a sequence
@@ -808,8 +942,8 @@ class App:
                 mv.batcher = Batcher(mv, self.executor, self.metrics)
             outputs = await mv.batcher.submit(arrays)
         else:
-            outputs = await asyncio.get_running_loop().run_in_executor(self.executor, mv.runner, arrays)
-            self.metrics.execution((mv.name, mv.version), batch)
+            outputs, seconds = await asyncio.get_running_loop().run_in_executor(self.executor, timed, mv.runner, arrays)
+            self.metrics.execution((mv.name, mv.version), batch, seconds)
         self._mirror(mv, arrays, outputs, batch, after)
         return outputs, None, batch
 
@@ -821,6 +955,9 @@ class App:
         dev = self.models.get(mv.name, {}).get(labels.development)
         if dev is None or dev.state != "READY" or dev.streaming is not None:
             return
+
+        if any(is_shared(a) for a in arrays.values()):  # the client may reuse its region after the answer
+            arrays = {k: np.array(a) for k, a in arrays.items()}
 
         def offer() -> None:
             self.shadow.offer(dev, mv.version, arrays, outputs, batch)
@@ -904,6 +1041,61 @@ async def _run_all(fns: list[Callable[[], Any]]) -> None:
         fn()
 
 
+def route_label(path: str) -> str:
+    """The ``route`` label of ``gwinfer_http_requests_total`` for a request path."""
+    return ("infer" if path.endswith("/infer") else "health" if path.startswith("/v2/health")
+            else "metrics" if path == "/metrics" else "monitor" if path.endswith("/monitor")
+            else "load" if path.startswith("/v2/repository/models/")
+            else "shm" if path.startswith("/v2/systemsharedmemory") else "metadata" if path.startswith("/v2")
+            else "other")
+
+
+class CountingMiddleware:
+    """Plain ASGI middleware: the bearer-token check (not on ``/v2/health/*``), the one-line 500 of an
+    unexpected exception, and ``gwinfer_http_requests_total{route,code}``.
+
+    Unlike starlette's ``BaseHTTPMiddleware`` it passes ``receive``/``send`` through untouched (no
+    per-chunk tasks or response re-streaming), which matters for multi-megabyte request bodies.
+    """
+
+    def __init__(self, app: Any, state: App) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        status = [0]
+
+        async def counted_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        async def answer(code: int, message: str) -> None:
+            body = json.dumps({"error": message}).encode()
+            await counted_send({"type": "http.response.start", "status": code,
+                                "headers": [(b"content-type", b"application/json"),
+                                            (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+
+        try:
+            if not path.startswith("/v2/health"):
+                headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())
+                           if k == b"authorization"}
+                self.state.check_token(headers)
+            await self.app(scope, receive, counted_send)
+        except ServingError as exc:
+            if not status[0]:
+                await answer(exc.status, exc.message)
+        except Exception as exc:  # noqa: BLE001 (the server keeps serving)
+            log.exception("internal error on %s", path)
+            if not status[0]:
+                await answer(500, f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+        self.state.metrics.http_request(route_label(path), status[0] or 500)
+
+
 def create_app(state: App) -> Any:
     """The FastAPI application serving ``state``."""
     api = FastAPI(title="gwinfer serving (KServe v2)", version=__version__, docs_url=None, redoc_url=None,
@@ -920,24 +1112,7 @@ def create_app(state: App) -> Any:
     async def _http_error(request: Request, exc: StarletteHTTPException):
         return error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
 
-    @api.middleware("http")
-    async def _count(request: Request, call_next):
-        path = request.url.path
-        route = ("infer" if path.endswith("/infer") else "health" if path.startswith("/v2/health")
-                 else "metrics" if path == "/metrics" else "monitor" if path.endswith("/monitor")
-                 else "load" if path.startswith("/v2/repository/models/") else "metadata" if path.startswith("/v2")
-                 else "other")
-        try:
-            if not path.startswith("/v2/health"):
-                state.check_token(request.headers)
-            response = await call_next(request)
-        except ServingError as exc:
-            response = error(exc.status, exc.message)
-        except Exception as exc:  # noqa: BLE001 (the server keeps serving)
-            log.exception("internal error on %s", path)
-            response = error(500, f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
-        state.metrics.http_request(route, response.status_code)
-        return response
+    api.add_middleware(CountingMiddleware, state=state)
 
     @api.get("/v2/health/live")
     async def live():
@@ -953,7 +1128,7 @@ def create_app(state: App) -> Any:
 
     @api.post("/v2/repository/index")
     async def repository_index(request: Request):
-        body = await state.read_body(request)
+        body = bytes(await state.read_body(request))
         ready_only = False
         if body.strip():
             try:
@@ -964,7 +1139,7 @@ def create_app(state: App) -> Any:
 
     @api.post("/v2/repository/models/{name}/load")
     async def load_model(request: Request, name: str):
-        body = await state.read_body(request)
+        body = bytes(await state.read_body(request))
         params = None
         if body.strip():
             try:
@@ -973,6 +1148,36 @@ def create_app(state: App) -> Any:
             except (ValueError, AttributeError):
                 raise ServingError(400, "the load request must be a JSON object") from None
         return JSONResponse(await state.load_model(name, params))
+
+    async def shm_register(request: Request, name: str):
+        body = bytes(await state.read_body(request))
+        try:
+            req = json.loads(body)
+        except (UnicodeDecodeError, ValueError):
+            req = None
+        if not isinstance(req, dict):
+            raise ServingError(400, 'the register request must be a JSON object {"key", "offset", "byte_size"}')
+        try:
+            state.shm.register(name, req.get("key"), req.get("offset", 0), req.get("byte_size"))
+        except SharedMemoryError as err:
+            raise ServingError(400, str(err)) from None
+        return Response(status_code=200)
+
+    async def shm_unregister(name: str = ""):
+        state.shm.unregister(name)
+        return Response(status_code=200)
+
+    async def shm_status(name: str = ""):
+        try:
+            return JSONResponse(state.shm.status(name))
+        except SharedMemoryError as err:
+            raise ServingError(400, str(err)) from None
+
+    api.add_api_route("/v2/systemsharedmemory/region/{name}/register", shm_register, methods=["POST"])
+    api.add_api_route("/v2/systemsharedmemory/region/{name}/unregister", shm_unregister, methods=["POST"])
+    api.add_api_route("/v2/systemsharedmemory/unregister", shm_unregister, methods=["POST"])
+    api.add_api_route("/v2/systemsharedmemory/region/{name}/status", shm_status, methods=["GET"])
+    api.add_api_route("/v2/systemsharedmemory/status", shm_status, methods=["GET"])
 
     @api.get("/v2/models/{name}/monitor")
     async def monitor(name: str):
@@ -1001,10 +1206,9 @@ def create_app(state: App) -> Any:
             after: list[Callable[[], Any]] = []  # shadow offers, made once the response is sent
 
             async def run() -> tuple[tuple[bytes, int | None], int]:
-                body = await state.read_body(request)
-                payload, head_len, items = await state.infer(
-                    mv, body, request.headers.get("inference-header-content-length"), routed=not version,
-                    after=after)
+                head_length = request.headers.get("inference-header-content-length")
+                body = await state.read_body(request, align_at=header_length_of(head_length))
+                payload, head_len, items = await state.infer(mv, body, head_length, routed=not version, after=after)
                 return (payload, head_len), items
 
             try:
@@ -1095,13 +1299,17 @@ class Server:
             gclient = tritonclient.grpc.InferenceServerClient(s.grpc_url)
 
     ``grpc_port``: None (default) serves HTTP only; 0 picks a free port; HTTP and gRPC share one event
-    loop and one :class:`App`.
+    loop and one :class:`App`. ``http``: uvicorn's HTTP parser, ``"auto"`` (httptools when installed, else
+    pure-Python h11), ``"httptools"`` or ``"h11"``; ``loop``: ``"auto"`` (uvloop when installed, else
+    asyncio), ``"uvloop"`` or ``"asyncio"`` (``pip install gwinfer[serving]`` brings httptools and uvloop).
     """
 
     def __init__(self, repo: str | Path, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
                  max_body_bytes: int = DEFAULT_MAX_BODY, threads: int = 1, max_sequences: int = 1024,
-                 dynamic_batching: bool = True, grpc_port: int | None = None, shadow_fraction: float = 1.0) -> None:
+                 dynamic_batching: bool = True, grpc_port: int | None = None, shadow_fraction: float = 1.0,
+                 http: str = "auto", loop: str = "auto") -> None:
         _check_host(host, token)
+        self.http, self.loop = http, loop
         self.state = App(repo, token=token, max_body_bytes=max_body_bytes, threads=threads,
                          max_sequences=max_sequences, dynamic_batching=dynamic_batching,
                          shadow_fraction=shadow_fraction)
@@ -1143,7 +1351,7 @@ class Server:
         self._sock = sock
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(create_app(self.state), log_level="warning", access_log=False, lifespan="off",
-                                timeout_keep_alive=30)
+                                timeout_keep_alive=30, http=self.http, loop=self.loop)
         self._server = _uvicorn_server(config)
         self._thread = threading.Thread(target=self._run, args=(config, sock), daemon=True,
                                         name=f"gwinfer-serve-{self.port}")
@@ -1181,13 +1389,14 @@ class Server:
 
 def serve(repo: str | Path, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
           max_body_bytes: int = DEFAULT_MAX_BODY, threads: int = 1, max_sequences: int = 1024,
-          grpc_port: int | None = None, shadow_fraction: float = 1.0) -> None:
+          grpc_port: int | None = None, shadow_fraction: float = 1.0, http: str = "auto", loop: str = "auto") -> None:
     """Serve ``repo`` in the foreground until interrupted (``gwinfer serve``).
 
     HTTP on host:port; with ``grpc_port`` (not None) also the KServe v2 gRPC protocol on host:grpc_port,
     in the same process and event loop, sharing the models, batcher, sequences and metrics.
     ``shadow_fraction``: the share of production requests mirrored to a labelled development version
-    (0 disables shadowing; see :mod:`gwinfer.serving.shadow`).
+    (0 disables shadowing; see :mod:`gwinfer.serving.shadow`). ``http``/``loop``: uvicorn's HTTP parser
+    and event loop (see :class:`Server`).
     """
     import uvicorn
 
@@ -1205,7 +1414,7 @@ def serve(repo: str | Path, host: str = "127.0.0.1", port: int = 8000, token: st
                  f" ({entry['label']})" if "label" in entry else "", f" {entry['reason']}" if "reason" in entry else "")
     log.info("serving %s on http://%s:%d (KServe v2)", repo, host, port)
     config = uvicorn.Config(create_app(state), host=host, port=port, log_level="warning", access_log=False,
-                            lifespan="off")
+                            lifespan="off", http=http, loop=loop)
     try:
         _run_loop(_serve_both(_uvicorn_server(config), state, host, grpc_port), config)
     except KeyboardInterrupt:
