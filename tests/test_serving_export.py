@@ -217,7 +217,7 @@ def _load_python_model(version_dir, monkeypatch, instance_kind="CPU"):
 
 
 def test_python_backend_export(model_file, tmp_path):
-    from gwinfer.serving.export import PYTHON_MODEL
+    from gwinfer.serving.export import PYTHON_MODEL, STREAM_MODEL
 
     repo = tmp_path / "repo"
     dest = export_model(model_file, repo, backend="python", max_batch_size=16)
@@ -239,8 +239,12 @@ def test_python_backend_export(model_file, tmp_path):
         export_model(model_file, repo)  # native into a python-backend name
     with pytest.raises(GwinferError, match="ONNX"):
         export_model(model_file, repo, name="ts", fmt="torchscript", backend="python")
-    with pytest.raises(GwinferError, match="streaming"):
-        export_model(model_file, repo, backend="python", stream_stride=16)
+    # streaming entries for Triton: model.py keeps the snapshots, the sequence batcher sends the controls
+    sdest = export_model(model_file, repo, backend="python", stream_stride=16)  # tiny-stream
+    assert (sdest / "model.py").read_bytes() == STREAM_MODEL.read_bytes()
+    seq = read_config(sdest.parent)["sequence_batching"]
+    assert [c["control"][0]["kind"] for c in seq["control_input"]] == [
+        "CONTROL_SEQUENCE_START", "CONTROL_SEQUENCE_END", "CONTROL_SEQUENCE_CORRID"] and "oldest" in seq
     with pytest.raises(GwinferError, match="backend"):
         export_model(model_file, repo, name="x", backend="tensorrt")
 

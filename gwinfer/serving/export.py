@@ -55,6 +55,25 @@ log = logging.getLogger(__name__)
 NAMES = {"onnx": ("waveform", "theta"), "torchscript": ("waveform__0", "theta__0")}
 BACKENDS = ("native", "python")
 PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")  # becomes <version>/model.py
+STREAM_MODEL = Path(__file__).with_name("triton_stream_model.py")  # <version>/model.py of python streaming entries
+MAX_CANDIDATE_SEQUENCES = 1024  # Triton's oldest-first sequence batcher: live sequences sharing the instance
+
+
+def triton_sequence_controls(config: dict[str, Any]) -> None:
+    """Add to a streaming config's ``sequence_batching`` what Triton's Python backend needs (in place).
+
+    The oldest-first strategy (many live sequences share one instance) and the control tensors START /
+    END (CONTROL_SEQUENCE_START / _END, INT32 0/1) and CORRID (CONTROL_SEQUENCE_CORRID, UINT64) that
+    :mod:`gwinfer.serving.triton_stream_model` keys its per-sequence snapshots on. Implicit state
+    (``state [...]``) is not used: the 2.51 Python backend never stores the state output (see there).
+    """
+    seq = config["sequence_batching"]
+    seq["oldest"] = {"max_candidate_sequences": MAX_CANDIDATE_SEQUENCES}
+    seq["control_input"] = [
+        {"name": "START", "control": [{"kind": "CONTROL_SEQUENCE_START", "int32_false_true": [0, 1]}]},
+        {"name": "END", "control": [{"kind": "CONTROL_SEQUENCE_END", "int32_false_true": [0, 1]}]},
+        {"name": "CORRID", "control": [{"kind": "CONTROL_SEQUENCE_CORRID", "data_type": "TYPE_UINT64"}]},
+    ]
 SERVING_LIBRARIES = (*CORE_LIBRARIES, "onnx", "onnxruntime")
 
 
@@ -210,14 +229,17 @@ def export_model(model_path: str | Path, repo: str | Path, name: str | None = No
     a batch carries N samples).
 
     ``backend``: ``"native"`` (or None; Triton's onnxruntime / libtorch backend, ``platform:`` in the
-    config) or ``"python"`` (ONNX only, not streaming: ``backend: "python"`` and ``<version>/model.py``
-    running the version's model.onnx with onnxruntime in Triton's Python backend).
+    config) or ``"python"`` (ONNX only: ``backend: "python"`` and ``<version>/model.py`` running the
+    version's model.onnx with onnxruntime in Triton's Python backend).
 
-    With ``stream_stride = S`` the entry is a *streaming* model for the gwinfer server (default name
-    ``<name>-stream``): input ``update`` (1, 2, S) of new samples per request of a sequence, outputs
-    ``theta`` (1, 3) of the last T-sample window and ``ready`` (1, 1) (False while the window still holds
-    initial zeros); the server keeps each sequence's window (``sequence_batching``, idle expiry after
-    ``sequence_idle_s``). On a real Triton this needs a state-carrying snapshotter model (not exported).
+    With ``stream_stride = S`` the entry is a *streaming* model (default name ``<name>-stream``): input
+    ``update`` (1, 2, S) of new samples per request of a sequence, outputs ``theta`` (1, 3) of the last
+    T-sample window and ``ready`` (1, 1) (False while the window still holds initial zeros); the server
+    keeps each sequence's window (``sequence_batching``, idle expiry after ``sequence_idle_s``). Served by
+    gwinfer with either backend; with ``backend="python"`` also by a real Triton: ``model.py`` is
+    :mod:`gwinfer.serving.triton_stream_model` (per-correlation-id snapshots, sequence control inputs).
+    Posterior estimators stream too: ``update`` (1, n_det, S) and ``noise`` (1, N, D) -> ``samples``,
+    ``log_prob``, ``ready`` (ONNX only).
 
     A posterior estimator file (``gwinfer-posterior`` format, or a trainer checkpoint of one) is exported
     as one sampling graph ``strain`` (B, n_det, n_samples), ``noise`` (B, N, D) -> ``samples`` (B, N, D),
@@ -234,8 +256,6 @@ def export_model(model_path: str | Path, repo: str | Path, name: str | None = No
         raise GwinferError(f"backend {backend!r}; choose one of {list(BACKENDS)}")
     if backend == "python" and fmt != "onnx":
         raise GwinferError("the python backend runs ONNX graphs; export with format 'onnx'")
-    if backend == "python" and stream_stride is not None:
-        raise GwinferError("streaming entries are served by gwinfer only; export them with the native backend")
     src = resolve_model_path(model_path)
     posterior = is_posterior_file(src)
     if max_batch_size is None:
@@ -282,7 +302,10 @@ def _export_point(src: Path, repo: str | Path, name: str | None, fmt: str, versi
             raise GwinferError(f"sequence_idle_s = {sequence_idle_s!r} must be > 0")
         inputs = [TensorSpec("update", "FP32", (2, stream_stride))]
         outputs = [TensorSpec("theta", "FP32", (3,)), TensorSpec("ready", "BOOL", (1,))]
-        config = make_config(name, platform, inputs, outputs, 1, sequence_idle_us=int(sequence_idle_s * 1e6))
+        config = make_config(name, platform, inputs, outputs, 1, sequence_idle_us=int(sequence_idle_s * 1e6),
+                             backend="python" if backend == "python" else None)
+        if backend == "python":
+            triton_sequence_controls(config)
         streaming = {"kernel": n, "stride": stream_stride, "channels": 2, "state_input": "update",
                      "graph_input": in_name, "graph_output": out_name, "ready_output": "ready"}
 
@@ -297,7 +320,7 @@ def _export_point(src: Path, repo: str | Path, name: str | None, fmt: str, versi
 
             onnx.checker.check_model(str(out_file))
         if backend == "python":
-            shutil.copyfile(PYTHON_MODEL, tmp / "model.py")
+            shutil.copyfile(STREAM_MODEL if streaming else PYTHON_MODEL, tmp / "model.py")
         check = compare(model, out_file, n, seed)
         diff = check["max_abs_diff"]
         record = provenance(
@@ -358,6 +381,8 @@ def _export_posterior(src: Path, repo: str | Path, name: str | None, fmt: str, v
         parameters.update(pe.stream_parameters(meta, n, stream_stride))
         config = make_config(name, platform, inputs, outputs, 1, sequence_idle_us=int(sequence_idle_s * 1e6),
                              backend="python" if backend == "python" else None, parameters=parameters)
+        if backend == "python":
+            triton_sequence_controls(config)
         streaming = {"kernel": n, "stride": stream_stride, "channels": n_det, "state_input": "update",
                      "graph_input": x_name, "graph_output": s_name, "graph_outputs": [s_name, lp_name],
                      "forwarded_inputs": [z_name], "ready_output": "ready",
@@ -371,7 +396,7 @@ def _export_posterior(src: Path, repo: str | Path, name: str | None, fmt: str, v
 
             onnx.checker.check_model(str(out_file))
         if backend == "python":
-            shutil.copyfile(PYTHON_MODEL, tmp / "model.py")
+            shutil.copyfile(STREAM_MODEL if streaming else PYTHON_MODEL, tmp / "model.py")
         check = pe.compare_posterior(sampler, out_file, seed)
         if streaming is not None:
             plain = tmp / "plain.onnx"
