@@ -30,8 +30,8 @@ Other RPCs (statistics, CUDA shared memory, unload, trace/log settings) answer U
 
 Status codes (the HTTP statuses of the same errors, mapped): unknown model/version NOT_FOUND; wrong or
 missing tensor name, shape, batch, datatype, malformed contents, unknown/expired sequence, a
-shared-memory registration or placement that cannot be honoured INVALID_ARGUMENT; missing/wrong token UNAUTHENTICATED; message larger than the App's
-``max_body_bytes`` RESOURCE_EXHAUSTED (by grpc itself); a model that failed to load UNAVAILABLE; an
+shared-memory registration or placement that cannot be honoured INVALID_ARGUMENT; missing/wrong token
+UNAUTHENTICATED; message larger than the App's ``max_body_bytes`` RESOURCE_EXHAUSTED (by grpc itself); a model that failed to load UNAVAILABLE; an
 unexpected exception INTERNAL. None stops the server.
 """
 
