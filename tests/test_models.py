@@ -346,3 +346,23 @@ def test_tiny_overfit(name, steps):
 def test_models_do_not_import_lalsimulation():
     code = "import sys, gwinfer.models; sys.exit(any('lalsimulation' in m for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_coefficient_floor_keeps_float32_close_to_float64(data):
+    """The trailing PCA directions of smooth chirps sit at float32 round-off: standardising them by their
+    own spread amplifies round-off; coef_floor bounds that (float32 vs float64 of the same model)."""
+    theta, x = synthetic(256, seed=3)
+    gaps, floors = {}, {}
+    for floor in (0.0, 1e-4):
+        torch.manual_seed(0)
+        model = tiny_rb("chi", n_components=40, coef_floor=floor)
+        model.fit_standardization(theta, x)
+        std = model.coef_std.std
+        floors[floor] = min(float(b.min() / b.max()) for b in std.split(40))
+        model.eval()
+        with torch.no_grad():
+            p32 = model.predict(x).double()
+            p64 = model.double().head.predict(*model.leaves(x.double()))  # (predict takes float32 only)
+        gaps[floor] = float((p32 - p64).abs().max())
+    assert floors[0.0] < 1e-6 and floors[1e-4] >= 1e-4 * (1 - 1e-6)
+    assert gaps[1e-4] < 1e-3 < gaps[0.0], gaps

@@ -6,7 +6,12 @@ On x (batch, 2, T):
    (T - 1 values, rad/M), each standardised per time sample with stored statistics;
 2. each feature is projected on its own PCA basis of ``n_components`` vectors, fitted by
    ``torch.linalg.svd`` (float64) of the standardised training features in ``fit_standardization``;
-   the 2K coefficients are standardised (stored statistics);
+   the 2K coefficients are standardised (stored statistics); with ``coef_floor`` = f > 0 no coefficient
+   is divided by less than f times the largest spread of its feature's block. The trailing principal
+   directions of a smooth chirp have spreads down to 1e-8 of the leading one, below the float32
+   round-off of the projection itself (~1e-7 of the feature's norm): without a floor, standardising
+   them turns round-off into O(1) inputs and float32 and float64 predictions of the same waveform
+   differ by whole units (found exporting to ONNX, docs/serving.md);
 3. MLP trunk: ``depth`` layers of width ``hidden`` with SiLU (+ dropout), then two leaves
    (hidden -> hidden/2 -> 1 and -> 2) read by the head (:mod:`gwinfer.models.heads`).
 
@@ -112,6 +117,7 @@ class ReducedBasisConfig:
     spin_weight: float = 0.1  # physics head only
     dt: float = 2.0  # time step of the input grid, M (sets the frequency feature's unit)
     log_amplitude: bool = True  # ln|h| (True) or |h| (False)
+    coef_floor: float = 0.0  # floor on coefficient spreads, relative to the largest of the block (0 = none)
 
     def __post_init__(self) -> None:
         for name in ("n_components", "hidden", "depth"):
@@ -124,6 +130,8 @@ class ReducedBasisConfig:
             raise GwinferError(f"reduced_basis.head = {self.head!r}; choose one of {list(HEADS)}")
         if not self.dt > 0:
             raise GwinferError(f"reduced_basis.dt = {self.dt} M must be > 0")
+        if not 0.0 <= self.coef_floor < 1.0:
+            raise GwinferError(f"reduced_basis.coef_floor = {self.coef_floor} must lie in [0, 1)")
 
 
 class ReducedBasisModel(PointEstimator):
@@ -170,6 +178,9 @@ class ReducedBasisModel(PointEstimator):
         self.amp_basis.fit(amp)
         self.freq_basis.fit(freq)
         self.coef_std.fit(self.coefficients(x))
+        if self.config.coef_floor > 0:
+            for block in self.coef_std.std.split(k):  # views: amplitude then frequency coefficients
+                block.clamp_(min=self.config.coef_floor * float(block.max()))
 
     def leaves(self, x: Tensor) -> tuple[Tensor, Tensor]:
         h = self.trunk(self.coef_std(self.coefficients(x)))
