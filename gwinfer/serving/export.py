@@ -307,7 +307,8 @@ def _export_point(src: Path, repo: str | Path, name: str | None, fmt: str, versi
         if backend == "python":
             triton_sequence_controls(config)
         streaming = {"kernel": n, "stride": stream_stride, "channels": 2, "state_input": "update",
-                     "graph_input": in_name, "graph_output": out_name, "ready_output": "ready"}
+                     "graph_input": in_name, "graph_outputs": [out_name], "forwarded_inputs": [],
+                     "ready_output": "ready"}
 
     def build(tmp: Path, version: int) -> tuple[dict[str, Any], float]:
         out_file = tmp / PLATFORM_FILES[platform]
@@ -384,9 +385,8 @@ def _export_posterior(src: Path, repo: str | Path, name: str | None, fmt: str, v
         if backend == "python":
             triton_sequence_controls(config)
         streaming = {"kernel": n, "stride": stream_stride, "channels": n_det, "state_input": "update",
-                     "graph_input": x_name, "graph_output": s_name, "graph_outputs": [s_name, lp_name],
-                     "forwarded_inputs": [z_name], "ready_output": "ready",
-                     "noise_default": "ONNX initializer 'noise' of shape (1, 0, D) (see posterior_export.add_noise_default)"}
+                     "graph_input": x_name, "graph_outputs": [s_name, lp_name], "forwarded_inputs": [z_name],
+                     "ready_output": "ready"}
 
     def build(tmp: Path, version: int) -> tuple[dict[str, Any], float]:
         out_file = tmp / PLATFORM_FILES[platform]
@@ -398,12 +398,6 @@ def _export_posterior(src: Path, repo: str | Path, name: str | None, fmt: str, v
         if backend == "python":
             shutil.copyfile(STREAM_MODEL if streaming else PYTHON_MODEL, tmp / "model.py")
         check = pe.compare_posterior(sampler, out_file, seed)
-        if streaming is not None:
-            plain = tmp / "plain.onnx"
-            shutil.copyfile(out_file, plain)
-            pe.add_noise_default(out_file, d)
-            check["noise_default_max_abs_diff"] = pe.check_noise_default(plain, out_file, estimator, seed)
-            plain.unlink()
         record = provenance(
             "serving-export",
             {"name": name, "version": version, "format": fmt, "platform": platform, "backend": backend,

@@ -223,12 +223,14 @@ def check_version_runs(model_dir: Path, cfg: dict[str, Any], version: int) -> No
     mv = load_version(model_dir, dict(cfg, name=model_dir.name), version, threads=1, max_sequences=1)
     if mv.state != "READY":
         raise GwinferError(f"version {version} of model {model_dir.name!r} does not load: {mv.reason}")
-    if mv.streaming is not None:
-        inputs = {mv.streaming["graph_input"]: np.zeros((1, 2, int(mv.streaming["kernel"])), np.float32)}
-        expected = {mv.streaming["graph_output"]: None}
+    lead = [1] if mv.max_batch_size > 0 else []
+    inputs = {t.name: np.zeros(lead + [d if d > 0 else 1 for d in t.dims], t.numpy_dtype) for t in mv.inputs}
+    if mv.streaming is not None:  # the graph reads the window instead of the update
+        s = mv.streaming
+        inputs = {s["graph_input"]: np.zeros((1, int(s["channels"]), int(s["kernel"])), np.float32),
+                  **{k: inputs[k] for k in s["forwarded_inputs"]}}
+        expected = {g: None for g in s["graph_outputs"]}
     else:
-        lead = [1] if mv.max_batch_size > 0 else []
-        inputs = {t.name: np.zeros(lead + [d if d > 0 else 1 for d in t.dims], t.numpy_dtype) for t in mv.inputs}
         expected = {t.name: lead + list(t.dims) for t in mv.outputs}
     try:
         out = mv.runner(inputs)

@@ -191,12 +191,13 @@ def load_version(model_dir: Path, cfg: dict[str, Any], version: int, threads: in
         streaming = mv.info.get("streaming")
         if "sequence_batching" in cfg and isinstance(streaming, dict):
             mv.streaming = streaming
-            mv.runner = RUNNERS[platform](path, [streaming["graph_input"]], [streaming["graph_output"]], threads)
+            mv.runner = RUNNERS[platform](path, [streaming["graph_input"], *streaming["forwarded_inputs"]],
+                                          list(streaming["graph_outputs"]), threads)
             from gwinfer.serving.streaming import SequenceStore, snapshot_state
 
             idle = cfg["sequence_batching"].get("max_sequence_idle_microseconds", 60_000_000) / 1e6
-            kernel, stride = int(streaming["kernel"]), int(streaming["stride"])
-            mv.sequences = SequenceStore(lambda: snapshot_state(2, kernel, stride), max_sequences, idle)
+            shape = (int(streaming["channels"]), int(streaming["kernel"]), int(streaming["stride"]))
+            mv.sequences = SequenceStore(lambda: snapshot_state(*shape), max_sequences, idle)
         else:
             mv.runner = RUNNERS[platform](path, [t.name for t in inputs], [t.name for t in outputs], threads)
     except Exception as err:  # noqa: BLE001 (a broken version must not stop the others)
@@ -984,13 +985,13 @@ class App:
     async def _stream(self, mv: ModelVersion, params: dict[str, Any], arrays: dict[str, np.ndarray]):
         """(outputs, response parameters) of one request of a streaming entry (``mv.streaming``: gwinfer.json).
 
-        Only the streaming input (``state_input``, default the first input: ``update`` (1, channels,
-        stride)) goes through the sequence's snapshotter; the window it returns is fed to the graph as
-        ``graph_input`` together with every other request input unchanged (``forwarded_inputs``, e.g. a
-        posterior's ``noise`` (1, N, D)). The graph outputs ``graph_outputs`` (default ``[graph_output]``)
-        are returned under the config's non-``ready`` output names, in order, plus ``ready`` (1, 1) BOOL.
+        Only the streaming input ``state_input`` (``update`` (1, channels, stride)) goes through the
+        sequence's snapshotter; the window it returns is fed to the graph as ``graph_input`` together with
+        the request's ``forwarded_inputs`` unchanged (e.g. a posterior's ``noise`` (1, N, D)). The graph
+        outputs ``graph_outputs`` are returned under the config's non-``ready`` output names, in order,
+        plus ``ready_output`` (1, 1) BOOL.
         """
-        from gwinfer.serving.streaming import snapshot_state, snapshotter
+        from gwinfer.serving.streaming import snapshotter
 
         seq = params.get("sequence_id")
         if isinstance(seq, bool) or not isinstance(seq, (int, str)) or seq in (0, ""):
@@ -998,32 +999,16 @@ class App:
         if any(a.shape[0] != 1 for a in arrays.values()):
             raise ServingError(400, "streaming requests carry one sequence (batch 1)")
         spec = mv.streaming
-        state_input = spec.get("state_input", mv.inputs[0].name)
-        update = arrays[state_input]
-        forwarded = {k: v for k, v in arrays.items() if k != state_input}
-        graph_in = spec["graph_input"]
-        graph_outs = list(spec.get("graph_outputs", [spec["graph_output"]]))
-        ready_name = spec.get("ready_output", mv.outputs[-1].name)
-        out_names = [o.name for o in mv.outputs if o.name != ready_name]
-        kernel, stride = int(spec["kernel"]), int(spec["stride"])
-        channels = int(spec.get("channels", update.shape[1]))
+        update = arrays[spec["state_input"]]
+        forwarded = {k: arrays[k] for k in spec["forwarded_inputs"]}
+        out_names = [o.name for o in mv.outputs if o.name != spec["ready_output"]]
         loop = asyncio.get_running_loop()
-        runner = mv.runner
-        if graph_outs != [spec["graph_output"]]:  # the loaded runner fetches one output; open one for all of them
-            runner = getattr(mv, "_stream_runner", None)
-            if runner is None:
-                path = self.repo / mv.name / str(mv.version) / model_filename(mv.config)
-                runner = await loop.run_in_executor(self.executor, lambda: RUNNERS[runtime_platform(mv.config)](
-                    path, [graph_in], graph_outs, self.threads))
-                mv._stream_runner = runner
 
         def step(state):
-            if state.filled == 0 and state.buffer.shape[-2] != channels:  # a fresh state of another channel count
-                state = snapshot_state(channels, kernel, stride)
             window, new = snapshotter(update[0], state)
-            out = runner({graph_in: np.ascontiguousarray(window[None], dtype=np.float32), **forwarded})
-            outputs = {name: out[g] for name, g in zip(out_names, graph_outs)}
-            outputs[ready_name] = np.array([[new.ready]])
+            out = mv.runner({spec["graph_input"]: np.ascontiguousarray(window[None], dtype=np.float32), **forwarded})
+            outputs = {name: out[g] for name, g in zip(out_names, spec["graph_outputs"])}
+            outputs[spec["ready_output"]] = np.array([[new.ready]])
             return (outputs, new.filled), new
 
         try:

@@ -76,11 +76,11 @@ class TritonPythonModel:
         with open(os.path.join(vdir, "gwinfer.json")) as f:
             spec = json.load(f)["streaming"]
         self.kernel, self.stride = int(spec["kernel"]), int(spec["stride"])
-        self.channels = int(spec.get("channels", 2))
-        self.state_input = spec.get("state_input", "update")
+        self.channels = int(spec["channels"])
+        self.state_input = spec["state_input"]
         self.graph_input = spec["graph_input"]
-        self.graph_outputs = list(spec.get("graph_outputs", [spec["graph_output"]]))
-        self.ready_output = spec.get("ready_output", "ready")
+        self.graph_outputs = list(spec["graph_outputs"])
+        self.ready_output = spec["ready_output"]
         self.inputs = [(t["name"], pb_utils.triton_string_to_numpy(t["data_type"])) for t in config["input"]]
         self.outputs = [t["name"] for t in config["output"] if t["name"] != self.ready_output]
         seq = config.get("sequence_batching") or {}
@@ -92,7 +92,6 @@ class TritonPythonModel:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3  # the 'noise' default of posterior graphs is overridden on purpose
         self.session = ort.InferenceSession(os.path.join(vdir, "model.onnx"), opts, providers=["CPUExecutionProvider"])
         self.states = {}  # correlation id -> ((buffer, filled), last use, monotonic s)
 
