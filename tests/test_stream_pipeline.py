@@ -28,7 +28,8 @@ from gwinfer.errors import GwinferError  # noqa: E402
 from gwinfer.external import external_dir  # noqa: E402
 from gwinfer.models.posterior import build_estimator, save_estimator  # noqa: E402
 from gwinfer.provenance import sha256_file  # noqa: E402
-from gwinfer.serving.client import AsyncServedModel, chunk_noise, replay_strain, stream_strain, summarize  # noqa: E402
+from gwinfer.serving.client import AsyncServedModel  # noqa: E402
+from gwinfer.serving.pipeline import chunk_noise, replay_strain, stream_strain, summarize  # noqa: E402
 from gwinfer.serving.export import export_info, export_model  # noqa: E402
 from gwinfer.serving.posterior_export import NoiseSampler, run_graph  # noqa: E402
 from gwinfer.serving.server import Server  # noqa: E402

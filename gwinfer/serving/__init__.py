@@ -8,9 +8,13 @@
 * :mod:`~gwinfer.serving.promotion` – ``labels.json`` (production/development versions), ``promote(repo, name, v)``
 * :mod:`~gwinfer.serving.shadow` – ``ShadowMonitor``: production requests mirrored to the development version
 * :mod:`~gwinfer.serving.streaming` – ``snapshotter``, ``online_average``, ``SequenceStore``
-* :mod:`~gwinfer.serving.client` – ``ServedModel(url, name)`` over ``tritonclient.http``, ``sample_posterior``
+* :mod:`~gwinfer.serving.client` – ``ServedModel(url, name)`` over ``tritonclient.http``, ``sample_posterior``,
+  ``AsyncServedModel`` (``tritonclient.http.aio``)
+* :mod:`~gwinfer.serving.pipeline` – ``stream_strain``: strain files replayed through a streaming posterior entry
+* :mod:`~gwinfer.serving.shm` – the system shared-memory extension (regions registered by clients)
 * :mod:`~gwinfer.serving.triton` – find/start/stop a real ``tritonserver`` (``TritonServer(repo)``)
 * :mod:`~gwinfer.serving.triton_python_model` – the Triton Python-backend ``model.py`` of ``backend="python"``
+* :mod:`~gwinfer.serving.triton_stream_model` – the ``model.py`` of python-backend streaming entries (sequence batching)
 
 Submodules are imported on use (the server needs fastapi/uvicorn, gRPC grpcio and tritonclient, the client tritonclient).
 See docs/serving.md.

@@ -51,7 +51,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 def cmd_stream(args: argparse.Namespace) -> int:
     from gwinfer.errors import GwinferError
-    from gwinfer.serving.client import stream_strain
+    from gwinfer.serving.pipeline import stream_strain
 
     files = {d: f for d, f in (("H1", args.h1), ("L1", args.l1), ("V1", args.v1)) if f}
     if not files:

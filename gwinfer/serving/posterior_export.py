@@ -279,7 +279,7 @@ def stream_parameters(metadata: dict[str, Any], kernel: int, stride: int) -> dic
     has its ``simulation`` settings: ``detectors`` (comma-separated, the order of the strain rows),
     ``sample_rate`` (Hz), ``duration`` (s), ``f_min`` / ``f_max`` (whitening band, Hz) and
     ``time_offset`` (s of the trigger into the window) -- what a client needs to whiten and chunk its data
-    (:func:`gwinfer.serving.client.stream_strain`).
+    (:func:`gwinfer.serving.pipeline.stream_strain`).
     """
     out = {"stream_kernel": str(int(kernel)), "stream_stride": str(int(stride))}
     sim = metadata.get("simulation")
