@@ -1,6 +1,6 @@
 """Streaming vs full-window requests: bytes on the wire, latency and predictions (HERMES Fig. 4).
 
-    OMP_NUM_THREADS=1 python bench/bench_streaming.py [--model models/rb-chi-small/model.pt] [--tiny 4096]
+    OMP_NUM_THREADS=1 python bench/bench_streaming.py [--model models/rb-chi-random80k/model.pt] [--tiny 4096]
 
 For each kernel/stride ratio r in 4, 16, 64 a point model is exported twice into one repository -- as the
 ordinary entry (``waveform`` (1, 2, K) per request, no batching window) and as a streaming entry
@@ -17,7 +17,7 @@ ways with ``tritonclient.http`` (binary tensors):
 * **predictions**: every streamed ``theta`` of a ready window vs onnxruntime in-process on the same full
   windows cut from the stream (max abs difference).
 
-Models: ``--model`` (default ``models/rb-chi-small/model.pt``, K = 5066 = 2 x 17 x 149, which 4, 16 and 64
+Models: ``--model`` (default ``models/rb-chi-random80k/model.pt``, K = 5066 = 2 x 17 x 149, which 4, 16 and 64
 do not divide: the stride is round(K / r) and the row shows the exact K / S) and a tiny fitted
 reduced-basis model with a power-of-two kernel (``--tiny 4096``: S = K / r exactly). ``--tiny 0`` or
 ``--model none`` leave one out.
@@ -337,7 +337,7 @@ HEADER = (f"{'model':<14} {'K':>6} {'S':>6} {'K/S':>7} {'wire_s':>9} {'wire_f':>
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="models/rb-chi-small/model.pt", help="point model file ('none': skip)")
+    ap.add_argument("--model", default="models/rb-chi-random80k/model.pt", help="point model file ('none': skip)")
     ap.add_argument("--tiny", type=int, default=4096, help="kernel of the tiny power-of-two test model (0: skip)")
     ap.add_argument("--windows", type=int, default=200, help="ready windows per ratio (latency samples)")
     ap.add_argument("--seed", type=int, default=0)
