@@ -36,7 +36,7 @@ from gwinfer.errors import GwinferError
 GUARD = 2.0
 
 
-def _load_series(path: str | Path, fs: float) -> Any:
+def load_series(path: str | Path, fs: float) -> Any:
     """The whole file as a gwpy TimeSeries at ``fs`` Hz (gwpy's low-pass + decimation)."""
     from gwinfer.detectors.strain import read_strain
 
@@ -65,11 +65,11 @@ def event_psd(path: str | Path, gps: float, fs: float, seglen: float = 1.0, guar
 
     Uses the longer of [file start, gps - guard] and [gps + guard, file end] (s), resampled to ``fs`` Hz.
     Needs >= 20 Welch segments of ``seglen`` s (fewer over-whiten, see ``welch_psd``). ``series``: the
-    file already read by ``_load_series(path, fs)`` (saves reading and resampling it again).
+    file already read by ``load_series(path, fs)`` (saves reading and resampling it again).
     """
     from gwinfer.detectors.psd import welch_psd
 
-    ts = _load_series(path, fs) if series is None else series
+    ts = load_series(path, fs) if series is None else series
     start, end = _check_gps(ts, gps, path)
     i_lo = int(round((gps - guard - start) * fs))
     i_hi = int(round((gps + guard - start) * fs))
@@ -105,7 +105,7 @@ def whitened_segment(path: str | Path, gps: float, psd: Any, config: Any, contex
     from gwinfer.detectors.whitening import whiten
 
     fs, dur = config.fs, config.duration
-    ts = _load_series(path, fs) if series is None else series
+    ts = load_series(path, fs) if series is None else series
     start, end = _check_gps(ts, gps, path)
     seg0 = gps - config.time_offset
     lo, hi = seg0 - context, seg0 + dur + context
@@ -125,7 +125,7 @@ def event_data(files: Mapping[str, str | Path], gps: float, config: Any, psd_seg
     missing = [d for d in config.detectors if d not in files]
     if missing:
         raise GwinferError(f"the model needs strain for {list(config.detectors)}; missing {missing}")
-    series = {d: _load_series(files[d], config.fs) for d in config.detectors}
+    series = {d: load_series(files[d], config.fs) for d in config.detectors}
     psds = {d: event_psd(files[d], gps, config.fs, psd_seglen, guard, series[d]) for d in config.detectors}
     rows, starts = [], []
     for d in config.detectors:
@@ -144,7 +144,7 @@ def noise_check(model: Any, files: Mapping[str, str | Path], gps: float, config:
     """
     import torch
 
-    series = {d: _load_series(files[d], config.fs) for d in config.detectors}
+    series = {d: load_series(files[d], config.fs) for d in config.detectors}
     psds = {d: event_psd(files[d], gps, config.fs, psd_seglen, series=series[d]) for d in config.detectors}
     xs = np.stack([np.stack([whitened_segment(files[d], gps + o, psds[d], config, series=series[d])[0]
                              for d in config.detectors]) for o in offsets])

@@ -57,7 +57,7 @@ def prepare_strain(files: dict[str, str | Path], spec: StreamSpec, psd_gps: floa
     """(whitened float32 strain (n_det, n) in the model's detector order, GPS time of sample 0 (s), info).
 
     Each file is read and resampled to the model's rate as ``gwinfer analyze`` does
-    (:func:`gwinfer.evaluation.analyze._load_series`); the PSD is its median-Welch off-source estimate
+    (:func:`gwinfer.evaluation.analyze.load_series`); the PSD is its median-Welch off-source estimate
     (:func:`~gwinfer.evaluation.analyze.event_psd`, ``psd_seglen`` s segments, the longer side of
     ``psd_gps`` +- 2 s) when ``psd_gps`` is given, else the median-Welch PSD of the whole file; the WHOLE
     file is then whitened once (:func:`gwinfer.detectors.whitening.whiten` over [f_min, f_max], Tukey taper
@@ -67,14 +67,14 @@ def prepare_strain(files: dict[str, str | Path], spec: StreamSpec, psd_gps: floa
     from gwinfer.detectors.psd import welch_psd
     from gwinfer.detectors.strain import span
     from gwinfer.detectors.whitening import whiten
-    from gwinfer.evaluation.analyze import _load_series, event_psd
+    from gwinfer.evaluation.analyze import load_series, event_psd
 
     if sorted(files) != sorted(spec.detectors):
         raise GwinferError(f"the model takes strain of {spec.detectors}; got files for {sorted(files)}")
     fs = spec.sample_rate
     rows, spans, psds = [], {}, {}
     for det in spec.detectors:
-        ts = _load_series(files[det], fs)
+        ts = load_series(files[det], fs)
         spans[det] = span(ts)
         if psd_gps is not None:
             psd = event_psd(files[det], psd_gps, fs, psd_seglen, series=ts)
