@@ -77,6 +77,34 @@ def triton_sequence_controls(config: dict[str, Any]) -> None:
 SERVING_LIBRARIES = (*CORE_LIBRARIES, "onnx", "onnxruntime")
 
 
+def check_stride(stride: Any, window: int) -> None:
+    """One-line GwinferError unless ``stride`` is a whole number of samples in [1, window]."""
+    if isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= window:
+        raise GwinferError(f"stream_stride = {stride!r} must be an integer in [1, {window}] (the window length)")
+
+
+def stream_entry(name: str, platform: str, inputs: list[TensorSpec], outputs: list[TensorSpec], window: int,
+                 stride: Any, sequence_idle_s: float, backend: str, parameters: dict[str, str] | None = None,
+                 ) -> tuple[dict[str, Any], dict[str, Any], list[TensorSpec], list[TensorSpec]]:
+    """(config, gwinfer.json ``streaming`` record, input specs, output specs) of a streaming entry whose graph reads ``window``
+    samples and whose first input ``inputs[0]`` brings ``stride`` new ones per request; the other inputs
+    are forwarded to the graph unchanged. One-line GwinferError for a bad stride or idle time."""
+    check_stride(stride, window)
+    if not sequence_idle_s > 0:
+        raise GwinferError(f"sequence_idle_s = {sequence_idle_s!r} must be > 0")
+    update = inputs[0]
+    inputs = [TensorSpec(update.name, update.datatype, (update.dims[0], stride)), *inputs[1:]]
+    outputs = [*outputs, TensorSpec("ready", "BOOL", (1,))]
+    config = make_config(name, platform, inputs, outputs, 1,
+                         sequence_idle_us=int(sequence_idle_s * 1e6),
+                         backend="python" if backend == "python" else None, parameters=parameters)
+    if backend == "python":
+        triton_sequence_controls(config)
+    streaming = {"kernel": window, "stride": stride, "channels": int(update.dims[0]), "state_input": update.name,
+                 "forwarded_inputs": [t.name for t in inputs[1:]], "ready_output": "ready"}
+    return config, streaming, inputs, outputs
+
+
 def example_inputs(n_samples: int, batch: int, seed: int, model: torch.nn.Module | None = None) -> torch.Tensor:
     """Seeded waveform-like inputs, float32 (batch, 2, T).
 
@@ -296,19 +324,10 @@ def _export_point(src: Path, repo: str | Path, name: str | None, fmt: str, versi
         config = make_config(name, platform, inputs, outputs, max_batch_size, max_queue_delay_us,
                              backend="python" if backend == "python" else None)
     else:
-        if isinstance(stream_stride, bool) or not isinstance(stream_stride, int) or not 1 <= stream_stride <= n:
-            raise GwinferError(f"stream_stride = {stream_stride!r} must be an integer in [1, {n}] (the window length)")
-        if not sequence_idle_s > 0:
-            raise GwinferError(f"sequence_idle_s = {sequence_idle_s!r} must be > 0")
-        inputs = [TensorSpec("update", "FP32", (2, stream_stride))]
-        outputs = [TensorSpec("theta", "FP32", (3,)), TensorSpec("ready", "BOOL", (1,))]
-        config = make_config(name, platform, inputs, outputs, 1, sequence_idle_us=int(sequence_idle_s * 1e6),
-                             backend="python" if backend == "python" else None)
-        if backend == "python":
-            triton_sequence_controls(config)
-        streaming = {"kernel": n, "stride": stream_stride, "channels": 2, "state_input": "update",
-                     "graph_input": in_name, "graph_outputs": [out_name], "forwarded_inputs": [],
-                     "ready_output": "ready"}
+        config, streaming, inputs, outputs = stream_entry(name, platform, [TensorSpec("update", "FP32", (2, n))],
+                                         [TensorSpec("theta", "FP32", (3,))], n, stream_stride, sequence_idle_s,
+                                         backend)
+        streaming.update(graph_input=in_name, graph_outputs=[out_name])
 
     def build(tmp: Path, version: int) -> tuple[dict[str, Any], float]:
         out_file = tmp / PLATFORM_FILES[platform]
@@ -372,21 +391,13 @@ def _export_posterior(src: Path, repo: str | Path, name: str | None, fmt: str, v
             raise GwinferError("streaming posterior entries are ONNX graphs of estimators on strain "
                                "(n_detectors, n_samples); export with format 'onnx'")
         n_det, n = (int(v) for v in estimator.x_shape)
-        if isinstance(stream_stride, bool) or not isinstance(stream_stride, int) or not 1 <= stream_stride <= n:
-            raise GwinferError(f"stream_stride = {stream_stride!r} must be an integer in [1, {n}] (the window length)")
-        if not sequence_idle_s > 0:
-            raise GwinferError(f"sequence_idle_s = {sequence_idle_s!r} must be > 0")
-        inputs = [TensorSpec("update", "FP32", (n_det, stream_stride)), TensorSpec(z_name, "FP32", (-1, d))]
-        outputs = [TensorSpec(s_name, "FP32", (-1, d)), TensorSpec(lp_name, "FP32", (-1,)),
-                   TensorSpec("ready", "BOOL", (1,))]
+        check_stride(stream_stride, n)
         parameters.update(pe.stream_parameters(meta, n, stream_stride))
-        config = make_config(name, platform, inputs, outputs, 1, sequence_idle_us=int(sequence_idle_s * 1e6),
-                             backend="python" if backend == "python" else None, parameters=parameters)
-        if backend == "python":
-            triton_sequence_controls(config)
-        streaming = {"kernel": n, "stride": stream_stride, "channels": n_det, "state_input": "update",
-                     "graph_input": x_name, "graph_outputs": [s_name, lp_name], "forwarded_inputs": [z_name],
-                     "ready_output": "ready"}
+        config, streaming, inputs, outputs = stream_entry(
+            name, platform, [TensorSpec("update", "FP32", (n_det, n)), TensorSpec(z_name, "FP32", (-1, d))],
+            [TensorSpec(s_name, "FP32", (-1, d)), TensorSpec(lp_name, "FP32", (-1,))], n, stream_stride,
+            sequence_idle_s, backend, parameters)
+        streaming.update(graph_input=x_name, graph_outputs=[s_name, lp_name])
 
     def build(tmp: Path, version: int) -> tuple[dict[str, Any], float]:
         out_file = tmp / PLATFORM_FILES[platform]
