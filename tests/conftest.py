@@ -19,6 +19,18 @@ MICRO = dict(
 )  # fmt: skip
 
 
+def usable_triton():
+    """The real Triton install the tests run against, or a pytest skip naming why there is none."""
+    from gwinfer.serving.triton import TritonUnavailable, check_install, find_triton
+
+    try:
+        install = find_triton()
+        check_install(install)
+    except TritonUnavailable as err:
+        pytest.skip(f"no usable Triton: {err}")
+    return install
+
+
 def tiny_point_model(n_samples: int = 64, seed: int = 0):
     """A fitted, tiny reduced-basis point estimator on random inputs (for export and serving tests)."""
     import torch

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import tiny_point_model
+from conftest import tiny_point_model, usable_triton
 
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
@@ -23,18 +23,14 @@ httpclient = pytest.importorskip("tritonclient.http")
 from gwinfer.models.registry import save_model  # noqa: E402
 from gwinfer.serving.export import export_model  # noqa: E402
 from gwinfer.serving.promotion import promote  # noqa: E402
-from gwinfer.serving.triton import TritonServer, TritonUnavailable, check_install, find_triton  # noqa: E402
+from gwinfer.serving.triton import TritonServer, TritonUnavailable  # noqa: E402
 
 pytestmark = pytest.mark.triton
 T = 64
 
 
 def test_promote_switches_a_real_triton_without_failed_requests(tmp_path):
-    try:
-        install = find_triton()
-        check_install(install)
-    except TritonUnavailable as err:
-        pytest.skip(f"no usable Triton: {err}")
+    install = usable_triton()
     repo = tmp_path / "repo"
     meta = {"time_grid": {"t_start": 0.0, "t_end": 126.0, "dt": 2.0}, "approximant": "IMRPhenomT"}
     for version, seed in ((1, 0), (2, 1)):

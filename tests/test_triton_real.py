@@ -19,7 +19,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import tiny_point_model
+from conftest import tiny_point_model, usable_triton
 
 pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
@@ -44,11 +44,7 @@ TOL = dict(rtol=1e-5, atol=1e-5)
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    try:
-        install = find_triton()
-        check_install(install)
-    except TritonUnavailable as err:
-        pytest.skip(f"no usable Triton: {err}")
+    install = usable_triton()
     root = tmp_path_factory.mktemp("triton-real")
     path = root / "tiny" / "model.pt"
     save_model(path, tiny_point_model(T, seed=0), metadata={"time_grid": {"t_start": 0.0, "t_end": 126.0, "dt": 2.0},

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import tiny_point_model
+from conftest import tiny_point_model, usable_triton
 
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
@@ -30,7 +30,7 @@ from gwinfer.serving.posterior_export import run_graph  # noqa: E402
 from gwinfer.serving.repository import read_config  # noqa: E402
 from gwinfer.serving.server import Server  # noqa: E402
 from gwinfer.serving.streaming import snapshot_state, snapshotter  # noqa: E402
-from gwinfer.serving.triton import TritonServer, TritonUnavailable, check_install, find_triton  # noqa: E402
+from gwinfer.serving.triton import TritonServer, TritonUnavailable  # noqa: E402
 
 pytestmark = pytest.mark.triton
 
@@ -56,11 +56,7 @@ def test_standalone_snapshotter_is_gwinfers():
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    try:
-        install = find_triton()
-        check_install(install)
-    except TritonUnavailable as err:
-        pytest.skip(f"no usable Triton: {err}")
+    install = usable_triton()
     root = tmp_path_factory.mktemp("triton-stream")
     point = save_model(root / "tiny" / "model.pt", tiny_point_model(T, seed=1),
                        metadata={"time_grid": {"t_start": 0.0, "t_end": 126.0, "dt": 2.0}})
