@@ -45,6 +45,16 @@ from pathlib import Path
 import numpy as np
 
 
+def run_threads(threads: list[threading.Thread]) -> float:
+    """Start ``threads``, wait for all of them; the wall time in s."""
+    t0 = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return time.perf_counter() - t0
+
+
 def timeit(fn, iters: int, warmup: int = 5) -> np.ndarray:
     for _ in range(warmup):
         fn()
@@ -110,13 +120,7 @@ def load_test(port: int, grpc_port: int, inputs: list[np.ndarray], refs: list[np
             wrong[0] += bad
             worst[0] = max(worst[0], diff)
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
-    t0 = time.perf_counter()
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    wall = time.perf_counter() - t0
+    wall = run_threads([threading.Thread(target=worker, args=(k,)) for k in range(clients)])
     a = np.array(lat) if lat else np.array([np.nan])
     return len(inputs) / wall, 1e3 * np.percentile(a, 50), 1e3 * np.percentile(a, 99), errors[0], wrong[0], worst[0]
 
@@ -149,13 +153,7 @@ def concurrent(port: int, x: np.ndarray, iters: int, clients: int, protocol: str
         with lock:
             lat.extend(mine)
 
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
-    t0 = time.perf_counter()
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    wall = time.perf_counter() - t0
+    wall = run_threads([threading.Thread(target=worker) for _ in range(clients)])
     a = np.array(lat)
     return 1e3 * np.percentile(a, 50), 1e3 * np.percentile(a, 99), x.shape[0] * len(a) / wall
 
