@@ -39,6 +39,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -86,7 +87,6 @@ def load_test(port: int, grpc_port: int, inputs: list[np.ndarray], refs: list[np
               clients: int = 8) -> tuple[float, float, float, int, int, float]:
     """(requests/s, p50 ms, p99 ms, errors, answers differing from ``refs`` by more than 1e-4, max |diff|)
     of ``len(inputs)`` requests from ``clients`` threads (even threads HTTP with binary tensors, odd gRPC)."""
-    import threading
 
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
@@ -130,7 +130,6 @@ def concurrent(port: int, x: np.ndarray, iters: int, clients: int, protocol: str
 
     ``protocol``: "http" (tritonclient.http, binary tensors) or "grpc" (tritonclient.grpc); ``port`` is its port.
     """
-    import threading
 
     if protocol == "grpc":
         import tritonclient.grpc as client_module
