@@ -22,12 +22,16 @@ def _plt():
 def overlap_histograms(ev: Evaluation, path: Path) -> Path:
     """Fig. 9: overlap distribution in mass-ratio slices (log-scaled mismatch axis)."""
     plt = _plt()
-    edges = np.arange(1.0, 9.0, 1.0)
-    fig, axes = plt.subplots(2, 4, figsize=(14, 6), sharex=True)
+    q = ev.truth[:, 0]
+    edges = np.arange(np.floor(q.min()), max(np.ceil(q.max()), np.floor(q.min()) + 1.0))  # unit slices of q
+    cols = max(1, int(np.ceil(len(edges) / 2)))
+    fig, axes = plt.subplots(2, cols, figsize=(max(3.5 * cols, 9.0), 6), sharex=True, squeeze=False)
     mismatch = np.clip(1.0 - ev.overlaps, 1e-7, 1.0)
     bins = np.logspace(-7, 0, 36)
+    for ax in axes.ravel()[len(edges):]:
+        ax.axis("off")
     for ax, lo in zip(axes.ravel(), edges):
-        sel = (ev.truth[:, 0] >= lo) & (ev.truth[:, 0] < lo + 1 if lo < 7 else ev.truth[:, 0] <= 8)
+        sel = (q >= lo) & ((q < lo + 1) if lo + 1 < q.max() else (q <= lo + 1))  # the last slice keeps q_max
         ax.hist(mismatch[sel], bins=bins, color="C0")
         ax.set_xscale("log")
         med = np.median(ev.overlaps[sel]) if sel.any() else np.nan
