@@ -187,7 +187,10 @@ def initial_estimator(path: str | Path, spec: dict[str, Any], theta_dim: int, x_
     and shapes must be those the experiment's ``model`` section builds, else a one-line error."""
     from gwinfer.models.posterior import build_estimator, load_estimator
 
-    model, _ = load_estimator(path)
+    try:
+        model, _ = load_estimator(path)
+    except GwinferError as err:
+        raise GwinferError(f"init_from {path}: {err}") from None
     want = build_estimator(dict(spec), theta_dim=theta_dim, x_shape=x_shape).spec()
     if model.spec() != want:
         raise GwinferError(f"init_from {path}: its model ({model.spec()['kind']}, {model.spec()['config']}) is "
