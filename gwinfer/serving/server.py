@@ -449,44 +449,37 @@ def check_input_parameters(name: str, params: Any) -> None:
 def shm_input(regions: Regions | None, params: dict[str, Any], name: str, spec: TensorSpec,
               shape: list[int]) -> np.ndarray | None:
     """The input ``name`` read from the shared-memory region its parameters name (a view, no copy),
-    or None if they name none; ServingError(400) for a bad placement."""
-    try:
-        where = placement(params, f"input {name!r}")
-        if where is None:
-            return None
-        if regions is None:
-            raise SharedMemoryError("shared-memory inputs are not supported here")
-        return regions.read(where, spec.numpy_dtype, shape, f"input {name!r}")
-    except SharedMemoryError as err:
-        raise ServingError(400, str(err)) from None
+    or None if they name none; SharedMemoryError for a bad placement (both inference paths answer a
+    GwinferError with 400 / INVALID_ARGUMENT)."""
+    where = placement(params, f"input {name!r}")
+    if where is None:
+        return None
+    if regions is None:
+        raise SharedMemoryError("shared-memory inputs are not supported here")
+    return regions.read(where, spec.numpy_dtype, shape, f"input {name!r}")
 
 
 def output_placement(regions: Regions | None, mv: ModelVersion, name: str, params: dict[str, Any],
                      batch: int) -> Placement | None:
     """The shared-memory placement of requested output ``name`` (None: in the response), checked to
-    hold the output of a batch of ``batch`` before the model runs; ServingError(400) otherwise."""
+    hold the output of a batch of ``batch`` before the model runs; SharedMemoryError otherwise."""
     what = f"output {name!r}"
-    try:
-        where = placement(params, what)
-        if where is None:
-            return None
-        if regions is None:
-            raise SharedMemoryError("shared-memory outputs are not supported here")
-        spec = next(t for t in mv.outputs if t.name == name)
-        dims = ([batch] if mv.max_batch_size > 0 else []) + list(spec.dims)
-        nbytes = int(np.prod(dims, dtype=np.int64)) * spec.numpy_dtype.itemsize if min(dims, default=0) >= 0 else None
-        regions.check_room(where, nbytes, what)
-        return where
-    except SharedMemoryError as err:
-        raise ServingError(400, str(err)) from None
+    where = placement(params, what)
+    if where is None:
+        return None
+    if regions is None:
+        raise SharedMemoryError("shared-memory outputs are not supported here")
+    spec = next(t for t in mv.outputs if t.name == name)
+    dims = ([batch] if mv.max_batch_size > 0 else []) + list(spec.dims)
+    nbytes = int(np.prod(dims, dtype=np.int64)) * spec.numpy_dtype.itemsize if min(dims, default=0) >= 0 else None
+    regions.check_room(where, nbytes, what)
+    return where
 
 
 def write_shm_output(regions: Regions, where: Placement, name: str, arr: np.ndarray) -> dict[str, Any]:
-    """Write output ``name`` into its region; the response parameters naming it."""
-    try:
-        regions.write(where, arr, f"output {name!r}")
-    except SharedMemoryError as err:
-        raise ServingError(400, str(err)) from None
+    """Write output ``name`` into its region (SharedMemoryError if it does not fit); the response
+    parameters naming it."""
+    regions.write(where, arr, f"output {name!r}")
     params: dict[str, Any] = {"shared_memory_region": where.region, "shared_memory_byte_size": where.byte_size}
     if where.offset:
         params["shared_memory_offset"] = where.offset
