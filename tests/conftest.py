@@ -31,6 +31,17 @@ def usable_triton():
     return install
 
 
+def started_triton(repo, install=None, **kwargs):
+    """A real ``TritonServer(repo, install, **kwargs)``, started, or a pytest skip naming why it cannot run
+    here (``install``: default :func:`usable_triton`)."""
+    from gwinfer.serving.triton import TritonServer, TritonUnavailable
+
+    try:
+        return TritonServer(repo, install or usable_triton(), **kwargs).start()
+    except TritonUnavailable as err:
+        pytest.skip(f"tritonserver cannot run here: {err}")
+
+
 def tiny_point_model(n_samples: int = 64, seed: int = 0):
     """A fitted, tiny reduced-basis point estimator on random inputs (for export and serving tests)."""
     import torch

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import tiny_point_model, usable_triton
+from conftest import started_triton, tiny_point_model, usable_triton
 
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
@@ -23,7 +23,6 @@ httpclient = pytest.importorskip("tritonclient.http")
 from gwinfer.models.registry import save_model  # noqa: E402
 from gwinfer.serving.export import export_model  # noqa: E402
 from gwinfer.serving.promotion import promote  # noqa: E402
-from gwinfer.serving.triton import TritonServer, TritonUnavailable  # noqa: E402
 
 pytestmark = pytest.mark.triton
 T = 64
@@ -45,10 +44,7 @@ def test_promote_switches_a_real_triton_without_failed_requests(tmp_path):
         t.set_data_from_numpy(x)
         return client.infer("tiny", [t]).get_response()["model_version"]
 
-    try:
-        server = TritonServer(repo, install, extra_args=("--model-control-mode=explicit", "--load-model=tiny")).start()
-    except TritonUnavailable as err:
-        pytest.skip(f"Triton cannot run here: {err}")
+    server = started_triton(repo, install, extra_args=("--model-control-mode=explicit", "--load-model=tiny"))
     try:
         c = httpclient.InferenceServerClient(server.url)
         assert call(c) == "1"

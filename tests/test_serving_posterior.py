@@ -14,6 +14,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import started_triton, usable_triton
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("zuko")
@@ -306,20 +307,10 @@ def test_bad_inputs_are_400_and_server_goes_on(setup):
 # --- a real Triton (python backend), skipped when none can run here ---------------------------------------
 @pytest.mark.triton
 def test_real_triton_serves_the_posterior(setup, tmp_path):
-    from gwinfer.serving.triton import TritonServer, TritonUnavailable, check_install, find_triton
-
-    try:
-        install = find_triton()
-        check_install(install)
-    except TritonUnavailable as err:
-        pytest.skip(f"no usable Triton: {err}")
+    install = usable_triton()
     repo = tmp_path / "triton"
     export_model(setup["files"]["iaf"], repo, backend="python")
-    triton = TritonServer(repo, install, strict=False)
-    try:
-        triton.start()
-    except TritonUnavailable as err:
-        pytest.skip(f"tritonserver cannot run here: {err}")
+    triton = started_triton(repo, install, strict=False)
     clients = {"http": httpclient.InferenceServerClient(triton.url),
                "grpc": grpcclient.InferenceServerClient(triton.grpc_url)}
     try:

@@ -19,7 +19,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import tiny_point_model, usable_triton
+from conftest import started_triton, tiny_point_model, usable_triton
 
 pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
@@ -34,7 +34,7 @@ from gwinfer.models.registry import save_model  # noqa: E402
 from gwinfer.serving.export import export_model  # noqa: E402
 from gwinfer.serving.repository import read_config  # noqa: E402
 from gwinfer.serving.server import Server  # noqa: E402
-from gwinfer.serving.triton import TritonServer, TritonUnavailable, check_install, find_triton  # noqa: E402
+from gwinfer.serving.triton import TritonUnavailable, check_install, find_triton  # noqa: E402
 
 pytestmark = pytest.mark.triton
 
@@ -55,11 +55,7 @@ def setup(tmp_path_factory):
     # a long batching window and a small max batch: concurrent requests are certainly merged
     export_model(path, python, name="tiny-batch", backend="python", max_batch_size=8, max_queue_delay_us=300_000)
 
-    triton = TritonServer(python, install, strict=False)
-    try:
-        triton.start()
-    except TritonUnavailable as err:
-        pytest.skip(f"tritonserver cannot run here: {err}")
+    triton = started_triton(python, install, strict=False)
     gw = Server(native, grpc_port=0).start()
     gw_py = Server(python, grpc_port=0).start()  # gwinfer serves the python-backend export's model.onnx too
     clients = {"http": httpclient.InferenceServerClient(triton.url),

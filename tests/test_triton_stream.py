@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import tiny_point_model, usable_triton
+from conftest import started_triton, tiny_point_model, usable_triton
 
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
@@ -30,7 +30,6 @@ from gwinfer.serving.posterior_export import run_graph  # noqa: E402
 from gwinfer.serving.repository import read_config  # noqa: E402
 from gwinfer.serving.server import Server  # noqa: E402
 from gwinfer.serving.streaming import snapshot_state, snapshotter  # noqa: E402
-from gwinfer.serving.triton import TritonServer, TritonUnavailable  # noqa: E402
 
 pytestmark = pytest.mark.triton
 
@@ -73,11 +72,7 @@ def setup(tmp_path_factory):
     for repo, backend in ((native, "native"), (python, "python")):
         export_model(point, repo, stream_stride=S, backend=backend)  # tiny-stream
         export_model(post, repo, stream_stride=S, backend=backend)  # post-stream
-    triton = TritonServer(python, install, strict=False)
-    try:
-        triton.start()
-    except TritonUnavailable as err:
-        pytest.skip(f"tritonserver cannot run here: {err}")
+    triton = started_triton(python, install, strict=False)
     gw = Server(native, grpc_port=0).start()
     clients = {"triton": httpclient.InferenceServerClient(triton.url),
                "triton-grpc": grpcclient.InferenceServerClient(triton.grpc_url),
