@@ -17,8 +17,8 @@ from scipy import integrate, stats
 from gwinfer.data.simulate import SignalModel, SimulationConfig, draw_parameters, read_simulation
 from gwinfer.data.strain_dataset import StrainDataset, injection_data, split_indices
 from gwinfer.errors import GwinferError
-from gwinfer.evaluation.posterior import (credible_levels, importance_sample, jsd_1d, make_result, pp_test,
-                                          sample_posterior, save_result)
+from gwinfer.evaluation.posterior import (credible_levels, estimate_errors, importance_sample, jsd_1d, make_result,
+                                          pp_test, sample_posterior, save_result)
 from gwinfer.evaluation.posterior_cli import add_parsers
 from gwinfer.provenance import sha256_file
 
@@ -167,6 +167,23 @@ def test_jsd_identical_and_dict():
     assert set(out) == {"x", "y"} and out["x"] < 2e-3 and out["y"] == pytest.approx(math.log(2), abs=1e-3)
     with pytest.raises(GwinferError, match="method"):
         jsd_1d(a, b, method="knn")
+
+
+def test_estimate_errors_on_gaussians():
+    # N(31, 2) against a reference N(30, 1): the medians are the means, the central 90 % widths 2 x 1.645 sigma
+    rng = np.random.default_rng(13)
+    out = estimate_errors({"m": rng.normal(31.0, 2.0, 200000), "s": rng.normal(0.0, 1.0, 200000)},
+                          {"m": rng.normal(30.0, 1.0, 200000), "s": rng.normal(0.1, 0.5, 200000), "x": [1, 2]})
+    assert set(out) == {"m", "s"}
+    m = out["m"]
+    assert m["relative_error"] == pytest.approx(1 / 30, rel=0.02)
+    assert m["offset_in_widths"] == pytest.approx(1 / (2 * 1.6449), rel=0.02)
+    assert m["width_ratio"] == pytest.approx(2.0, rel=0.01)
+    assert out["s"]["offset_in_widths"] == pytest.approx(-0.1 / (2 * 1.6449 * 0.5), rel=0.05)
+    with pytest.raises(GwinferError, match="share no parameter"):
+        estimate_errors({"a": [1.0]}, {"b": [1.0]})
+    with pytest.raises(GwinferError, match="no spread"):
+        estimate_errors({"a": [1.0, 2.0]}, {"a": [1.0, 1.0]})
 
 
 # ------------------------------------------------------------------------------------------ importance sampling

@@ -1,0 +1,176 @@
+"""Configuration sweep of posterior estimators: validation NLL, parameters, latency and peak memory per
+configuration, in one table (the distillation issue's teacher/student sweep; not run by the tests).
+
+    OMP_NUM_THREADS=1 python bench/sweep_posterior.py --sweep configs/sweep-hl.yaml --out runs/hl/sweep --jobs 2
+
+The sweep file names a base posterior experiment (``gwinfer train-posterior`` YAML), overrides applied to
+every run (``common``, e.g. fewer rows and epochs) and the ``configurations``: a name -> overrides mapping,
+each deep-merged into the base (lists are replaced, not merged)::
+
+    base: configs/train-hl-teacher.yaml
+    common: {data: {limit: 24000}, train: {epochs: 2}}
+    configurations:
+      r3-w64-t3: {model: {config: {embedding: {resnet: {channels: [16, 32, 64]}}, transforms: 3}}}
+
+Every configuration is trained with the shared trainer into ``--out/NAME`` (``--jobs`` at a time, one
+torch thread each; re-running resumes unfinished runs from their checkpoints and leaves finished ones as
+they are), then measured one at a time (nothing else running in this script): parameters; peak memory
+added and single-event latency (embedding + ``--single-samples`` draws) in a fresh subprocess
+(``bench_distill.measure``); training wall time and samples/s from the run's log; the mean physical
+negative log posterior density of the true parameters on up to ``--n-val`` validation rows (the same rows
+and noise for every configuration when they share the data section). Equal EPOCHS, not equal minutes,
+make the NLL column reproducible on a shared machine; the wall-time column shows what each configuration
+costs. Writes ``sweep.json`` and ``sweep.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (overrides or {}).items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def experiments(sweep_path: str) -> dict[str, dict]:
+    """name -> full posterior experiment mapping of the sweep file."""
+    from gwinfer.config import load_yaml
+
+    sweep = load_yaml(sweep_path)
+    if not isinstance(sweep, dict) or set(sweep) - {"base", "common", "configurations"} or not sweep.get("base") \
+            or not isinstance(sweep.get("configurations"), dict) or not sweep["configurations"]:
+        raise SystemExit(f"{sweep_path}: a sweep file has base (a YAML path), optional common and a non-empty "
+                         "configurations mapping")
+    base = merge(load_yaml(sweep["base"]), sweep.get("common") or {})
+    return {str(name): merge(base, over or {}) for name, over in sweep["configurations"].items()}
+
+
+def train_one(name: str, experiment: dict, out: Path) -> str:
+    """Train one configuration in a child process (``train_posterior`` resumes from the run's checkpoint, a
+    finished run stays as it is); return its name."""
+    run = out / name
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "experiment.json").write_text(json.dumps(experiment, indent=2))
+    code = ("import json, sys; from gwinfer.data.strain_dataset import train_posterior; "
+            "train_posterior(json.load(open(sys.argv[1])), sys.argv[2])")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with open(run / "train.log", "w") as log:
+        res = subprocess.run([sys.executable, "-c", code, str(run / "experiment.json"), str(run)], stdout=log,
+                             stderr=subprocess.STDOUT, env=env, check=False)
+    if res.returncode != 0:
+        raise SystemExit(f"training {name} failed (see {run / 'train.log'})")
+    return name
+
+
+def training_cost(run: Path) -> dict:
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    seconds = sum(float(r["epoch_seconds"]) for r in rows)
+    return {"epochs": len(rows), "train_seconds": seconds, "samples_per_second": float(rows[-1]["samples_per_second"]),
+            "val_loss_standardised": min(float(r["val_loss"]) for r in rows)}
+
+
+def validation_nll(model, meta: dict, n_val: int) -> tuple[float, float]:
+    import torch
+
+    from bench_distill import _rows
+    from gwinfer.data.simulate import read_simulation
+    from gwinfer.data.strain_dataset import StrainDataset
+
+    sim_path = meta["experiment"]["data"]["simulation"]
+    sim = read_simulation(sim_path)
+    rows, seed, _ = _rows(sim, meta, sim_path, 0)
+    data = StrainDataset(sim, rows[:n_val], seed=seed)
+    with torch.inference_mode():
+        nll = []
+        for start in range(0, len(data), 256):
+            theta, x = map(torch.stack, zip(*(data[i] for i in range(start, min(len(data), start + 256)))))
+            nll.append(-model.log_prob(theta, x).double())
+    v = torch.cat(nll).numpy()
+    return float(v.mean()), float(v.std(ddof=1) / np.sqrt(v.size))
+
+
+def describe(spec: dict) -> dict:
+    cfg = spec["config"]
+    emb = cfg["embedding"]
+    return {"kind": spec["kind"], "embedding": emb["kind"], "resnet_blocks": len(emb["resnet"]["channels"]),
+            "resnet_channels": list(emb["resnet"]["channels"]), "context_dim": emb["context_dim"],
+            "transforms": cfg.get("transforms"), "flow_hidden": list(cfg.get("hidden") or [])}
+
+
+def markdown(rows: list[dict], settings: dict) -> str:
+    head = ["| configuration | ResNet blocks (channels) | flow transforms x hidden | parameters | val NLL (physical) "
+            f"| single event, {settings['single_samples']} samples [ms] | peak memory added [MiB] | training "
+            "[min] (samples/s) |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        d = r["spec"]
+        head.append(f"| {r['name']} | {d['resnet_blocks']} ({', '.join(map(str, d['resnet_channels']))}) | "
+                    f"{d['transforms']} x {d['flow_hidden']} | {r['parameters']:,} | {r['nll']:.3f} ± "
+                    f"{r['nll_se']:.3f} | {r['single_median_ms']:.1f} | {r['memory_mib']:.0f} | "
+                    f"{r['train_seconds'] / 60:.1f} ({r['samples_per_second']:.0f}) |")
+    return "\n".join(head) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sweep", required=True, help="sweep YAML (module docstring)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--jobs", type=int, default=1, help="configurations trained at the same time")
+    ap.add_argument("--n-val", type=int, default=1000)
+    ap.add_argument("--single-samples", type=int, default=10000)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--batch-samples", type=int, default=1000)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    if args.jobs < 1:
+        raise SystemExit(f"--jobs {args.jobs} must be >= 1")
+
+    import torch
+
+    from bench_distill import measure
+    from gwinfer.models.posterior import load_estimator
+    from gwinfer.provenance import write_json
+
+    exps = experiments(args.sweep)
+    out = Path(args.out)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for name in pool.map(lambda kv: train_one(kv[0], kv[1], out), exps.items()):
+            print(f"trained {name}", flush=True)
+    torch.set_num_threads(args.threads)
+    rows = []
+    for name in exps:
+        path = out / name / "model.pt"
+        model, meta = load_estimator(path)
+        model.eval()
+        nll, se = validation_nll(model, meta, args.n_val)
+        rows.append({"name": name, "spec": describe(model.spec()),
+                     "parameters": sum(p.numel() for p in model.parameters()), "nll": nll, "nll_se": se,
+                     **training_cost(out / name), **measure(str(path), model.x_shape, args)})
+        print(f"measured {name}", flush=True)
+    settings = {k: getattr(args, k) for k in ("single_samples", "batch", "batch_samples", "repeats", "threads",
+                                              "n_val")}
+    write_json(out / "sweep.json", {"sweep": args.sweep, "settings": settings, "experiments": exps, "rows": rows})
+    table = markdown(rows, settings)
+    (out / "sweep.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
