@@ -6,7 +6,9 @@ For every reference result written by ``gwinfer reference --data SIM --injection
   event (warm, median of 5 runs, embedding included) -> their ratio;
 * JSD (nats, per 1-D marginal, KDE) between the network's samples and the reference posterior, before and
   after importance sampling the network's draws with the exact likelihood (DINGO-style), plus the sample
-  efficiency, ESS and log evidence of the reweighting against dynesty's log Z;
+  efficiency, ESS and log evidence of the reweighting against dynesty's log Z, and the JSD between the
+  two halves of the reference's own samples (``jsd_reference_halves``, in ``compare.json``): the
+  sampling-noise floor of a JSD measured with that few draws (the reweighted set has only ESS of them);
 * the relative-error table of the distillation paper's Table I (``--table`` parameters, default the
   masses, spins and distance the model infers): |median - dynesty median| / |dynesty median| per parameter,
   averaged over the injections, for each model before and after importance sampling
@@ -74,6 +76,8 @@ def compare_one(model, names, sim, ref_path: Path, n: int, seed: int) -> dict:
         "reference_log_evidence_err": float(ref.log_evidence_err), "reference_samples": len(ref.posterior),
         "network_seconds_1e4": t_net, "speedup": ref_seconds / t_net,
         "jsd_before": jsd_1d(net, ref_post), "jsd_after": jsd_1d(rew, ref_post),
+        "jsd_reference_halves": jsd_1d({k: v[0::2] for k, v in ref_post.items()},
+                                       {k: v[1::2] for k, v in ref_post.items()}),
         "errors_before": estimate_errors(net, ref_post), "errors_after": estimate_errors(rew, ref_post),
         "is_efficiency": isr["efficiency"], "is_ess": isr["ess"], "is_seconds": t_is,
         "is_log_evidence": isr["log_evidence"], "is_log_evidence_std": isr["log_evidence_std"],
@@ -111,7 +115,7 @@ def main() -> None:
     from gwinfer.data.simulate import read_simulation
     from gwinfer.models.posterior import load_estimator
     from gwinfer.models.symmetry import symmetrised
-    from gwinfer.provenance import write_json
+    from gwinfer.provenance import provenance, write_json
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", nargs="+", required=True, help="one or more posterior model files")
@@ -128,25 +132,30 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     sim = read_simulation(a.data)
-    results: dict[str, list[dict]] = {}
-    text = []
+    models = {}
     for path in a.model:
         model, meta = load_estimator(path)
-        model = symmetrised(model, meta) if not a.raw else model
-        names = list(meta["names"])
-        rows = [compare_one(model, names, sim, Path(r), a.n, a.seed) for r in a.refs]
-        results[path] = rows
-        text += [f"### {path}", "", markdown(rows, names)]
+        models[path] = (symmetrised(model, meta) if not a.raw else model, list(meta["names"]))
+    names = next(iter(models.values()))[1]
+    if any(n != names for _, n in models.values()):
+        raise SystemExit("the models infer different parameters")
     params = a.table.split(",") if a.table else [k for k in TABLE_DEFAULT if k in names]
     missing = [k for k in params if k not in names]
     if missing:
         raise SystemExit(f"--table: {missing} are not inferred by the models ({names})")
+    results: dict[str, list[dict]] = {}
+    text = []
+    for path, (model, _) in models.items():
+        results[path] = rows = [compare_one(model, names, sim, Path(r), a.n, a.seed) for r in a.refs]
+        text += [f"### {path}", "", markdown(rows, names)]
     text += ["### Relative error of the median against dynesty (mean over injections)", "",
              table_one(results, params)]
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "compare.json", {"models": a.model, "data": a.data, "refs": a.refs, "n": a.n,
-                                      "threads": a.threads, "results": results})
+                                      "threads": a.threads, "results": results,
+                                      "provenance": provenance("reference-comparison", vars(a),
+                                                               parents=[*a.model, a.data, *a.refs])})
     (out / "compare.md").write_text("\n".join(text))
     print("\n".join(text))
 

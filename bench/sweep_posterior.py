@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench_distill import measure
     from gwinfer.models.posterior import load_estimator
-    from gwinfer.provenance import write_json
+    from gwinfer.provenance import provenance, write_json
 
     exps = experiments(args.sweep)
     out = Path(args.out)
@@ -165,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"measured {name}", flush=True)
     settings = {k: getattr(args, k) for k in ("single_samples", "batch", "batch_samples", "repeats", "threads",
                                               "n_val")}
-    write_json(out / "sweep.json", {"sweep": args.sweep, "settings": settings, "experiments": exps, "rows": rows})
+    write_json(out / "sweep.json", {"sweep": args.sweep, "settings": settings, "experiments": exps, "rows": rows,
+                                    "provenance": provenance("configuration-sweep", vars(args),
+                                                             parents=[args.sweep] + [out / n / "model.pt" for n in exps])})
     table = markdown(rows, settings)
     (out / "sweep.md").write_text(table)
     print(table)
