@@ -7,8 +7,8 @@ Per model (cost):
 
 * parameters: number of weights (and their float32 size);
 * peak memory: each model is measured in a FRESH Python subprocess. The child imports torch and gwinfer,
-  builds its inputs and runs a small warm-up op, reads ``resource.getrusage(RUSAGE_SELF).ru_maxrss``
-  (the process's resident-set high-water mark, KiB on Linux), then loads the model and runs one
+  builds its inputs and runs a small warm-up op, reads the process's resident-set high-water mark
+  (``VmHWM``, KiB; :func:`_rss_kib`), then loads the model and runs one
   single-event and one batch sampling call and reads it again. The delta is what the model added on top
   of the interpreter: weights plus the largest set of live activations plus allocator caches. A fresh
   process is needed because the high-water mark never goes down (a second model measured in the same
@@ -49,6 +49,17 @@ import numpy as np
 
 
 def _rss_kib() -> int:
+    """Resident-set high-water mark of this process [KiB]: ``VmHWM`` of /proc/self/status (Linux), else
+    ``ru_maxrss``. VmHWM belongs to the process's address space, which ``exec`` replaces, whereas Linux
+    carries ``ru_maxrss`` over from the parent at fork: a child started by a parent holding a large
+    simulation file would otherwise report the parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 

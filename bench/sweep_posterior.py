@@ -84,7 +84,8 @@ def training_cost(run: Path) -> dict:
             "val_loss_standardised": min(float(r["val_loss"]) for r in rows)}
 
 
-def validation_nll(model, meta: dict, n_val: int) -> tuple[float, float]:
+def validation_nll(model, meta: dict, n_val: int) -> np.ndarray:
+    """-log q(theta_true | x) of the first ``n_val`` validation rows (physical units), one per row."""
     import torch
 
     from bench_distill import _rows
@@ -100,8 +101,7 @@ def validation_nll(model, meta: dict, n_val: int) -> tuple[float, float]:
         for start in range(0, len(data), 256):
             theta, x = map(torch.stack, zip(*(data[i] for i in range(start, min(len(data), start + 256)))))
             nll.append(-model.log_prob(theta, x).double())
-    v = torch.cat(nll).numpy()
-    return float(v.mean()), float(v.std(ddof=1) / np.sqrt(v.size))
+    return torch.cat(nll).numpy()
 
 
 def describe(spec: dict) -> dict:
@@ -114,13 +114,15 @@ def describe(spec: dict) -> dict:
 
 def markdown(rows: list[dict], settings: dict) -> str:
     head = ["| configuration | ResNet blocks (channels) | flow transforms x hidden | parameters | val NLL (physical) "
-            f"| single event, {settings['single_samples']} samples [ms] | peak memory added [MiB] | training "
-            "[min] (samples/s) |", "|---|---|---|---:|---:|---:|---:|---:|"]
+            "| minus the first (paired) | "
+            f"single event, {settings['single_samples']} samples [ms] | peak memory added [MiB] | training "
+            "[min] (samples/s) |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         d = r["spec"]
         head.append(f"| {r['name']} | {d['resnet_blocks']} ({', '.join(map(str, d['resnet_channels']))}) | "
                     f"{d['transforms']} x {d['flow_hidden']} | {r['parameters']:,} | {r['nll']:.3f} ± "
-                    f"{r['nll_se']:.3f} | {r['single_median_ms']:.1f} | {r['memory_mib']:.0f} | "
+                    f"{r['nll_se']:.3f} | {r['nll_minus_first']:+.3f} ± {r['nll_minus_first_se']:.3f} | "
+                    f"{r['single_median_ms']:.1f} | {r['memory_mib']:.0f} | "
                     f"{r['train_seconds'] / 60:.1f} ({r['samples_per_second']:.0f}) |")
     return "\n".join(head) + "\n"
 
@@ -153,21 +155,29 @@ def main(argv: list[str] | None = None) -> int:
         for name in pool.map(lambda kv: train_one(kv[0], kv[1], out), exps.items()):
             print(f"trained {name}", flush=True)
     torch.set_num_threads(args.threads)
-    rows = []
-    for name in exps:
+    rows, first = [], None
+    for name in exps:  # costs first: measure's child must not start from a parent holding a simulation
         path = out / name / "model.pt"
-        model, meta = load_estimator(path)
-        model.eval()
-        nll, se = validation_nll(model, meta, args.n_val)
-        rows.append({"name": name, "spec": describe(model.spec()),
-                     "parameters": sum(p.numel() for p in model.parameters()), "nll": nll, "nll_se": se,
-                     **training_cost(out / name), **measure(str(path), model.x_shape, args)})
-        print(f"measured {name}", flush=True)
+        model, _ = load_estimator(path)
+        rows.append({"name": name, "spec": describe(model.spec()), "parameters": sum(p.numel() for p in
+                     model.parameters()), **training_cost(out / name), **measure(str(path), model.x_shape, args)})
+        print(f"measured the cost of {name}", flush=True)
+    for row in rows:
+        model, meta = load_estimator(out / row["name"] / "model.pt")
+        nll = validation_nll(model.eval(), meta, args.n_val)
+        first = (nll, meta["experiment"]["data"]) if first is None else first
+        row.update(nll=float(nll.mean()), nll_se=float(nll.std(ddof=1) / np.sqrt(nll.size)))
+        if meta["experiment"]["data"] == first[1]:  # same rows and noise: a paired, much tighter difference
+            diff = nll - first[0]
+            row.update(nll_minus_first=float(diff.mean()), nll_minus_first_se=float(diff.std(ddof=1) /
+                                                                                    np.sqrt(diff.size)))
+        else:
+            row.update(nll_minus_first=float("nan"), nll_minus_first_se=float("nan"))
     settings = {k: getattr(args, k) for k in ("single_samples", "batch", "batch_samples", "repeats", "threads",
                                               "n_val")}
+    record = provenance("configuration-sweep", vars(args), parents=[args.sweep] + [out / n / "model.pt" for n in exps])
     write_json(out / "sweep.json", {"sweep": args.sweep, "settings": settings, "experiments": exps, "rows": rows,
-                                    "provenance": provenance("configuration-sweep", vars(args),
-                                                             parents=[args.sweep] + [out / n / "model.pt" for n in exps])})
+                                    "provenance": record})
     table = markdown(rows, settings)
     (out / "sweep.md").write_text(table)
     print(table)
