@@ -26,7 +26,6 @@ costs. Writes ``sweep.json`` and ``sweep.md``.
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import json
 import os
@@ -40,24 +39,17 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
-def merge(base: dict, overrides: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in (overrides or {}).items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
-
-
 def experiments(sweep_path: str) -> dict[str, dict]:
     """name -> full posterior experiment mapping of the sweep file."""
-    from gwinfer.config import load_yaml
+    from gwinfer.config import deep_merge, load_yaml
 
     sweep = load_yaml(sweep_path)
     if not isinstance(sweep, dict) or set(sweep) - {"base", "common", "configurations"} or not sweep.get("base") \
             or not isinstance(sweep.get("configurations"), dict) or not sweep["configurations"]:
         raise SystemExit(f"{sweep_path}: a sweep file has base (a YAML path), optional common and a non-empty "
                          "configurations mapping")
-    base = merge(load_yaml(sweep["base"]), sweep.get("common") or {})
-    return {str(name): merge(base, over or {}) for name, over in sweep["configurations"].items()}
+    base = deep_merge(load_yaml(sweep["base"]), sweep.get("common"))
+    return {str(name): deep_merge(base, over) for name, over in sweep["configurations"].items()}
 
 
 def train_one(name: str, experiment: dict, out: Path) -> str:

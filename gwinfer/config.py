@@ -7,6 +7,7 @@ Each dataclass validates its own ranges in ``__post_init__`` and raises :class:`
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import typing
 from pathlib import Path
@@ -31,6 +32,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise GwinferError(f"config file {p} must hold a mapping of settings")
     return data
+
+
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """A copy of ``base`` with ``overrides`` merged in: mappings recursively, anything else (lists too) replaced."""
+    out = copy.deepcopy(base)
+    for k, v in (overrides or {}).items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
 
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:

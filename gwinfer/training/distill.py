@@ -80,7 +80,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from gwinfer.config import from_dict, to_dict
+from gwinfer.config import deep_merge, from_dict, to_dict
 from gwinfer.errors import GwinferError
 from gwinfer.models.posterior import GaussianPosterior, PosteriorEstimator, spec_class
 from gwinfer.models.standardize import Standardizer
@@ -230,13 +230,6 @@ def scaled_spec(teacher_spec: dict[str, Any], width: float = 0.5, depth: float =
     return out
 
 
-def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for k, v in overrides.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
-
-
 def check_student_section(section: Any) -> None:
     """Validate the ``student:`` section's form (and a ratio's range) without the teacher."""
     if not isinstance(section, dict) or not section:
@@ -263,7 +256,7 @@ def student_spec(section: dict[str, Any], teacher_spec: dict[str, Any]) -> dict[
         return {k: copy.deepcopy(v) for k, v in section.items() if k not in ("theta_dim", "x_shape")}
     ratio = section["ratio"]
     spec = scaled_spec(teacher_spec, ratio.get("width", 1.0), ratio.get("depth", 1.0))
-    spec["config"] = _merge(spec["config"], section.get("config") or {})
+    spec["config"] = deep_merge(spec["config"], section.get("config"))
     return {k: v for k, v in spec.items() if k not in ("theta_dim", "x_shape")}
 
 
