@@ -113,7 +113,9 @@ def measure(path: str, x_shape: tuple[int, ...], args: argparse.Namespace) -> di
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def _rows(sim, meta: dict, sim_path: str, noise_seed: int) -> tuple[np.ndarray, int, str]:
+def evaluation_rows(sim, meta: dict, sim_path: str, noise_seed: int) -> tuple[np.ndarray, int, str]:
+    """(rows, noise seed, description): the validation rows of the model's training split when ``sim_path`` is
+    the simulation its metadata names (with the validation noise), else every row with ``noise_seed``."""
     from gwinfer.data.strain_dataset import split_indices
 
     data = (meta.get("experiment") or {}).get("data") or {}
@@ -123,6 +125,34 @@ def _rows(sim, meta: dict, sim_path: str, noise_seed: int) -> tuple[np.ndarray, 
         _, val = split_indices(n, data["val_fraction"], data["split_seed"])
         return val, int(data["noise_seed"]) + 1, "validation rows of the student's training split"
     return np.arange(len(sim)), noise_seed, "all rows of the file"
+
+
+def negative_log_prob(model, data, n: int, chunk: int = 256) -> np.ndarray:
+    """-log q(theta | x) (physical units, float64) of the first ``n`` items of the dataset ``data``."""
+    import torch
+
+    n = min(n, len(data))
+    out = []
+    with torch.inference_mode():
+        for start in range(0, n, chunk):
+            theta, x = map(torch.stack, zip(*(data[i] for i in range(start, min(n, start + chunk)))))
+            out.append(-model.log_prob(theta, x).double())
+    return torch.cat(out).numpy()
+
+
+def mean_se(v: np.ndarray) -> tuple[float, float]:
+    """Mean and its standard error."""
+    return float(v.mean()), float(v.std(ddof=1) / np.sqrt(v.size))
+
+
+def add_cost_arguments(ap: argparse.ArgumentParser, repeats: int, warmup: int) -> None:
+    """The options :func:`measure` reads (``args.single_samples`` ... ``args.threads``)."""
+    ap.add_argument("--single-samples", type=int, default=10000)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--batch-samples", type=int, default=1000)
+    ap.add_argument("--repeats", type=int, default=repeats)
+    ap.add_argument("--warmup", type=int, default=warmup)
+    ap.add_argument("--threads", type=int, default=1)
 
 
 def quality(teacher, student, names: list[str], args: argparse.Namespace, meta: dict) -> dict:
@@ -135,7 +165,7 @@ def quality(teacher, student, names: list[str], args: argparse.Namespace, meta: 
     sim = read_simulation(args.data)
     if list(sim.names) != list(names):
         raise SystemExit(f"{args.data} holds parameters {list(sim.names)}; the models infer {names}")
-    rows, seed, what = _rows(sim, meta, args.data, args.noise_seed)
+    rows, seed, what = evaluation_rows(sim, meta, args.data, args.noise_seed)
     data = StrainDataset(sim, rows, seed=seed)
     torch.manual_seed(args.seed)
     n_events = min(args.n_events, len(data))
@@ -149,21 +179,13 @@ def quality(teacher, student, names: list[str], args: argparse.Namespace, meta: 
             for e in range(a.shape[0]):
                 for j, k in enumerate(names):
                     jsd[k].append(float(jsd_1d(a[e, :, j], b[e, :, j])))
-        n_val = min(args.n_val, len(data))
-        nll_t, nll_s = [], []
-        for start in range(0, n_val, 256):
-            theta, x = map(torch.stack, zip(*(data[i] for i in range(start, min(n_val, start + 256)))))
-            nll_t.append(-teacher.log_prob(theta, x).double())
-            nll_s.append(-student.log_prob(theta, x).double())
-    nt, ns = torch.cat(nll_t).numpy(), torch.cat(nll_s).numpy()
+    nt, ns = (negative_log_prob(m, data, args.n_val) for m in (teacher, student))
     diff = ns - nt
     return {
         "rows": what, "noise_seed": seed, "n_events": n_events, "n_samples": args.n_samples, "n_val": int(nt.size),
         "jsd_nats": {k: {"median": float(np.median(v)), "max": float(np.max(v))} for k, v in jsd.items()},
-        "nll": {"teacher": float(nt.mean()), "teacher_se": float(nt.std(ddof=1) / np.sqrt(nt.size)),
-                "student": float(ns.mean()), "student_se": float(ns.std(ddof=1) / np.sqrt(ns.size)),
-                "student_minus_teacher": float(diff.mean()),
-                "student_minus_teacher_se": float(diff.std(ddof=1) / np.sqrt(diff.size))},
+        "nll": dict(zip(("teacher", "teacher_se", "student", "student_se", "student_minus_teacher",
+                         "student_minus_teacher_se"), (*mean_se(nt), *mean_se(ns), *mean_se(diff)))),
         "seconds": time.perf_counter() - t0,
     }
 
@@ -204,12 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-samples", type=int, default=2000, help="draws per event and model for the JSD")
     ap.add_argument("--n-val", type=int, default=2000, help="rows for the validation NLL")
     ap.add_argument("--noise-seed", type=int, default=1, help="noise seed when --data is not the training file")
-    ap.add_argument("--single-samples", type=int, default=10000)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--batch-samples", type=int, default=1000)
-    ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1)
+    add_cost_arguments(ap, repeats=20, warmup=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="write every number to this JSON file")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)

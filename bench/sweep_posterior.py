@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import os
 import subprocess
@@ -37,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_distill import add_cost_arguments, evaluation_rows, mean_se, measure, negative_log_prob  # noqa: E402
 
 
 def experiments(sweep_path: str) -> dict[str, dict]:
@@ -76,24 +78,21 @@ def training_cost(run: Path) -> dict:
             "val_loss_standardised": min(float(r["val_loss"]) for r in rows)}
 
 
+@functools.lru_cache(maxsize=1)
+def _simulation(path: str):
+    from gwinfer.data.simulate import read_simulation
+
+    return read_simulation(path)  # read once for all configurations sharing the file
+
+
 def validation_nll(model, meta: dict, n_val: int) -> np.ndarray:
     """-log q(theta_true | x) of the first ``n_val`` validation rows (physical units), one per row."""
-    import torch
-
-    from bench_distill import _rows
-    from gwinfer.data.simulate import read_simulation
     from gwinfer.data.strain_dataset import StrainDataset
 
     sim_path = meta["experiment"]["data"]["simulation"]
-    sim = read_simulation(sim_path)
-    rows, seed, _ = _rows(sim, meta, sim_path, 0)
-    data = StrainDataset(sim, rows[:n_val], seed=seed)
-    with torch.inference_mode():
-        nll = []
-        for start in range(0, len(data), 256):
-            theta, x = map(torch.stack, zip(*(data[i] for i in range(start, min(len(data), start + 256)))))
-            nll.append(-model.log_prob(theta, x).double())
-    return torch.cat(nll).numpy()
+    sim = _simulation(sim_path)
+    rows, seed, _ = evaluation_rows(sim, meta, sim_path, 0)
+    return negative_log_prob(model, StrainDataset(sim, rows[:n_val], seed=seed), n_val)
 
 
 def describe(spec: dict) -> dict:
@@ -125,19 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--jobs", type=int, default=1, help="configurations trained at the same time")
     ap.add_argument("--n-val", type=int, default=1000)
-    ap.add_argument("--single-samples", type=int, default=10000)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--batch-samples", type=int, default=1000)
-    ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1)
+    add_cost_arguments(ap, repeats=10, warmup=2)
     args = ap.parse_args(argv)
     if args.jobs < 1:
         raise SystemExit(f"--jobs {args.jobs} must be >= 1")
 
     import torch
 
-    from bench_distill import measure
     from gwinfer.models.posterior import load_estimator
     from gwinfer.provenance import provenance, write_json
 
@@ -158,13 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         model, meta = load_estimator(out / row["name"] / "model.pt")
         nll = validation_nll(model.eval(), meta, args.n_val)
         first = (nll, meta["experiment"]["data"]) if first is None else first
-        row.update(nll=float(nll.mean()), nll_se=float(nll.std(ddof=1) / np.sqrt(nll.size)))
-        if meta["experiment"]["data"] == first[1]:  # same rows and noise: a paired, much tighter difference
-            diff = nll - first[0]
-            row.update(nll_minus_first=float(diff.mean()), nll_minus_first_se=float(diff.std(ddof=1) /
-                                                                                    np.sqrt(diff.size)))
-        else:
-            row.update(nll_minus_first=float("nan"), nll_minus_first_se=float("nan"))
+        row["nll"], row["nll_se"] = mean_se(nll)
+        same = meta["experiment"]["data"] == first[1]  # same rows and noise: a paired, much tighter difference
+        row["nll_minus_first"], row["nll_minus_first_se"] = mean_se(nll - first[0]) if same else (np.nan, np.nan)
     settings = {k: getattr(args, k) for k in ("single_samples", "batch", "batch_samples", "repeats", "threads",
                                               "n_val")}
     record = provenance("configuration-sweep", vars(args), parents=[args.sweep] + [out / n / "model.pt" for n in exps])
