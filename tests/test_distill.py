@@ -253,7 +253,7 @@ def test_distiller_refuses_mismatched_pairs():
 def teacher_run(tmp_path_factory):
     """A 64-signal simulation and a 1-epoch ResNet1D-IAF teacher trained on it by train_posterior."""
     from gwinfer.data.strain_dataset import train_posterior
-    from gwinfer.evaluation.posterior_cli import add_parsers
+    from gwinfer.cli.posterior import add_parsers
 
     d = tmp_path_factory.mktemp("distill")
     (d / "sim.yaml").write_text("prior: gw5d\nn: 1000\nseed: 0\ndetectors: [plus]\n")

@@ -478,7 +478,7 @@ def test_phase_symmetric_estimator_is_normalised_periodic_and_consistent():
 
 def test_demo_evaluates_only_shipped_point_models():
     """`make demo` evaluates the shipped point estimators; the posterior models in models/ are skipped."""
-    from gwinfer.demo import MODELS, _is_point_model
+    from gwinfer.cli.demo import MODELS, _is_point_model
 
     kinds = {p.parent.name: _is_point_model(p) for p in MODELS.glob("*/model.pt")}
     assert kinds.get("wavenet-small") is True and kinds.get("gw5d-iaf") is False

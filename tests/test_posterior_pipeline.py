@@ -19,7 +19,7 @@ from gwinfer.data.strain_dataset import StrainDataset, injection_data, split_ind
 from gwinfer.errors import GwinferError
 from gwinfer.evaluation.posterior import (credible_levels, estimate_errors, importance_sample, jsd_1d, make_result,
                                           pp_test, sample_posterior, save_result)
-from gwinfer.evaluation.posterior_cli import add_parsers
+from gwinfer.cli.posterior import add_parsers
 from gwinfer.provenance import sha256_file
 
 N_SIM = 64

@@ -150,7 +150,7 @@ def test_versions_and_refusals(model_file, tmp_path):
 
 
 def test_cli_export(model_file, tmp_path, capsys):
-    from gwinfer.serving.cli import add_parsers
+    from gwinfer.cli.serving import add_parsers
 
     parser = argparse.ArgumentParser()
     add_parsers(parser.add_subparsers(dest="command", required=True))

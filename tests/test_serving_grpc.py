@@ -300,7 +300,7 @@ def test_cli_grpc_port(monkeypatch):
     import argparse
 
     import gwinfer.serving.server as server_module
-    from gwinfer.serving.cli import add_parsers
+    from gwinfer.cli.serving import add_parsers
 
     parser = argparse.ArgumentParser()
     add_parsers(parser.add_subparsers())
@@ -326,7 +326,7 @@ def test_cli_serve_grpc_in_subprocess(setup):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             ports.append(s.getsockname()[1])
-    code = ("import argparse, sys; from gwinfer.serving.cli import add_parsers; p = argparse.ArgumentParser(); "
+    code = ("import argparse, sys; from gwinfer.cli.serving import add_parsers; p = argparse.ArgumentParser(); "
             "add_parsers(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
     proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--repo", str(setup["repo"]), "--port", str(ports[0]),
                              "--grpc-port", str(ports[1])], env=dict(os.environ, OMP_NUM_THREADS="1"),

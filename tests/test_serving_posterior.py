@@ -205,7 +205,7 @@ def test_config_parameters_parse_and_format():
 
 
 def test_cli_export_posterior(setup, tmp_path, capsys):
-    from gwinfer.serving.cli import add_parsers
+    from gwinfer.cli.serving import add_parsers
 
     parser = argparse.ArgumentParser()
     add_parsers(parser.add_subparsers(dest="command", required=True))

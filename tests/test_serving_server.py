@@ -293,7 +293,7 @@ def test_cli_serve_in_subprocess(setup):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code = ("import argparse, sys; from gwinfer.serving.cli import add_parsers; p = argparse.ArgumentParser(); "
+    code = ("import argparse, sys; from gwinfer.cli.serving import add_parsers; p = argparse.ArgumentParser(); "
             "add_parsers(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
     proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--repo", str(setup["repo"]), "--port", str(port),
                              "--grpc-port", "0"],

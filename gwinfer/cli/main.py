@@ -139,7 +139,7 @@ def cmd_degeneracy(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gwinfer.demo import run_demo
+    from gwinfer.cli.demo import run_demo
 
     run_demo(Path(args.out), workers=args.workers)
     return 0
@@ -211,9 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_degeneracy)
 
-    from gwinfer.distill_cli import add_parsers as add_distill_parsers
-    from gwinfer.evaluation.posterior_cli import add_parsers as add_posterior_parsers
-    from gwinfer.serving.cli import add_parsers as add_serving_parsers
+    from gwinfer.cli.distill import add_parsers as add_distill_parsers
+    from gwinfer.cli.posterior import add_parsers as add_posterior_parsers
+    from gwinfer.cli.serving import add_parsers as add_serving_parsers
 
     add_posterior_parsers(sub)  # simulate, sample, pp, reference
     add_distill_parsers(sub)  # distill
