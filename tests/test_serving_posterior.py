@@ -30,7 +30,8 @@ from gwinfer.errors import GwinferError  # noqa: E402
 from gwinfer.models.posterior import build_estimator, save_estimator  # noqa: E402
 from gwinfer.serving.client import ServedModel, sample_posterior  # noqa: E402
 from gwinfer.serving.export import export_info, export_model  # noqa: E402
-from gwinfer.serving.posterior_export import NoiseSampler, is_posterior_file, run_graph  # noqa: E402
+from gwinfer.models import is_posterior_file  # noqa: E402
+from gwinfer.serving.posterior_export import NoiseSampler, run_graph  # noqa: E402
 from gwinfer.serving.repository import config_parameters, format_config, parse_config, read_config  # noqa: E402
 from gwinfer.serving.server import Server  # noqa: E402
 

@@ -1,39 +1,47 @@
-"""Point estimators of (q, s1z, s2z) from h22: the paper's WaveNet and gwinfer's reduced-basis MLP.
+"""Models: point estimators of (q, s1z, s2z) from h22 and posterior estimators of source parameters from strain.
 
-Contract shared with the trainer and evaluation code (all models derive from :class:`PointEstimator`):
+The public names below are imported lazily (``gwinfer.models.load_model`` does not build the posterior
+families). Layers above (training, evaluation, serving) use only these names:
 
-* input ``x``: float32 (batch, 2, T) = (Re h22, Im h22) on the model's time grid;
-* targets ``theta``: float32 (batch, 3) = (q = m1/m2 >= 1, s1z, s2z) in physical units;
-* ``fit_standardization(theta, x)`` once on a training sample, then ``loss(theta, x) -> (batch,)``,
-  ``predict(x) = forward(x) -> (batch, 3)`` physical, ``spec() -> dict``, class attribute ``kind``;
-* :func:`build_model`, :func:`save_model`, :func:`load_model` in :mod:`gwinfer.models.registry`.
+* :func:`load_model`, :func:`load_estimator`: a point / posterior model file -> (model, metadata);
+* :func:`resolve_model_path`: a model folder or file -> the ``model.pt`` file;
+* :func:`is_posterior_file`: whether a file holds a posterior estimator.
 
 This package never imports lalsimulation.
 """
 
-from gwinfer.models.heads import HEADS, ChiHead, DirectHead, Head, PhysicsHead, PointEstimator, make_head
-from gwinfer.models.reduced_basis import PCABasis, ReducedBasisConfig, ReducedBasisModel
-from gwinfer.models.registry import MODEL_KINDS, build_model, load_model, model_payload, save_model
-from gwinfer.models.standardize import Standardizer
-from gwinfer.models.wavenet import WaveNet, WaveNetConfig
+from __future__ import annotations
 
-__all__ = [
-    "HEADS",
-    "MODEL_KINDS",
-    "ChiHead",
-    "DirectHead",
-    "Head",
-    "PCABasis",
-    "PhysicsHead",
-    "PointEstimator",
-    "ReducedBasisConfig",
-    "ReducedBasisModel",
-    "Standardizer",
-    "WaveNet",
-    "WaveNetConfig",
-    "build_model",
-    "load_model",
-    "make_head",
-    "model_payload",
-    "save_model",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "HEADS": "gwinfer.models.heads",
+    "ChiHead": "gwinfer.models.heads",
+    "DirectHead": "gwinfer.models.heads",
+    "Head": "gwinfer.models.heads",
+    "PhysicsHead": "gwinfer.models.heads",
+    "PointEstimator": "gwinfer.models.heads",
+    "make_head": "gwinfer.models.heads",
+    "PCABasis": "gwinfer.models.reduced_basis",
+    "ReducedBasisConfig": "gwinfer.models.reduced_basis",
+    "ReducedBasisModel": "gwinfer.models.reduced_basis",
+    "MODEL_KINDS": "gwinfer.models.registry",
+    "build_model": "gwinfer.models.registry",
+    "load_model": "gwinfer.models.registry",
+    "model_payload": "gwinfer.models.registry",
+    "save_model": "gwinfer.models.registry",
+    "resolve_model_path": "gwinfer.models.registry",
+    "is_posterior_file": "gwinfer.models.registry",
+    "load_estimator": "gwinfer.models.posterior",
+    "Standardizer": "gwinfer.models.standardize",
+    "WaveNet": "gwinfer.models.wavenet",
+    "WaveNetConfig": "gwinfer.models.wavenet",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'gwinfer.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

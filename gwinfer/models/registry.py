@@ -114,6 +114,24 @@ def resolve_model_path(path: str | Path) -> Path:
     return p
 
 
+def is_posterior_file(path: str | Path) -> bool:
+    """True for a posterior estimator file: format ``gwinfer-posterior``, or a file without a format
+    (trainer checkpoint) whose model spec names a posterior kind."""
+    from gwinfer.models.posterior import FILE_FORMAT as POSTERIOR_FORMAT
+    from gwinfer.models.posterior import estimator_kinds
+
+    try:
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 (load_model reports unreadable files)
+        return False
+    if not isinstance(payload, dict):
+        return False
+    if payload.get("format") is not None:
+        return payload["format"] == POSTERIOR_FORMAT
+    spec = payload.get("model_spec")
+    return isinstance(spec, dict) and spec.get("kind") in estimator_kinds()
+
+
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[PointEstimator, dict[str, Any]]:
     """Load a model file (or a trainer checkpoint); returns (model in eval mode, metadata).
 

@@ -274,8 +274,8 @@ def export_model(model_path: str | Path, repo: str | Path, name: str | None = No
     ``log_prob`` (B, N), with the parameter names in the config's ``parameters``
     (:mod:`gwinfer.serving.posterior_export`).
     """
-    from gwinfer.models.registry import resolve_model_path
-    from gwinfer.serving.posterior_export import is_posterior_file
+    from gwinfer.models import resolve_model_path
+    from gwinfer.models import is_posterior_file
 
     if fmt not in FORMAT_PLATFORMS:
         raise GwinferError(f"export format {fmt!r}; choose one of {sorted(FORMAT_PLATFORMS)}")
@@ -306,7 +306,7 @@ def _default_name(src: Path) -> str:
 def _export_point(src: Path, repo: str | Path, name: str | None, fmt: str, version: int | None, max_batch_size: int,
                   max_queue_delay_us: int, seed: int, stream_stride: int | None, sequence_idle_s: float,
                   backend: str) -> Path:
-    from gwinfer.models.registry import load_model
+    from gwinfer.models import load_model
 
     model, meta = load_model(src)
     if not hasattr(model, "n_samples") or not hasattr(model, "predict"):
@@ -366,7 +366,7 @@ def _export_point(src: Path, repo: str | Path, name: str | None, fmt: str, versi
 def _export_posterior(src: Path, repo: str | Path, name: str | None, fmt: str, version: int | None,
                       max_batch_size: int, max_queue_delay_us: int, seed: int, backend: str,
                       stream_stride: int | None = None, sequence_idle_s: float = 60.0) -> Path:
-    from gwinfer.models.posterior import load_estimator
+    from gwinfer.models import load_estimator
     from gwinfer.serving import posterior_export as pe
 
     estimator, meta = load_estimator(src)

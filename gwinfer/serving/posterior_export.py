@@ -67,23 +67,6 @@ NAMES = {"onnx": (("strain", "noise"), ("samples", "log_prob")),
          "torchscript": (("strain__0", "noise__1"), ("samples__0", "log_prob__1"))}
 
 
-def is_posterior_file(path: str | Path) -> bool:
-    """True for a posterior estimator file: format ``gwinfer-posterior``, or a file without a format
-    (trainer checkpoint) whose model spec names a posterior kind."""
-    from gwinfer.models.posterior import FILE_FORMAT, estimator_kinds
-
-    try:
-        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 (load_model reports unreadable files)
-        return False
-    if not isinstance(payload, dict):
-        return False
-    if payload.get("format") is not None:
-        return payload["format"] == FILE_FORMAT
-    spec = payload.get("model_spec")
-    return isinstance(spec, dict) and spec.get("kind") in estimator_kinds()
-
-
 def input_name(estimator: nn.Module) -> str:
     """``strain`` for (n_detectors, n_samples) data, ``features`` for flat data."""
     return "strain" if len(estimator.x_shape) == 2 else "features"
