@@ -35,6 +35,9 @@ _EXPORTS = {
     "is_posterior_file": "gwinfer.models.registry",
     "load_estimator": "gwinfer.models.posterior",
     "Standardizer": "gwinfer.models.standardize",
+    "symmetrised": "gwinfer.models.symmetry",
+    "build_estimator": "gwinfer.models.posterior",
+    "save_estimator": "gwinfer.models.posterior",
     "WaveNet": "gwinfer.models.wavenet",
     "WaveNetConfig": "gwinfer.models.wavenet",
 }
