@@ -78,7 +78,7 @@ def child(args: argparse.Namespace) -> dict:
     """Memory and timings of one model (runs in its own process)."""
     import torch
 
-    from gwinfer.models.posterior import load_estimator
+    from gwinfer.models.builder import load_estimator
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from gwinfer.models.posterior import load_estimator
+    from gwinfer.models.builder import load_estimator
 
     torch.set_num_threads(args.threads)
     teacher, tmeta = load_estimator(args.teacher)

@@ -16,8 +16,8 @@ import torch
 
 
 def main() -> None:
-    from gwinfer.models.posterior import load_estimator
-    from gwinfer.models.symmetry import symmetrised
+    from gwinfer.models.builder import load_estimator
+    from gwinfer.models.posterior.symmetry import symmetrised
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)

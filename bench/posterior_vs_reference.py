@@ -113,8 +113,8 @@ def table_one(results: dict[str, list[dict]], params: list[str]) -> str:
 
 def main() -> None:
     from gwinfer.data.simulate import read_simulation
-    from gwinfer.models.posterior import load_estimator
-    from gwinfer.models.symmetry import symmetrised
+    from gwinfer.models.builder import load_estimator
+    from gwinfer.models.posterior.symmetry import symmetrised
     from gwinfer.provenance import provenance, write_json
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from gwinfer.models.posterior import load_estimator
+    from gwinfer.models.builder import load_estimator
     from gwinfer.provenance import provenance, write_json
 
     exps = experiments(args.sweep)

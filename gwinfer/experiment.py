@@ -73,7 +73,7 @@ def run_experiment(config_path: str | Path, out_dir: str | Path, resume: bool = 
 
     from gwinfer.data.loaders import CatalogueDataset
     from gwinfer.data.store import catalogue_grid, read_manifest
-    from gwinfer.models.registry import build_model, save_model
+    from gwinfer.models.builder import build_model, save_model
     from gwinfer.provenance import provenance, sha256_file
     from gwinfer.training import Trainer, TrainConfig
     from gwinfer.training import distributed as D

@@ -46,7 +46,7 @@ def tiny_point_model(n_samples: int = 64, seed: int = 0):
     """A fitted, tiny reduced-basis point estimator on random inputs (for export and serving tests)."""
     import torch
 
-    from gwinfer.models.registry import build_model
+    from gwinfer.models.builder import build_model
 
     g = torch.Generator().manual_seed(seed)
     m = build_model({"kind": "reduced_basis", "config": {"n_components": 4, "hidden": 16, "depth": 1, "dt": 2.0}},

@@ -21,7 +21,7 @@ from gwinfer.detectors.whitening import band_fraction
 from gwinfer.errors import GwinferError
 from gwinfer.evaluation.analyze import analyze, event_data, event_psd, noise_check
 from gwinfer.external import external_dir
-from gwinfer.models.posterior import build_estimator, save_estimator
+from gwinfer.models.builder import build_estimator, save_estimator
 
 STRAIN = external_dir() / "strain"
 H1 = STRAIN / "H-H1_LOSC_4_V2-1126259446-32.hdf5"
@@ -67,7 +67,7 @@ def test_event_psd_matches_gwpy_median_welch():
 
 
 def test_whitened_off_source_noise_has_the_in_band_variance(tiny_model):
-    from gwinfer.models.posterior import load_estimator
+    from gwinfer.models.builder import load_estimator
 
     model, _ = load_estimator(tiny_model)
     cfg = hl_config()

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from gwinfer.errors import GwinferError
-from gwinfer.models.posterior import build_estimator, load_estimator
+from gwinfer.models.builder import build_estimator, load_estimator
 from gwinfer.training.distill import (DistillConfig, Distiller, EpochHook, distill, n_parameters, scaled_spec,
                                       student_spec, tempered_sample)
 
@@ -354,7 +354,7 @@ def test_cli_distill_and_one_line_errors(teacher_run, tmp_path, capsys):
 
 
 def test_distill_refuses_a_teacher_of_other_data(teacher_run, tmp_path):
-    from gwinfer.models.posterior import save_estimator
+    from gwinfer.models.builder import save_estimator
 
     teacher, meta = load_estimator(teacher_run["teacher"])
     save_estimator(tmp_path / "other.pt", teacher, metadata={**meta, "names": ["a", "b", "c", "d", "e"]})

@@ -26,7 +26,7 @@ from gwinfer.models import (
     model_payload,
     save_model,
 )
-from gwinfer.models.features import instantaneous_frequency
+from gwinfer.models.point.features import instantaneous_frequency
 
 T = 200  # samples of the small test grid
 DT = 2.0

@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from gwinfer.errors import GwinferError
-from gwinfer.models.cvae import CVAEPlus, CVAEPosterior
-from gwinfer.models.flows import IAFPosterior, MAFPosterior
-from gwinfer.models.posterior import (PosteriorEstimator, build_estimator, estimator_kinds, load_estimator,
-                                      save_estimator)
-from gwinfer.models.resnet1d import ResNet1D, ResNet1DConfig
+from gwinfer.models.posterior.cvae import CVAEPlus, CVAEPosterior
+from gwinfer.models.posterior.flows import IAFPosterior, MAFPosterior
+from gwinfer.models.builder import build_estimator, estimator_kinds, load_estimator, save_estimator
+from gwinfer.models.posterior.base import PosteriorEstimator
+from gwinfer.models.posterior.resnet1d import ResNet1D, ResNet1DConfig
 
 KINDS = ["gaussian", "maf", "nsf", "iaf", "cvae", "cvae_plus"]
 FLOW_KINDS = ["gaussian", "maf", "nsf", "iaf"]
@@ -373,7 +373,7 @@ def test_models_do_not_import_lalsimulation():
     import subprocess
     import sys
 
-    code = ("import sys, gwinfer.models.posterior, gwinfer.models.flows, gwinfer.models.cvae; "
+    code = ("import sys, gwinfer.models.builder, gwinfer.models.posterior.flows, gwinfer.models.posterior.cvae; "
             "sys.exit(int('lalsimulation' in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
@@ -407,7 +407,7 @@ if __name__ == "__main__":
 def test_svd_embedding_recovers_the_signal_subspace_and_keeps_noise_white():
     """Signals in a known r-dim subspace of R^n: the fitted projection must span it (principal angles
     ~ 0 against the exact basis) and be orthonormal, so whitened N(0, 1) noise projects to N(0, 1)."""
-    from gwinfer.models.svd_embedding import SVDEmbedding
+    from gwinfer.models.posterior.svd_embedding import SVDEmbedding
 
     gen = torch.Generator().manual_seed(3)
     n, r, n_sig = 64, 6, 400
@@ -446,7 +446,7 @@ def test_svd_embedding_errors():
 def test_phase_symmetric_estimator_is_normalised_periodic_and_consistent():
     """q_sym integrates to 1 on R x [0, 2 pi) (numerically), is pi-periodic in phase, and its samples
     follow its density (histogram of the folded phase against the integrated density)."""
-    from gwinfer.models.symmetry import PhaseSymmetric, has_phase_symmetry, symmetrised
+    from gwinfer.models.posterior.symmetry import PhaseSymmetric, has_phase_symmetry, symmetrised
 
     torch.manual_seed(4)
     model = build_estimator({"kind": "maf", "config": tiny_config("maf")}, 2, (3,))

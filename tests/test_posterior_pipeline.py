@@ -118,7 +118,7 @@ def test_dataset_noise_statistics_and_reproducibility(sim_path):
 
 
 def test_trainer_sets_the_noise_epoch(sim_path, tmp_path):
-    from gwinfer.models.posterior import build_estimator
+    from gwinfer.models.builder import build_estimator
     from gwinfer.training import Trainer, TrainConfig
 
     class Recording(StrainDataset):
@@ -258,7 +258,7 @@ def test_train_sample_pp_and_bilby_results(sim_path, tmp_path):
     import bilby
 
     from gwinfer.data.strain_dataset import train_posterior
-    from gwinfer.models.posterior import load_estimator
+    from gwinfer.models.builder import load_estimator
 
     experiment = {
         "data": {"simulation": str(sim_path), "val_fraction": 0.25, "fit_samples": 32},
@@ -319,7 +319,7 @@ def test_fine_tune_starts_from_the_file(sim_path, tmp_path):
     them where they were, while a fresh build would be random), records the parent, and refuses a file
     of another architecture."""
     from gwinfer.data.strain_dataset import train_posterior
-    from gwinfer.models.posterior import load_estimator
+    from gwinfer.models.builder import load_estimator
 
     model_cfg = {"kind": "iaf", "config": {"embedding": {"kind": "mlp", "context_dim": 8, "hidden": [16]},
                                            "transforms": 2, "hidden": [16]}}

@@ -21,7 +21,7 @@ from gwinfer.data.validate import summary, validate_catalogue
 from gwinfer.provenance import atomic_path
 
 log = logging.getLogger(__name__)
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS, MODELS = REPO / "configs", REPO / "models"
 
 
@@ -29,7 +29,7 @@ def _is_point_model(path: Path) -> bool:
     """True for a point-estimator file (``gwinfer-model``); posterior estimators are evaluated elsewhere."""
     import torch
 
-    from gwinfer.models.registry import FILE_FORMAT
+    from gwinfer.models.builder import FILE_FORMAT
 
     return torch.load(path, map_location="cpu", weights_only=True).get("format") == FILE_FORMAT
 

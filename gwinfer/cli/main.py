@@ -61,7 +61,7 @@ def describe(path: str | Path) -> dict:
         from gwinfer.provenance import read_json
 
         return read_json(p)
-    from gwinfer.models.registry import load_model
+    from gwinfer.models.builder import load_model
 
     model, meta = load_model(p)
     grid = meta.get("time_grid", {})
@@ -239,5 +239,3 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())

@@ -60,8 +60,8 @@ def _read_strain(path: str):
 def cmd_sample(args: argparse.Namespace) -> int:
     from gwinfer.data.strain_dataset import simulation_config_of
     from gwinfer.evaluation.posterior import make_result, sample_posterior, save_result
-    from gwinfer.models.posterior import load_estimator
-    from gwinfer.models.symmetry import symmetrised
+    from gwinfer.models.builder import load_estimator
+    from gwinfer.models.posterior.symmetry import symmetrised
     from gwinfer.provenance import provenance
 
     model, meta = load_estimator(args.model)
@@ -141,8 +141,8 @@ def _model_prior(meta: dict):
 
 def cmd_pp(args: argparse.Namespace) -> int:
     from gwinfer.evaluation.posterior import pp_test
-    from gwinfer.models.posterior import load_estimator
-    from gwinfer.models.symmetry import symmetrised
+    from gwinfer.models.builder import load_estimator
+    from gwinfer.models.posterior.symmetry import symmetrised
 
     model, meta = load_estimator(args.model)
     model = symmetrised(model, meta)  # exact phase -> phase + pi symmetry (gwinfer.models.symmetry)

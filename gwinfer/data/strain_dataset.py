@@ -185,7 +185,7 @@ def load_posterior_experiment(source: str | Path | dict[str, Any]) -> dict[str, 
 def initial_estimator(path: str | Path, spec: dict[str, Any], theta_dim: int, x_shape: tuple[int, ...]) -> Any:
     """The estimator of file ``path`` (weights and fitted standardisation) to fine-tune: its kind, config
     and shapes must be those the experiment's ``model`` section builds, else a one-line error."""
-    from gwinfer.models.posterior import build_estimator, load_estimator
+    from gwinfer.models.builder import build_estimator, load_estimator
 
     try:
         model, _ = load_estimator(path)
@@ -207,7 +207,7 @@ def train_posterior(source: str | Path | dict[str, Any], out_dir: str | Path, re
     provenance and the training summary, so ``gwinfer sample`` / ``pp`` need nothing else.
     """
     from gwinfer.config import from_dict, to_dict
-    from gwinfer.models.posterior import build_estimator, save_estimator
+    from gwinfer.models.builder import build_estimator, save_estimator
     from gwinfer.provenance import provenance
     from gwinfer.training import Trainer, TrainConfig
 

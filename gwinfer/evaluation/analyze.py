@@ -189,8 +189,8 @@ def analyze(model_path: str | Path, files: Mapping[str, str | Path], gps: float,
     ``{"result", "corner", "seconds", "segment_start"}``."""
     from gwinfer.data.strain_dataset import simulation_config_of
     from gwinfer.evaluation.posterior import make_result, save_result
-    from gwinfer.models.posterior import load_estimator
-    from gwinfer.models.symmetry import symmetrised
+    from gwinfer.models import load_estimator
+    from gwinfer.models import symmetrised
     from gwinfer.provenance import provenance, sha256_file
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:

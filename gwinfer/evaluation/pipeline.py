@@ -43,7 +43,7 @@ class Evaluation:
 
 
 def _model(path: str | Path) -> tuple[Any, dict[str, Any], TimeGrid]:
-    from gwinfer.models.registry import load_model
+    from gwinfer.models import load_model
 
     model, meta = load_model(path)
     if "time_grid" not in meta:
@@ -121,7 +121,7 @@ def run_split(model_path: str | Path, data: str | Path, split: str = "test", *, 
     bar.close()
     ev = Evaluation(np.concatenate(truths), np.concatenate(preds), np.concatenate(overlaps) if overlaps else None,
                     full, approximant, options, n_clipped)
-    from gwinfer.models.registry import resolve_model_path
+    from gwinfer.models import resolve_model_path
 
     model_file = resolve_model_path(model_path)
     info = {"model": {"path": str(model_file), "sha256": sha256_file(model_file), "kind": model.kind,

@@ -82,9 +82,11 @@ from torch.utils.data import Dataset
 
 from gwinfer.config import deep_merge, from_dict, to_dict
 from gwinfer.errors import GwinferError
-from gwinfer.models.posterior import GaussianPosterior, PosteriorEstimator, spec_class
+from gwinfer.models.builder import spec_class
+from gwinfer.models.posterior.base import PosteriorEstimator
+from gwinfer.models.posterior.gaussian import GaussianPosterior
 from gwinfer.models.standardize import Standardizer
-from gwinfer.models.svd_embedding import SVDEmbedding
+from gwinfer.models.posterior.svd_embedding import SVDEmbedding
 
 log = logging.getLogger(__name__)
 
@@ -490,7 +492,7 @@ def distill(teacher_path: str | Path, source: str | Path | dict[str, Any], out_d
     student, distill and train settings; ``overrides`` of the train section as in ``train_posterior``).
     """
     from gwinfer.data.strain_dataset import PosteriorDataConfig, fit_examples, training_datasets
-    from gwinfer.models.posterior import build_estimator, load_estimator, save_estimator
+    from gwinfer.models.builder import build_estimator, load_estimator, save_estimator
     from gwinfer.provenance import provenance, sha256_file
     from gwinfer.training import Trainer, TrainConfig
 

@@ -5,7 +5,7 @@ Pipeline on x (batch, 2, T) = (Re h22, Im h22), T samples of step dt (in M):
 1. representation: ``reim`` -> x / s (2 channels; s = stored RMS of the training inputs),
    ``ampphase`` -> (|h| / s_A, cos phi, sin phi) (3 channels; s_A = stored RMS amplitude), or
    ``ampfreq`` -> (ln|h|, instantaneous frequency d phi/dt in rad/M), each standardised per time sample
-   with stored statistics (2 channels; :class:`gwinfer.models.features.WaveformFeatures`, the frequency's
+   with stored statistics (2 channels; :class:`gwinfer.models.point.features.WaveformFeatures`, the frequency's
    T - 1 values padded by repeating the last). ``ampfreq`` hands the root smooth, phase-free curves
    whose deviations from the training mean carry the parameters, instead of a carrier oscillating up to
    0.1 rad/sample; it needs the grid step ``dt``;
@@ -19,7 +19,7 @@ Pipeline on x (batch, 2, T) = (Re h22, Im h22), T samples of step dt (in M):
 4. output: ReLU(sum of skips) -> 1x1 conv -> ReLU -> 1x1 conv to ``out_channels``;
 5. leaves: the last ``last_n`` steps (of the L-step grid) are flattened and fed to two MLPs
    (``leaf_hidden`` sizes, ReLU, dropout): leaf A -> 1 number, leaf B -> 2 numbers, read by the head
-   (:mod:`gwinfer.models.heads`).
+   (:mod:`gwinfer.models.point.heads`).
 
 The receptive field of the root (in input samples) is :attr:`WaveNet.receptive_field`.
 """
@@ -34,8 +34,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gwinfer.errors import GwinferError
-from gwinfer.models.features import WaveformFeatures
-from gwinfer.models.heads import HEADS, PointEstimator, mlp
+from gwinfer.models.point.features import WaveformFeatures
+from gwinfer.models.base import mlp
+from gwinfer.models.point.base import PointEstimator
+from gwinfer.models.point.heads import HEADS
 from gwinfer.models.standardize import Standardizer
 
 REPRESENTATIONS = ("reim", "ampphase", "ampfreq")

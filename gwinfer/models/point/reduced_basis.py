@@ -2,7 +2,7 @@
 
 On x (batch, 2, T):
 
-1. features (:mod:`gwinfer.models.features`): log-amplitude (T values) and instantaneous frequency
+1. features (:mod:`gwinfer.models.point.features`): log-amplitude (T values) and instantaneous frequency
    (T - 1 values, rad/M), each standardised per time sample with stored statistics;
 2. each feature is projected on its own PCA basis of ``n_components`` vectors, fitted by
    ``torch.linalg.svd`` (float64) of the standardised training features in ``fit_standardization``;
@@ -13,7 +13,7 @@ On x (batch, 2, T):
    them turns round-off into O(1) inputs and float32 and float64 predictions of the same waveform
    differ by whole units (found exporting to ONNX, docs/serving.md);
 3. MLP trunk: ``depth`` layers of width ``hidden`` with SiLU (+ dropout), then two leaves
-   (hidden -> hidden/2 -> 1 and -> 2) read by the head (:mod:`gwinfer.models.heads`).
+   (hidden -> hidden/2 -> 1 and -> 2) read by the head (:mod:`gwinfer.models.point.heads`).
 
 A smooth chirp is captured by a few tens of components, so the model is cheap on CPU and its cost does
 not grow with the network depth over time. The fit sample should hold well over ``n_components``
@@ -28,8 +28,10 @@ import torch
 from torch import Tensor, nn
 
 from gwinfer.errors import GwinferError
-from gwinfer.models.features import WaveformFeatures
-from gwinfer.models.heads import HEADS, PointEstimator, mlp
+from gwinfer.models.point.features import WaveformFeatures
+from gwinfer.models.base import mlp
+from gwinfer.models.point.base import PointEstimator
+from gwinfer.models.point.heads import HEADS
 from gwinfer.models.standardize import Standardizer
 
 

@@ -9,7 +9,7 @@ that the posterior is the marginal p(u | c) = E_{p(z|c)} p(u | z, c).
 * ``cvae_plus`` (:class:`CVAEPlus`, Green, Simpson & Gair 2020): the same Gaussians become the bases
   of zuko flows - an inverse autoregressive flow after the encoder (the encoder is only ever sampled
   together with the density of its own samples: one pass per transformation,
-  :func:`gwinfer.models.flows.inverse_autoregressive_flow`), a MAF on the prior and a MAF after the
+  :func:`gwinfer.models.posterior.flows.inverse_autoregressive_flow`), a MAF on the prior and a MAF after the
   decoder (both evaluated as densities during training: one pass each). The KL term is estimated with
   the reparameterised encoder sample, log q(z) - log p(z).
 
@@ -43,9 +43,11 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from gwinfer.errors import GwinferError
-from gwinfer.models.flows import FlowConfig, inverse_autoregressive_flow, zuko_kwargs
-from gwinfer.models.heads import mlp
-from gwinfer.models.posterior import EmbeddingConfig, PosteriorEstimator, _positive_int, _positive_ints
+from gwinfer.models.posterior.flows import FlowConfig, inverse_autoregressive_flow, zuko_kwargs
+from gwinfer.models.base import mlp
+from gwinfer.checks import positive_int, positive_ints
+from gwinfer.models.posterior.base import PosteriorEstimator
+from gwinfer.models.posterior.embedding import EmbeddingConfig
 
 KL_SCHEDULES = ("cyclic", "linear", "constant")
 MIN_SCALE = 1e-3
@@ -68,9 +70,9 @@ class CVAEConfig:
 
     def __post_init__(self) -> None:
         for name in ("latent_dim", "is_samples", "kl_cycle_steps", "flow_transforms"):
-            _positive_int(getattr(self, name), f"cvae.{name}")
-        _positive_ints(self.hidden, "cvae.hidden")
-        _positive_ints(self.flow_hidden, "cvae.flow_hidden")
+            positive_int(getattr(self, name), f"cvae.{name}")
+        positive_ints(self.hidden, "cvae.hidden")
+        positive_ints(self.flow_hidden, "cvae.flow_hidden")
         if self.kl_schedule not in KL_SCHEDULES:
             raise GwinferError(f"cvae.kl_schedule = {self.kl_schedule!r}; choose one of {list(KL_SCHEDULES)}")
         if not 0.0 < self.kl_ramp_fraction <= 1.0:

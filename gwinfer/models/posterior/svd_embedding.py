@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from gwinfer.errors import GwinferError
-from gwinfer.models.heads import mlp
+from gwinfer.models.base import mlp
 from gwinfer.models.standardize import Standardizer
 
 

@@ -37,7 +37,9 @@ import zuko
 from torch import Tensor
 
 from gwinfer.errors import GwinferError
-from gwinfer.models.posterior import EmbeddingConfig, PosteriorEstimator, _positive_int, _positive_ints
+from gwinfer.checks import positive_int, positive_ints
+from gwinfer.models.posterior.base import PosteriorEstimator
+from gwinfer.models.posterior.embedding import EmbeddingConfig
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,10 @@ class FlowConfig:
     bins: int = 8  # spline bins (nsf only)
 
     def __post_init__(self) -> None:
-        _positive_int(self.transforms, "flow.transforms")
-        _positive_ints(self.hidden, "flow.hidden")
+        positive_int(self.transforms, "flow.transforms")
+        positive_ints(self.hidden, "flow.hidden")
         if self.passes is not None:
-            _positive_int(self.passes, "flow.passes")
+            positive_int(self.passes, "flow.passes")
         if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 2:
             raise GwinferError(f"flow.bins = {self.bins!r} must be an integer >= 2")
 
