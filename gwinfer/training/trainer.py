@@ -169,6 +169,8 @@ class Trainer:
                    leave=False, mininterval=1.0, disable=None if info.is_main else True)
         module.train()
         t0, seen, interrupted = time.perf_counter(), 0, False
+        # the loss stays on the device between checks: one host sync every log_every_steps (and at the end)
+        running = torch.tensor(loss_sum, dtype=torch.float64, device=info.device)
         for batch in loader:
             batch = (batch,) if isinstance(batch, torch.Tensor) else tuple(batch)
             batch = tuple(b.to(info.device, non_blocking=True) for b in batch)
@@ -187,24 +189,30 @@ class Trainer:
             self.scheduler.step()
             st["global_step"] += 1
             st["step_in_epoch"] += 1
-            value = loss.item()
-            loss_sum, count, seen = loss_sum + value * n, count + n, seen + n
-            stop, bad = D.all_reduce([float(self._stop), float(not math.isfinite(value))], info, op="max")
+            running += loss.detach().double() * n
+            count, seen = count + n, seen + n
+            bar.update(1)
+            check = (st["global_step"] % cfg.log_every_steps == 0 or st["step_in_epoch"] == self.steps_per_epoch
+                     or (info.world_size == 1 and self._stop))
+            if not check:
+                continue
+            loss_sum = float(running)
+            stop, bad = D.all_reduce([float(self._stop), float(not math.isfinite(loss_sum))], info, op="max")
             if bad:
                 raise GwinferError(
-                    f"training loss became non-finite at epoch {epoch + 1}, step {st['global_step']}; "
+                    f"training loss became non-finite at epoch {epoch + 1} (checked at step {st['global_step']}); "
                     "lower lr or set grad_clip"
                 )
-            bar.update(1)
-            if st["global_step"] % cfg.log_every_steps == 0 and info.is_main:
+            if info.is_main:
                 rate = seen * info.world_size / max(time.perf_counter() - t0, 1e-9)
                 bar.set_postfix(loss=f"{loss_sum / max(count, 1):.4g}", samples_s=f"{rate:.0f}")
                 if tb is not None:
-                    tb.add_scalar("train/loss", value, st["global_step"])
+                    tb.add_scalar("train/loss", float(loss), st["global_step"])
                     tb.add_scalar("train/lr", self.scheduler.get_last_lr()[0], st["global_step"])
             if stop:  # a stop on the last step just ends the epoch normally
                 interrupted = st["step_in_epoch"] < self.steps_per_epoch
                 break
+        loss_sum = float(running)
         bar.close()
         return interrupted, loss_sum, count, partial["seconds"] + time.perf_counter() - t0
 

@@ -1,33 +1,28 @@
 """Waveform backends behind one interface: ``get_backend(name).h22(q, s1z, s2z, grid)``.
 
-Names: ``IMRPhenomT`` (default), ``IMRPhenomXAS``, ``SEOBNRv4_opt`` (lalsimulation), ``SEOBNRv5``
-(pyseobnr, optional) and ``NRHybSur3dq8`` (needs its data file).
+Names (:data:`BACKENDS`, a lazy :class:`gwinfer.registry.Registry`): ``IMRPhenomT`` (default),
+``IMRPhenomXAS``, ``SEOBNRv4_opt`` (lalsimulation), ``SEOBNRv5`` (pyseobnr, optional) and
+``NRHybSur3dq8`` (needs its data file). Every backend class is built as ``cls(name, **options)``.
 """
 
 from __future__ import annotations
 
-from gwinfer.errors import GwinferError
+from gwinfer.registry import Registry
 from gwinfer.waveforms.base import ValidityRange, WaveformBackend, align_to_grid, peak_time
 
 DEFAULT_BACKEND = "IMRPhenomT"
-BACKENDS = ("IMRPhenomT", "IMRPhenomXAS", "SEOBNRv4_opt", "SEOBNRv5", "NRHybSur3dq8")
+BACKENDS = Registry("waveform backend", {
+    "IMRPhenomT": "gwinfer.waveforms.lal:LALBackend",
+    "IMRPhenomXAS": "gwinfer.waveforms.lal:LALBackend",
+    "SEOBNRv4_opt": "gwinfer.waveforms.lal:LALBackend",
+    "SEOBNRv5": "gwinfer.waveforms.seobnr:SEOBNRv5Backend",
+    "NRHybSur3dq8": "gwinfer.waveforms.surrogate:NRHybSur3dq8Backend",
+})
 
 
 def get_backend(name: str = DEFAULT_BACKEND, **options: float) -> WaveformBackend:
-    """Build the backend called ``name`` (see :data:`BACKENDS`)."""
-    if name in ("IMRPhenomT", "IMRPhenomXAS", "SEOBNRv4_opt"):
-        from gwinfer.waveforms.lal import LALBackend
-
-        return LALBackend(name, **options)
-    if name == "SEOBNRv5":
-        from gwinfer.waveforms.seobnr import SEOBNRv5Backend
-
-        return SEOBNRv5Backend(**options)
-    if name == "NRHybSur3dq8":
-        from gwinfer.waveforms.surrogate import NRHybSur3dq8Backend
-
-        return NRHybSur3dq8Backend(**options)
-    raise GwinferError(f"unknown waveform backend {name!r}; accepted: {', '.join(BACKENDS)}")
+    """Build the backend called ``name`` (one of :data:`BACKENDS`) with its ``options``."""
+    return BACKENDS.get_kind(name)(name, **options)
 
 
 __all__ = ["BACKENDS", "DEFAULT_BACKEND", "ValidityRange", "WaveformBackend", "align_to_grid", "get_backend", "peak_time"]

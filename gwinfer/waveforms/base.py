@@ -22,6 +22,12 @@ from gwinfer.errors import GwinferError
 from gwinfer.physics.timegrid import TimeGrid
 
 
+def check_approximant(backend: str, approximant: str) -> None:
+    """One-line error when a single-approximant backend is built under another name."""
+    if approximant != backend:
+        raise GwinferError(f"the {backend} backend generates {backend} only, not {approximant!r}")
+
+
 @dataclass(frozen=True)
 class ValidityRange:
     """The parameter box a backend accepts: q = m1/m2 and the aligned spin components."""

@@ -11,7 +11,7 @@ import numpy as np
 
 from gwinfer.errors import GwinferError
 from gwinfer.physics.timegrid import TimeGrid
-from gwinfer.waveforms.base import ValidityRange, WaveformBackend
+from gwinfer.waveforms.base import ValidityRange, WaveformBackend, check_approximant
 from gwinfer.waveforms.lal import newtonian_frequency
 
 INSTALL_HINT = (
@@ -27,7 +27,8 @@ class SEOBNRv5Backend(WaveformBackend):
     #: SEOBNRv5HM is calibrated to NR up to q = 20 and |chi| <= 0.998 (Pompili et al. 2023)
     validity = ValidityRange(1.0, 20.0, 0.99)
 
-    def __init__(self) -> None:
+    def __init__(self, approximant: str = "SEOBNRv5") -> None:
+        check_approximant(self.name, approximant)
         try:
             import pyseobnr  # noqa: F401
             from pyseobnr.generate_waveform import generate_modes_opt

@@ -14,7 +14,7 @@ import numpy as np
 from gwinfer.errors import GwinferError
 from gwinfer.physics.parameters import component_masses
 from gwinfer.physics.timegrid import TimeGrid
-from gwinfer.waveforms.base import ValidityRange, WaveformBackend
+from gwinfer.waveforms.base import ValidityRange, WaveformBackend, check_approximant
 from gwinfer.waveforms.lal import newtonian_frequency
 
 DATA_FILE = "NRHybSur3dq8.h5"
@@ -35,7 +35,8 @@ class NRHybSur3dq8Backend(WaveformBackend):
     #: trained on q <= 8, |chi| <= 0.8; the authors validate extrapolation to q = 10 (Varma et al. 2019)
     validity = ValidityRange(1.0, 10.0, 0.8)
 
-    def __init__(self, total_mass: float = 60.0) -> None:
+    def __init__(self, approximant: str = "NRHybSur3dq8", total_mass: float = 60.0) -> None:
+        check_approximant(self.name, approximant)
         if find_data_file() is None:
             raise GwinferError(
                 f"NRHybSur3dq8 needs its data file {DATA_FILE} on LAL_DATA_PATH: install lalsuite-extra "
