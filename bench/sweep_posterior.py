@@ -60,7 +60,7 @@ def train_one(name: str, experiment: dict, out: Path) -> str:
     run = out / name
     run.mkdir(parents=True, exist_ok=True)
     (run / "experiment.json").write_text(json.dumps(experiment, indent=2))
-    code = ("import json, sys; from gwinfer.data.strain_dataset import train_posterior; "
+    code = ("import json, sys; from gwinfer.training.posterior import train_posterior; "
             "train_posterior(json.load(open(sys.argv[1])), sys.argv[2])")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(run / "train.log", "w") as log:

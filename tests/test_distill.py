@@ -252,7 +252,7 @@ def test_distiller_refuses_mismatched_pairs():
 @pytest.fixture(scope="module")
 def teacher_run(tmp_path_factory):
     """A 64-signal simulation and a 1-epoch ResNet1D-IAF teacher trained on it by train_posterior."""
-    from gwinfer.data.strain_dataset import train_posterior
+    from gwinfer.training.posterior import train_posterior
     from gwinfer.cli.posterior import add_parsers
 
     d = tmp_path_factory.mktemp("distill")
@@ -360,3 +360,27 @@ def test_distill_refuses_a_teacher_of_other_data(teacher_run, tmp_path):
     save_estimator(tmp_path / "other.pt", teacher, metadata={**meta, "names": ["a", "b", "c", "d", "e"]})
     with pytest.raises(GwinferError, match="infers"):
         distill(tmp_path / "other.pt", _experiment(teacher_run), tmp_path / "x")
+
+
+def test_every_training_command_runs_data_parallel(teacher_run, tmp_path, capsys):
+    """train-posterior and distill take --nproc like train: two gloo ranks under torchrun, one model.pt,
+    a checkpoint recording world_size 2."""
+    import yaml
+
+    from gwinfer.cli import main
+    from gwinfer.training.checkpoint import load_checkpoint
+
+    cfg = _experiment(teacher_run, matching="none")
+    cfg["train"]["epochs"] = 1
+    (tmp_path / "student.yaml").write_text(yaml.safe_dump(cfg))
+    posterior = {"data": teacher_run["data"], "model": {"kind": "gaussian", "config": {"hidden": [8]}},
+                 "train": {"epochs": 1, "batch_size": 16, "tensorboard": False, "device": "cpu"}}
+    (tmp_path / "posterior.yaml").write_text(yaml.safe_dump(posterior))
+    runs = {"posterior": ["train-posterior", "--config", str(tmp_path / "posterior.yaml")],
+            "student": ["distill", "--teacher", str(teacher_run["teacher"]), "--config", str(tmp_path / "student.yaml")]}
+    for name, argv in runs.items():
+        assert main([*argv, "--out", str(tmp_path / name), "--nproc", "2"]) == 0, name
+        model, meta = load_estimator(tmp_path / name / "model.pt")
+        assert meta["training"]["epochs_completed"] == 1
+        assert load_checkpoint(tmp_path / name / "checkpoint.pt")["world_size"] == 2
+    capsys.readouterr()

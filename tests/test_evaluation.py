@@ -19,7 +19,7 @@ GWINFER = [sys.executable, "-m", "gwinfer.cli"]
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, micro_catalogue: Path) -> Path:
-    from gwinfer.experiment import run_experiment
+    from gwinfer.training.point import train_point
 
     out = tmp_path_factory.mktemp("run")
     cfg = out / "exp.yaml"
@@ -28,7 +28,7 @@ def trained(tmp_path_factory, micro_catalogue: Path) -> Path:
         "model": {"kind": "reduced_basis", "config": {"n_components": 4, "hidden": 32, "depth": 2, "dt": 4.0}},
         "train": {"epochs": 3, "batch_size": 9, "lr": 1e-3, "tensorboard": False, "early_stopping_patience": 0},
     }))
-    return run_experiment(cfg, out / "run")
+    return train_point(cfg, out / "run")
 
 
 def test_model_file_records_its_grid_and_approximant(trained: Path) -> None:

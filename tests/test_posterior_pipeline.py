@@ -257,7 +257,7 @@ def test_pp_test_exact_vs_shifted_posterior(tmp_path):
 def test_train_sample_pp_and_bilby_results(sim_path, tmp_path):
     import bilby
 
-    from gwinfer.data.strain_dataset import train_posterior
+    from gwinfer.training.posterior import train_posterior
     from gwinfer.models.builder import load_estimator
 
     experiment = {
@@ -318,7 +318,7 @@ def test_fine_tune_starts_from_the_file(sim_path, tmp_path):
     """init_from: the run starts from the file's weights and standardisation (a 1e-12 learning rate leaves
     them where they were, while a fresh build would be random), records the parent, and refuses a file
     of another architecture."""
-    from gwinfer.data.strain_dataset import train_posterior
+    from gwinfer.training.posterior import train_posterior
     from gwinfer.models.builder import load_estimator
 
     model_cfg = {"kind": "iaf", "config": {"embedding": {"kind": "mlp", "context_dim": 8, "hidden": [16]},

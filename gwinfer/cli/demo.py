@@ -37,7 +37,7 @@ def _is_point_model(path: Path) -> bool:
 def run_demo(out: Path, workers: int = 2) -> Path:
     """Run the demo into ``out``; returns the path of the report's index page."""
     from gwinfer.evaluation.pipeline import evaluate_model
-    from gwinfer.experiment import run_experiment
+    from gwinfer.training.point import train_point
 
     out = Path(out)
     cfg = from_dict(CatalogueConfig, load_yaml(CONFIGS / "tiny.yaml"), "tiny.yaml")
@@ -51,7 +51,7 @@ def run_demo(out: Path, workers: int = 2) -> Path:
     exp["data"]["catalogue"] = str(catalogue)
     exp_path = out / "train-tiny.yaml"
     exp_path.write_text(json.dumps(exp, indent=2))
-    models = {"demo (trained just now on tiny)": run_experiment(exp_path, out / "run")}
+    models = {"demo (trained just now on tiny)": train_point(exp_path, out / "run")}
     models.update({f"shipped: {p.parent.name}": p for p in sorted(MODELS.glob("*/model.pt")) if _is_point_model(p)})
 
     rows = []

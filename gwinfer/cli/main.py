@@ -94,19 +94,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    if args.nproc > 1:
-        from gwinfer.training.distributed import launch_torchrun
-
-        extra = ["--no-resume"] if args.no_resume else []
-        return launch_torchrun(args.nproc, ["gwinfer.train", "--config", args.config, "--out", args.out, *extra])
-    from gwinfer.experiment import run_experiment
-
-    path = run_experiment(args.config, args.out, resume=not args.no_resume)
-    print(f"model written to {path}")
-    return 0
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     from gwinfer.evaluation.pipeline import predict_to_file
 
@@ -171,13 +158,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("train", help="train a model from an experiment YAML (data, model, train sections)")
-    p.add_argument("--config", required=True)
-    p.add_argument("--out", required=True, help="run folder: checkpoints, log.csv, tb/, model.pt")
-    p.add_argument("--nproc", type=int, default=1, help="data-parallel processes (torchrun; gloo on CPU, nccl on GPU)")
-    p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
-    p.set_defaults(func=cmd_train)
-
     p = sub.add_parser("predict", help="predict (q, s1z, s2z) for a catalogue split")
     p.add_argument("--model", required=True)
     p.add_argument("--data", required=True, help="catalogue folder (manifest or bare <split>/*.h5 shards)")
@@ -211,12 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_degeneracy)
 
-    from gwinfer.cli.distill import add_parsers as add_distill_parsers
     from gwinfer.cli.posterior import add_parsers as add_posterior_parsers
+    from gwinfer.cli.train import add_parsers as add_train_parsers
     from gwinfer.cli.serving import add_parsers as add_serving_parsers
 
-    add_posterior_parsers(sub)  # simulate, sample, pp, reference
-    add_distill_parsers(sub)  # distill
+    add_posterior_parsers(sub)  # simulate, sample, pp, reference, analyze, psd
+    add_train_parsers(sub)  # train, train-posterior, distill
     add_serving_parsers(sub)  # export, serve, promote
 
     p = sub.add_parser("demo", help="the main job on a small built-in default, writing a report")

@@ -1,7 +1,6 @@
 """Subcommands of the posterior pipeline, added to the ``gwinfer`` parser by :func:`add_parsers`::
 
     gwinfer simulate --config configs/sim-gw5d.yaml --out runs/gw5d/sim.h5 [--workers 2] [--n N --seed S]
-    gwinfer train-posterior --config configs/train-gw5d-maf.yaml --out runs/gw5d/maf
     gwinfer sample --model runs/gw5d/maf/model.pt (--strain X.npy | --data SIM.h5 --injection 3) --n 50000 --out res
     gwinfer pp --model M --data SIM.h5 --n-injections 1000 --n-samples 5000 --out DIR
     gwinfer reference --data SIM.h5 --injection 3 --out ref --nlive 500
@@ -37,13 +36,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         config = replace(config, seed=args.seed)
     path = simulate_signals(config, args.out, workers=args.workers, progress=not args.quiet)
     print(f"{config.n} signals written to {path}")
-    return 0
-
-
-def cmd_train_posterior(args: argparse.Namespace) -> int:
-    from gwinfer.data.strain_dataset import train_posterior
-
-    print(f"model written to {train_posterior(args.config, args.out, resume=not args.no_resume)}")
     return 0
 
 
@@ -216,12 +208,6 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="processes computing waveforms")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_simulate)
-
-    p = subparsers.add_parser("train-posterior", help="train a posterior estimator on a simulation file")
-    p.add_argument("--config", required=True, help="YAML with data/model/train (configs/train-gw5d-maf.yaml)")
-    p.add_argument("--out", required=True, help="run folder: checkpoints, log.csv, model.pt")
-    p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
-    p.set_defaults(func=cmd_train_posterior)
 
     p = subparsers.add_parser("sample", help="posterior samples of one observation as a bilby result + corner plot")
     p.add_argument("--model", required=True, help="posterior model file (train-posterior's model.pt)")

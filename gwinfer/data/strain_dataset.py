@@ -1,5 +1,4 @@
-"""Training data for posterior estimators: simulated whitened signals plus fresh Gaussian noise, and the
-training entry point :func:`train_posterior`.
+"""Training data for posterior estimators: simulated whitened signals plus fresh Gaussian noise.
 
 :class:`StrainDataset` loads a simulation file (:mod:`gwinfer.data.simulate`) into memory and yields
 ``(theta float32 (D,), x float32 (n_det, n_samples))`` with ``x = signal + noise_std * N(0, 1)``. The noise
@@ -8,19 +7,13 @@ of item ``i`` (its row in the FILE, whatever subset is used) in epoch ``e`` come
 time), yet identical for the same (seed, epoch, index) - reproducible runs and exact resumes.
 ``set_epoch(e)`` selects the epoch; a validation set never calls it and keeps fixed noise.
 
-:func:`train_posterior` trains a posterior estimator (``maf``, ``nsf``, ``iaf``, ``cvae``, ...) with the
-shared :class:`gwinfer.training.Trainer` from a YAML file with sections ``data`` (:class:`PosteriorDataConfig`),
-``model`` (a :func:`gwinfer.models.posterior.build_estimator` spec without shapes) and ``train``
-(:class:`gwinfer.training.TrainConfig`); see ``configs/train-gw5d-maf.yaml``. The shared trainer calls
-``train_set.set_epoch(epoch)`` before every epoch.
+Posterior training itself (:func:`gwinfer.training.posterior.train_posterior`) lives in the training layer.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -116,144 +109,13 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
     return np.sort(perm[: n - n_val]), np.sort(perm[n - n_val:])
 
 
-# ------------------------------------------------------------------------------------------- training
-@dataclass(frozen=True)
-class PosteriorDataConfig:
-    """``data:`` section of a posterior training YAML.
-
-    simulation: file written by ``gwinfer simulate``. val_fraction: share held out for validation (fixed
-    noise). noise_seed: seed of the training noise (validation uses noise_seed + 1). fit_samples:
-    training examples fitting the standardisation (and, noise-free, an ``svd`` embedding's basis).
-    limit: use only the first ``limit`` rows (None = all).
-    """
-
-    simulation: str = ""
-    val_fraction: float = 0.05
-    noise_seed: int = 0
-    split_seed: int = 0
-    fit_samples: int = 4096
-    limit: int | None = None
-
-    def __post_init__(self) -> None:
-        if not self.simulation:
-            raise GwinferError("data.simulation must name a simulation file (gwinfer simulate --out ...)")
-        if self.fit_samples < 2:
-            raise GwinferError(f"data.fit_samples = {self.fit_samples} must be >= 2")
-        if self.limit is not None and self.limit < 2:
-            raise GwinferError(f"data.limit = {self.limit} must be >= 2")
-
-
-def training_datasets(data: PosteriorDataConfig) -> tuple[Simulation, StrainDataset, StrainDataset]:
-    """(the simulation without its signal array, training set, validation set) of a ``data`` section.
-
-    The sets copy their rows out of the file's signals, which are then released: the signals are held in
-    memory once (3.3 GB for 200k two-detector 2 s signals), not twice.
-    """
-    from dataclasses import replace
-
-    sim = read_simulation(data.simulation)
-    n = len(sim) if data.limit is None else min(len(sim), data.limit)
-    train_idx, val_idx = split_indices(n, data.val_fraction, data.split_seed)
-    train_set = StrainDataset(sim, train_idx, seed=data.noise_seed)
-    val_set = StrainDataset(sim, val_idx, seed=data.noise_seed + 1)
-    light = replace(sim, signals=np.empty((0, *sim.signals.shape[1:]), dtype=np.float32))
-    train_set.simulation = val_set.simulation = light
-    return light, train_set, val_set
-
-
-def fit_examples(train_set: StrainDataset, n_fit: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(theta, noisy x, noise-free signals) of ``n_fit`` evenly spread training rows: what
-    ``fit_standardization`` is fitted on."""
-    n_fit = min(int(n_fit), len(train_set))
-    pick = np.linspace(0, len(train_set) - 1, n_fit).round().astype(int)
-    theta, x = zip(*(train_set[int(i)] for i in pick))
-    return torch.stack(theta), torch.stack(x), train_set.signals[pick]
-
-
-def load_posterior_experiment(source: str | Path | dict[str, Any]) -> dict[str, Any]:
-    """The raw ``{data, model, train}`` mapping of a posterior training YAML (or a dict)."""
-    from gwinfer.config import load_yaml
-
-    raw = dict(source) if isinstance(source, dict) else load_yaml(source)
-    unknown = sorted(set(raw) - {"data", "model", "train", "init_from"})
-    if unknown or "model" not in raw or "data" not in raw:
-        raise GwinferError(f"a posterior experiment has sections data, model, train and optional init_from "
-                           f"(got {sorted(raw)})")
-    return raw
-
-
-def initial_estimator(path: str | Path, spec: dict[str, Any], theta_dim: int, x_shape: tuple[int, ...]) -> Any:
-    """The estimator of file ``path`` (weights and fitted standardisation) to fine-tune: its kind, config
-    and shapes must be those the experiment's ``model`` section builds, else a one-line error."""
-    from gwinfer.models.builder import build_estimator, load_estimator
-
-    try:
-        model, _ = load_estimator(path)
-    except GwinferError as err:
-        raise GwinferError(f"init_from {path}: {err}") from None
-    want = build_estimator(dict(spec), theta_dim=theta_dim, x_shape=x_shape).spec()
-    if model.spec() != want:
-        raise GwinferError(f"init_from {path}: its model ({model.spec()['kind']}, {model.spec()['config']}) is "
-                           f"not the experiment's ({want['kind']}, {want['config']})")
-    return model.train()
-
-
-def train_posterior(source: str | Path | dict[str, Any], out_dir: str | Path, resume: bool = True,
-                    overrides: dict[str, Any] | None = None) -> Path:
-    """Train the posterior experiment ``source`` into ``out_dir``; return the path of ``out_dir/model.pt``.
-
-    ``model.pt`` is a :func:`gwinfer.models.posterior.save_estimator` file whose metadata holds the
-    simulation config (``simulation``: fs, detectors, PSD, ...), the parameter ``names``, the data
-    provenance and the training summary, so ``gwinfer sample`` / ``pp`` need nothing else.
-    """
-    from gwinfer.config import from_dict, to_dict
-    from gwinfer.models.builder import build_estimator, save_estimator
-    from gwinfer.provenance import provenance
-    from gwinfer.training import Trainer, TrainConfig
-
-    raw = load_posterior_experiment(source)
-    data = from_dict(PosteriorDataConfig, raw["data"], "data")
-    train_cfg = from_dict(TrainConfig, {**(raw.get("train") or {}), **(overrides or {})}, "train")
-    sim, train_set, val_set = training_datasets(data)
-    init = raw.get("init_from")
-    if init:  # fine-tune: start from a trained file's weights and standardisation (fresh optimiser)
-        model = initial_estimator(init, raw["model"], len(sim.names), train_set.x_shape)
-    else:
-        model = build_estimator(dict(raw["model"]), theta_dim=len(sim.names), x_shape=train_set.x_shape)
-        model.fit_standardization(*fit_examples(train_set, data.fit_samples))
-
-    config_label = str(source) if not isinstance(source, dict) else "<dict>"
-    metadata: dict[str, Any] = {
-        "names": list(sim.names),
-        "simulation": json.loads(sim.config.to_json()),
-        "simulation_file": str(sim.path),
-        "psd_sha256": str(sim.attrs.get("psd_sha256")),
-        "prior_text": str(sim.attrs.get("prior_text")),
-        "noise_std": 1.0,
-        "experiment": {"data": to_dict(data), "model": raw["model"], "train": to_dict(train_cfg),
-                       **({"init_from": str(init)} if init else {})},
-        "command": " ".join(sys.argv),
-        "provenance": provenance("posterior-model", {"experiment": config_label},
-                                 parents=[data.simulation] + ([source] if not isinstance(source, dict) else [])
-                                 + ([init] if init else []),
-                                 libraries=("torch", "numpy", "zuko")),
-    }
-    trainer = Trainer(model, train_set, val_set, train_cfg, out_dir, metadata=metadata)
-    result, out = trainer.fit_and_save(lambda path: save_estimator(path, model.cpu(), metadata=metadata), metadata,
-                                       resume=resume, what="posterior model")
-    if result["stopped"] == "interrupted":
-        raise KeyboardInterrupt
-    return out
-
-
 def simulation_config_of(metadata: dict[str, Any]) -> Any:
     """The :class:`~gwinfer.data.simulate.SimulationConfig` stored in a posterior model's metadata."""
     from gwinfer.data.simulate import SimulationConfig
 
     if "simulation" not in metadata:
-        raise GwinferError("the model's metadata has no 'simulation' entry: it was not trained by train_posterior")
+        raise GwinferError("the model's metadata has no 'simulation' entry: it was not trained by gwinfer train-posterior")
     return SimulationConfig.from_json(json.dumps(metadata["simulation"]))
 
 
-__all__ = ["PosteriorDataConfig", "StrainDataset", "fit_examples", "injection_data", "noise_realisation",
-           "simulation_config_of", "split_indices", "train_posterior", "training_datasets"]
+__all__ = ["StrainDataset", "injection_data", "noise_realisation", "simulation_config_of", "split_indices"]

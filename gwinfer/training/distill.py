@@ -57,11 +57,11 @@ comparable across temperatures and epochs and with the teacher's validation loss
 student with the best held-out likelihood.
 
 :func:`distill` is the entry point (``gwinfer distill --teacher T --config C --out DIR``): YAML sections
-``data`` (:class:`~gwinfer.data.strain_dataset.PosteriorDataConfig`), ``student`` (a posterior spec
+``data`` (:class:`~gwinfer.training.posterior.PosteriorDataConfig`), ``student`` (a posterior spec
 without shapes, or ``{ratio: {width, depth}, config: {overrides}}`` applied to the teacher's spec by
 :func:`scaled_spec`), ``distill`` (:class:`DistillConfig`) and ``train`` (:class:`TrainConfig`); see
 ``configs/distill-hl-student.yaml``. ``out_dir/model.pt`` holds the student alone (a
-:func:`~gwinfer.models.posterior.save_estimator` file for ``gwinfer sample`` / ``pp``); the trainer's
+:func:`~gwinfer.models.save_estimator` file for ``gwinfer sample`` / ``pp``); the trainer's
 ``checkpoint.pt`` / ``best.pt`` hold the whole :class:`Distiller` and make the run resumable.
 """
 
@@ -71,7 +71,6 @@ import copy
 import json
 import logging
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +86,7 @@ from gwinfer.models.posterior.base import PosteriorEstimator
 from gwinfer.models.posterior.gaussian import GaussianPosterior
 from gwinfer.models.standardize import Standardizer
 from gwinfer.models.posterior.svd_embedding import SVDEmbedding
+from gwinfer.training.run import Run, Source, fit_and_save, load_sections, run_metadata, seed_everything, train_settings
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,6 @@ EXACT_DENSITY_KINDS = ("gaussian", "maf", "nsf", "iaf")
 #: Kinds :func:`tempered_sample` can temper (the teacher side at T != 1).
 TEMPERABLE_KINDS = ("gaussian", "maf", "nsf", "iaf")
 FLOW_KINDS = ("maf", "nsf", "iaf")
-SECTIONS = ("data", "student", "distill", "train")
 
 
 def _number(name: str, value: Any, low: float, high: float, *, open_low: bool = False) -> float:
@@ -449,20 +448,6 @@ class EpochHook(Dataset):
 
 
 # ------------------------------------------------------------------------------------------ entry point
-def load_distill_experiment(source: str | Path | dict[str, Any]) -> dict[str, Any]:
-    """The raw ``{data, student, distill, train}`` mapping of a distillation YAML (or a dict)."""
-    from gwinfer.config import load_yaml
-
-    raw = copy.deepcopy(dict(source)) if isinstance(source, dict) else load_yaml(source)
-    unknown = sorted(set(raw) - set(SECTIONS))
-    if unknown or "data" not in raw or "student" not in raw:
-        raise GwinferError(f"a distillation config has sections data, student, distill, train (got {sorted(raw)})")
-    for key in ("distill", "train"):
-        if raw.get(key) is not None and not isinstance(raw[key], dict):
-            raise GwinferError(f"the {key} section must be a mapping")
-    return raw
-
-
 def _check_teacher_data(teacher: PosteriorEstimator, tmeta: dict[str, Any], sim: Any, x_shape: tuple[int, ...],
                         teacher_path: Path) -> None:
     names = tmeta.get("names")
@@ -483,7 +468,7 @@ def _check_teacher_data(teacher: PosteriorEstimator, tmeta: dict[str, Any], sim:
         raise GwinferError(f"the teacher {teacher_path} was trained on other data than {sim.path} ({'; '.join(diff)})")
 
 
-def distill(teacher_path: str | Path, source: str | Path | dict[str, Any], out_dir: str | Path, resume: bool = True,
+def distill(teacher_path: str | Path, source: Source, out_dir: str | Path, resume: bool = True,
             overrides: dict[str, Any] | None = None) -> Path:
     """Distil the teacher file ``teacher_path`` into a student described by ``source`` (YAML or dict with
     data/student/distill/train); return ``out_dir/model.pt`` (the student, a ``save_estimator`` file).
@@ -491,15 +476,14 @@ def distill(teacher_path: str | Path, source: str | Path | dict[str, Any], out_d
     Resumable: re-running with the same ``out_dir`` continues from ``checkpoint.pt`` (same teacher file,
     student, distill and train settings; ``overrides`` of the train section as in ``train_posterior``).
     """
-    from gwinfer.data.strain_dataset import PosteriorDataConfig, fit_examples, training_datasets
-    from gwinfer.models.builder import build_estimator, load_estimator, save_estimator
-    from gwinfer.provenance import provenance, sha256_file
-    from gwinfer.training import Trainer, TrainConfig
+    from gwinfer.models import build_estimator, load_estimator, save_estimator
+    from gwinfer.provenance import sha256_file
+    from gwinfer.training.posterior import PosteriorDataConfig, data_metadata, fit_examples, training_datasets
 
-    raw = load_distill_experiment(source)
+    raw = load_sections(source, ("data", "student"), ("distill", "train"), "a distillation config")
     data = from_dict(PosteriorDataConfig, raw["data"], "data")
     dcfg = from_dict(DistillConfig, raw.get("distill") or {}, "distill")
-    train_cfg = from_dict(TrainConfig, {**(raw.get("train") or {}), **(overrides or {})}, "train")
+    train_cfg = train_settings(raw, overrides)
     check_student_section(raw["student"])
     tpath = Path(teacher_path)
     if not tpath.is_file():
@@ -511,23 +495,17 @@ def distill(teacher_path: str | Path, source: str | Path | dict[str, Any], out_d
     _check_teacher_data(teacher, tmeta, sim, train_set.x_shape, tpath)
 
     spec = student_spec(raw["student"], teacher.spec())
-    torch.manual_seed(train_cfg.seed)  # student and projection initialisation
+    seed_everything(train_cfg.seed)  # student and projection initialisation
     student = build_estimator(spec, theta_dim=len(sim.names), x_shape=train_set.x_shape)
     distiller = Distiller(teacher, student, dcfg, epochs=train_cfg.epochs, teacher_id=teacher_sha)
 
     distiller.fit_standardization(*fit_examples(train_set, data.fit_samples))
 
-    config_label = str(source) if not isinstance(source, dict) else "<dict>"
     n_teacher, n_student = n_parameters(teacher), n_parameters(student)
+    experiment = {"data": to_dict(data), "student": raw["student"], "model": spec, "distill": to_dict(dcfg),
+                  "train": to_dict(train_cfg)}
     metadata: dict[str, Any] = {
-        "names": list(sim.names),
-        "simulation": json.loads(sim.config.to_json()),
-        "simulation_file": str(sim.path),
-        "psd_sha256": str(sim.attrs.get("psd_sha256")),
-        "prior_text": str(sim.attrs.get("prior_text")),
-        "noise_std": 1.0,
-        "experiment": {"data": to_dict(data), "student": raw["student"], "model": spec, "distill": to_dict(dcfg),
-                       "train": to_dict(train_cfg)},
+        **data_metadata(sim),
         "distillation": {
             "teacher_path": str(tpath), "teacher_sha256": teacher_sha, "teacher_spec": teacher.spec(),
             "teacher_training": tmeta.get("training"), "teacher_experiment": tmeta.get("experiment"),
@@ -535,20 +513,11 @@ def distill(teacher_path: str | Path, source: str | Path | dict[str, Any], out_d
             "temperature_schedule": [dcfg.temperature_at(e, train_cfg.epochs) for e in range(train_cfg.epochs)],
             "n_parameters": {"teacher": n_teacher, "student": n_student},
         },
-        "command": " ".join(sys.argv),
-        "provenance": provenance("distilled-posterior-model", {"experiment": config_label, "teacher": str(tpath)},
-                                 parents=[data.simulation, tpath] + ([source] if not isinstance(source, dict) else []),
-                                 libraries=("torch", "numpy", "zuko")),
+        **run_metadata("distilled-posterior-model", source, experiment, parents=[data.simulation, tpath],
+                       libraries=("torch", "numpy", "zuko"), teacher=str(tpath)),
     }
     log.info("distilling %s (%d parameters) into a %s student (%d parameters), matching %s, alpha %g",
              tpath, n_teacher, student.kind, n_student, dcfg.matching, dcfg.alpha)
-    trainer = Trainer(distiller, EpochHook(train_set, distiller), val_set, train_cfg, out_dir, metadata=metadata)
-    result, out = trainer.fit_and_save(lambda path: save_estimator(path, student.cpu(), metadata=metadata),
-                                       metadata, resume=resume, what="student (val loss = its NLL)")
-    if result["stopped"] == "interrupted":
-        raise KeyboardInterrupt
-    return out
-
-
-__all__ = ["DistillConfig", "Distiller", "EpochHook", "MATCHINGS", "check_student_section", "distill",
-           "load_distill_experiment", "n_parameters", "scaled_spec", "student_spec", "tempered_sample"]
+    return fit_and_save(Run(distiller, EpochHook(train_set, distiller), val_set, train_cfg, metadata,
+                            lambda path: save_estimator(path, student.cpu(), metadata=metadata),
+                            "student (val loss = its NLL)"), out_dir, resume)

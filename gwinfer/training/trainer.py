@@ -207,7 +207,7 @@ class Trainer:
                 rate = seen * info.world_size / max(time.perf_counter() - t0, 1e-9)
                 bar.set_postfix(loss=f"{loss_sum / max(count, 1):.4g}", samples_s=f"{rate:.0f}")
                 if tb is not None:
-                    tb.add_scalar("train/loss", float(loss), st["global_step"])
+                    tb.add_scalar("train/loss", float(loss.detach()), st["global_step"])
                     tb.add_scalar("train/lr", self.scheduler.get_last_lr()[0], st["global_step"])
             if stop:  # a stop on the last step just ends the epoch normally
                 interrupted = st["step_in_epoch"] < self.steps_per_epoch

@@ -1,0 +1,125 @@
+"""The one run layer of every training task (point estimator, posterior estimator, distillation).
+
+A task turns its sectioned YAML into a :class:`Run` (model, datasets, ``train`` settings, metadata and
+how to write ``model.pt``); this module does the rest the same way for all of them:
+
+* :func:`load_sections`: the YAML (or a dict) with its sections checked (unknown/missing ones, mappings);
+* :func:`train_settings`: the ``train`` section (plus overrides) as a validated :class:`TrainConfig`;
+* :func:`seed_everything`: the seeds set BEFORE the model is built, so two runs with one seed are equal;
+* :func:`even_sample`: the deterministic rows (same on every rank) that fit a model's standardisation;
+* :func:`run_metadata`: the experiment, the command and the provenance recorded in ``model.pt``;
+* :func:`fit_and_save`: the shared :class:`~gwinfer.training.trainer.Trainer` (one process or torchrun/DDP,
+  resumable), ``model.pt`` from the best checkpoint, the process group closed, and an interrupted run
+  reported as :class:`KeyboardInterrupt` (exit status 130) after the best model so far was written.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from gwinfer.config import from_dict, load_yaml
+from gwinfer.errors import GwinferError
+from gwinfer.provenance import provenance
+from gwinfer.training import distributed as D
+from gwinfer.training.config import TrainConfig
+from gwinfer.training.trainer import Trainer
+
+Source = str | Path | dict[str, Any]
+
+
+def load_sections(source: Source, required: Sequence[str], optional: Sequence[str], what: str) -> dict[str, Any]:
+    """The raw mapping of a sectioned YAML file (or a copy of a dict): every ``required`` section present,
+    no section outside ``required + optional``, and ``train`` (if given) a mapping; one-line errors."""
+    raw = copy.deepcopy(dict(source)) if isinstance(source, dict) else load_yaml(source)
+    accepted = [*required, *optional]
+    unknown = sorted(set(raw) - set(accepted))
+    missing = [s for s in required if s not in raw]
+    if unknown or missing:
+        raise GwinferError(f"{what} has sections {', '.join(accepted)}, of which {', '.join(required)} are "
+                           f"required (got {sorted(raw)})")
+    for key in ("train", "distill"):
+        if raw.get(key) is not None and not isinstance(raw[key], dict):
+            raise GwinferError(f"the {key} section must be a mapping")
+    return raw
+
+
+def source_label(source: Source) -> str:
+    """The config file's path, or ``<dict>`` for a config given as a mapping."""
+    return "<dict>" if isinstance(source, dict) else str(source)
+
+
+def train_settings(raw: dict[str, Any], overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The ``train`` section of ``raw`` with ``overrides`` applied, validated."""
+    return from_dict(TrainConfig, {**(raw.get("train") or {}), **(overrides or {})}, "train")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators (model initialisation, dropout)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def even_sample(n_total: int, n_fit: int) -> list[int]:
+    """``min(n_fit, n_total)`` evenly spread row indices of a dataset of ``n_total`` rows (deterministic)."""
+    n_fit = min(int(n_fit), int(n_total))
+    return np.linspace(0, n_total - 1, n_fit).round().astype(int).tolist()
+
+
+def run_metadata(kind: str, source: Source, experiment: dict[str, Any], parents: Sequence[str | Path],
+                 libraries: Sequence[str], **inputs: str) -> dict[str, Any]:
+    """``experiment``, ``command`` and ``provenance`` entries of a model file's metadata.
+
+    ``parents``: the files the model was made from (config, data, teacher, ...); ``inputs``: named inputs
+    recorded in the provenance besides the config.
+    """
+    config_files = [] if isinstance(source, dict) else [source]
+    return {
+        "experiment": experiment,
+        "command": " ".join(sys.argv),
+        "provenance": provenance(kind, {"experiment": source_label(source), **inputs},
+                                 parents=[*parents, *config_files], libraries=tuple(libraries)),
+    }
+
+
+@dataclass
+class Run:
+    """Everything a task hands to :func:`fit_and_save`.
+
+    ``save(path)`` writes ``model.pt`` from the trained model with ``metadata`` (the trainer adds the
+    training summary to it first); ``what`` names the written model in the log.
+    """
+
+    model: nn.Module
+    train_set: Any
+    val_set: Any
+    train: TrainConfig
+    metadata: dict[str, Any]
+    save: Callable[[Path], Any]
+    what: str = "model"
+
+
+def fit_and_save(run: Run, out_dir: str | Path, resume: bool = True) -> Path:
+    """Train ``run`` into ``out_dir`` and write ``out_dir/model.pt``; return its path.
+
+    Raises KeyboardInterrupt when the run was interrupted (the checkpoint and the best model so far are
+    kept; the same command resumes it).
+    """
+    trainer = Trainer(run.model, run.train_set, run.val_set, run.train, out_dir, metadata=run.metadata)
+    try:
+        result, out = trainer.fit_and_save(run.save, run.metadata, resume=resume, what=run.what)
+    finally:
+        D.cleanup()
+    if result["stopped"] == "interrupted":
+        raise KeyboardInterrupt
+    return out
