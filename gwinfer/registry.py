@@ -50,7 +50,7 @@ class Registry(Mapping[str, Any]):
     def get_kind(self, kind: Any) -> Any:
         """The class registered as ``kind``; one-line GwinferError naming the accepted kinds otherwise."""
         if not isinstance(kind, str) or kind not in self._entries:
-            raise GwinferError(f"unknown {self.what} {kind!r}; choose one of {sorted(self._entries)}")
+            raise GwinferError(f"unknown {self.what} {kind!r}; accepted: {', '.join(sorted(self._entries))}")
         return self[kind]
 
     def target(self, kind: str) -> str:

@@ -1,6 +1,6 @@
 """Toy training run for the data-parallel test and benchmark; launch it plainly or under torchrun.
 
-    python -m torch.distributed.run --standalone --nproc_per_node=2 tests/_ddp_toy.py --out DIR [...]
+    python -m torch.distributed.run --standalone --nproc_per_node=2 tests/training/_ddp_toy.py --out DIR [...]
 
 Every rank builds the same seeded data and model, trains with :class:`gwinfer.training.Trainer`, and
 writes its final parameters to ``DIR/params_rank{r}.pt``; rank 0 also writes ``DIR/result.json``
