@@ -3,6 +3,7 @@ the setting and the accepted range."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from gwinfer.errors import GwinferError
@@ -20,12 +21,31 @@ def positive_ints(values: Any, where: str) -> None:
         raise GwinferError(f"{where} = {list(values)} must hold integers >= 1")
 
 
-def in_range(value: Any, where: str, low: float, high: float, *, closed_high: bool = True,
-             closed_low: bool = True, unit: str = "") -> None:
-    """``value`` must be a number in [low, high] (bounds open where ``closed_*`` is False)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+def integer(where: str, value: Any, low: int, high: int) -> None:
+    """``value`` must be an integer in [low, high] (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise GwinferError(f"{where} = {value!r} must be an integer in [{low}, {high}]")
+
+
+def number(where: str, value: Any, low: float, high: float, *, open_low: bool = False,
+           open_high: bool = False) -> float:
+    """``value`` must be a finite number in [low, high] (ends open where asked); returns it as a float."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if ok:
-        ok = (value >= low if closed_low else value > low) and (value <= high if closed_high else value < high)
+        ok = (value > low if open_low else value >= low) and (value < high if open_high else value <= high)
     if not ok:
-        lb, rb = "[" if closed_low else "(", "]" if closed_high else ")"
-        raise GwinferError(f"{where} = {value!r}{unit} must lie in {lb}{low}, {high}{rb}{unit}")
+        lo, hi = ("(" if open_low else "["), (")" if open_high else "]")
+        raise GwinferError(f"{where} = {value!r} must be a number in {lo}{low}, {high}{hi}")
+    return float(value)
+
+
+def choice(where: str, value: Any, choices: tuple[str, ...]) -> None:
+    """``value`` must be one of ``choices``."""
+    if value not in choices:
+        raise GwinferError(f"{where} = {value!r} must be one of {', '.join(choices)}")
+
+
+def boolean(where: str, value: Any) -> None:
+    """``value`` must be True or False."""
+    if not isinstance(value, bool):
+        raise GwinferError(f"{where} = {value!r} must be true or false")

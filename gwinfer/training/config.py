@@ -6,10 +6,10 @@ accepted range. Build it from YAML with ``gwinfer.config.from_dict(TrainConfig, 
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 
+from gwinfer.checks import boolean, choice, integer, number
 from gwinfer.errors import GwinferError
 
 OPTIMIZERS = ("adam", "adamw", "lamb")
@@ -70,31 +70,31 @@ class TrainConfig:
     log_every_steps: int = 50
 
     def __post_init__(self) -> None:
-        _int("epochs", self.epochs, 1, 1_000_000)
-        _int("batch_size", self.batch_size, 1, 1 << 30)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _num("lr", self.lr, 0.0, 10.0, open_low=True)
-        _num("weight_decay", self.weight_decay, 0.0, 1.0)
+        integer("epochs", self.epochs, 1, 1_000_000)
+        integer("batch_size", self.batch_size, 1, 1 << 30)
+        choice("optimizer", self.optimizer, OPTIMIZERS)
+        number("lr", self.lr, 0.0, 10.0, open_low=True)
+        number("weight_decay", self.weight_decay, 0.0, 1.0)
         if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2:
             raise GwinferError(f"betas = {self.betas!r} must be a pair (beta1, beta2), each in [0, 1)")
         for i, b in enumerate(self.betas):
-            _num(f"betas[{i}]", b, 0.0, 1.0, open_high=True)
+            number(f"betas[{i}]", b, 0.0, 1.0, open_high=True)
         object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))
-        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        _int("step_epochs", self.step_epochs, 1, 1_000_000)
-        _num("step_gamma", self.step_gamma, 0.0, 1.0, open_low=True)
-        _num("warmup_epochs", self.warmup_epochs, 0.0, float(self.epochs))
-        _bool("scale_lr_with_world_size", self.scale_lr_with_world_size)
-        _num("grad_clip", self.grad_clip, 0.0, 1e12)
-        _int("early_stopping_patience", self.early_stopping_patience, 0, 1_000_000)
-        _num("min_delta", self.min_delta, 0.0, 1e12)
-        _int("seed", self.seed, 0, 2**32 - 1)
+        choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        integer("step_epochs", self.step_epochs, 1, 1_000_000)
+        number("step_gamma", self.step_gamma, 0.0, 1.0, open_low=True)
+        number("warmup_epochs", self.warmup_epochs, 0.0, float(self.epochs))
+        boolean("scale_lr_with_world_size", self.scale_lr_with_world_size)
+        number("grad_clip", self.grad_clip, 0.0, 1e12)
+        integer("early_stopping_patience", self.early_stopping_patience, 0, 1_000_000)
+        number("min_delta", self.min_delta, 0.0, 1e12)
+        integer("seed", self.seed, 0, 2**32 - 1)
         if not isinstance(self.device, str) or not _DEVICE_RE.match(self.device):
             raise GwinferError(f"device = {self.device!r} must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
-        _int("num_workers", self.num_workers, 0, 256)
-        _num("max_minutes", self.max_minutes, 0.0, 1e9)
-        _bool("tensorboard", self.tensorboard)
-        _int("log_every_steps", self.log_every_steps, 1, 1 << 30)
+        integer("num_workers", self.num_workers, 0, 256)
+        number("max_minutes", self.max_minutes, 0.0, 1e9)
+        boolean("tensorboard", self.tensorboard)
+        integer("log_every_steps", self.log_every_steps, 1, 1 << 30)
 
     def per_rank_batch(self, world_size: int) -> int:
         """Batch size of one rank [samples]; the global batch must split evenly over ``world_size``."""
@@ -108,28 +108,3 @@ class TrainConfig:
     def effective_lr(self, world_size: int = 1) -> float:
         """Base learning rate after the linear scaling rule (``lr * world_size`` when enabled)."""
         return self.lr * (world_size if self.scale_lr_with_world_size else 1)
-
-
-def _int(name: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise GwinferError(f"{name} = {value!r} must be an integer in [{low}, {high}]")
-
-
-def _num(name: str, value: object, low: float, high: float, *, open_low: bool = False,
-         open_high: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > low if open_low else value >= low) and (value < high if open_high else value <= high)
-    if not ok:
-        lo, hi = ("(" if open_low else "["), (")" if open_high else "]")
-        raise GwinferError(f"{name} = {value!r} must be a number in {lo}{low}, {high}{hi}")
-
-
-def _choice(name: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise GwinferError(f"{name} = {value!r} must be one of {', '.join(choices)}")
-
-
-def _bool(name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise GwinferError(f"{name} = {value!r} must be true or false")

@@ -79,6 +79,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from gwinfer.checks import number
 from gwinfer.config import deep_merge, from_dict, to_dict
 from gwinfer.errors import GwinferError
 from gwinfer.models.builder import spec_class
@@ -96,15 +97,6 @@ EXACT_DENSITY_KINDS = ("gaussian", "maf", "nsf", "iaf")
 #: Kinds :func:`tempered_sample` can temper (the teacher side at T != 1).
 TEMPERABLE_KINDS = ("gaussian", "maf", "nsf", "iaf")
 FLOW_KINDS = ("maf", "nsf", "iaf")
-
-
-def _number(name: str, value: Any, low: float, high: float, *, open_low: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > low if open_low else value >= low) and value <= high
-    if not ok:
-        raise GwinferError(f"{name} = {value!r} must be a number in {'(' if open_low else '['}{low}, {high}]")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -129,18 +121,18 @@ class DistillConfig:
     feature_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        _number("distill.alpha", self.alpha, 0.0, 1.0)
+        number("distill.alpha", self.alpha, 0.0, 1.0)
         if self.matching not in MATCHINGS:
             raise GwinferError(f"distill.matching = {self.matching!r} must be one of {', '.join(MATCHINGS)}")
         n = self.teacher_samples
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 4096:
             raise GwinferError(f"distill.teacher_samples = {n!r} must be an integer in [1, 4096]")
-        _number("distill.temperature_start", self.temperature_start, 0.0, 100.0, open_low=True)
-        _number("distill.temperature_end", self.temperature_end, 0.0, 100.0, open_low=True)
+        number("distill.temperature_start", self.temperature_start, 0.0, 100.0, open_low=True)
+        number("distill.temperature_end", self.temperature_end, 0.0, 100.0, open_low=True)
         a = self.anneal_epochs
         if a is not None and (isinstance(a, bool) or not isinstance(a, int) or a < 1):
             raise GwinferError(f"distill.anneal_epochs = {a!r} must be an integer >= 1 (or null: train.epochs)")
-        _number("distill.feature_weight", self.feature_weight, 0.0, 1e6)
+        number("distill.feature_weight", self.feature_weight, 0.0, 1e6)
 
     @property
     def uses_forward_kl(self) -> bool:
@@ -179,8 +171,8 @@ def _keep(values: list[int], depth: float) -> list[int]:
 
 
 def _check_ratio(width: Any, depth: Any) -> tuple[float, float]:
-    return (_number("student.ratio.width", width, 0.0, 1.0, open_low=True),
-            _number("student.ratio.depth", depth, 0.0, 1.0, open_low=True))
+    return (number("student.ratio.width", width, 0.0, 1.0, open_low=True),
+            number("student.ratio.depth", depth, 0.0, 1.0, open_low=True))
 
 
 def scaled_spec(teacher_spec: dict[str, Any], width: float = 0.5, depth: float = 0.5) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from gwinfer.config import to_dict
+from gwinfer.checks import positive_int
 from gwinfer.errors import GwinferError
 from gwinfer.models.base import checking
 from gwinfer.models.point.heads import make_head
@@ -53,8 +54,7 @@ class PointEstimator(nn.Module):
 
     def __init__(self, config: Any, n_samples: int, head: str, spin_weight: float) -> None:
         super().__init__()
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
-            raise GwinferError(f"n_samples = {n_samples!r} must be an integer >= 2")
+        positive_int(n_samples, "n_samples", minimum=2)
         self.config = config
         self.n_samples = n_samples
         self.head = make_head(head, spin_weight)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from gwinfer.checks import positive_int
 from gwinfer.errors import GwinferError
 from gwinfer.models.point.features import WaveformFeatures
 from gwinfer.models.base import mlp
@@ -123,9 +124,7 @@ class ReducedBasisConfig:
 
     def __post_init__(self) -> None:
         for name in ("n_components", "hidden", "depth"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise GwinferError(f"reduced_basis.{name} = {value!r} must be an integer >= 1")
+            positive_int(getattr(self, name), f"reduced_basis.{name}")
         if not 0.0 <= self.dropout < 1.0:
             raise GwinferError(f"reduced_basis.dropout = {self.dropout} must lie in [0, 1)")
         if self.head not in HEADS:

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gwinfer.checks import positive_int
 from gwinfer.errors import GwinferError
 from gwinfer.models.point.features import WaveformFeatures
 from gwinfer.models.base import mlp
@@ -64,9 +65,7 @@ class WaveNetConfig:
 
     def __post_init__(self) -> None:
         for name in ("channels", "skip_channels", "out_channels", "n_stacks", "last_n", "downsample", "max_dilation"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise GwinferError(f"wavenet.{name} = {value!r} must be an integer >= 1")
+            positive_int(getattr(self, name), f"wavenet.{name}")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise GwinferError(f"wavenet.kernel_size = {self.kernel_size} must be odd (symmetric padding)")
         if self.max_dilation & (self.max_dilation - 1):

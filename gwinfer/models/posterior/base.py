@@ -170,8 +170,7 @@ class PosteriorEstimator(nn.Module):
 
     def _prepare_sample(self, x: Tensor, n: int) -> tuple[Tensor, bool]:
         single = self._check_x(x, single_ok=True)
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise GwinferError(f"number of samples n = {n!r} must be an integer >= 1")
+        positive_int(n, "number of samples n")
         self._check_ready()
         return (x[None] if single else x), single
 

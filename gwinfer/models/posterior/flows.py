@@ -36,7 +36,6 @@ from typing import Any
 import zuko
 from torch import Tensor
 
-from gwinfer.errors import GwinferError
 from gwinfer.checks import positive_int, positive_ints
 from gwinfer.models.posterior.base import PosteriorEstimator
 from gwinfer.models.posterior.embedding import EmbeddingConfig
@@ -59,8 +58,7 @@ class FlowConfig:
         positive_ints(self.hidden, "flow.hidden")
         if self.passes is not None:
             positive_int(self.passes, "flow.passes")
-        if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 2:
-            raise GwinferError(f"flow.bins = {self.bins!r} must be an integer >= 2")
+        positive_int(self.bins, "flow.bins", minimum=2)
 
 
 def zuko_kwargs(config: FlowConfig, features: int) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from gwinfer.checks import positive_int
 from gwinfer.errors import GwinferError
 
 NORMS = ("group", "batch", "none")
@@ -40,9 +41,7 @@ class ResNet1DConfig:
         if not self.channels or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in self.channels):
             raise GwinferError(f"resnet.channels = {list(self.channels)} must be a non-empty list of integers >= 1")
         for name in ("kernel_size", "stride", "pool_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise GwinferError(f"resnet.{name} = {value!r} must be an integer >= 1")
+            positive_int(getattr(self, name), f"resnet.{name}")
         if self.kernel_size % 2 == 0:
             raise GwinferError(f"resnet.kernel_size = {self.kernel_size} must be odd (symmetric padding)")
         if self.norm not in NORMS:
