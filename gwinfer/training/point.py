@@ -21,7 +21,16 @@ from typing import Any
 from gwinfer.config import from_dict, to_dict
 from gwinfer.errors import GwinferError
 from gwinfer.physics.timegrid import TimeGrid
-from gwinfer.training.run import Run, Source, even_sample, fit_and_save, load_sections, run_metadata, seed_everything, train_settings
+from gwinfer.training.run import (
+    Run,
+    Source,
+    even_sample,
+    fit_and_save,
+    load_sections,
+    run_metadata,
+    seed_everything,
+    train_settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +39,14 @@ log = logging.getLogger(__name__)
 class DataConfig:
     """Where the training data come from and on which time grid (M) the model reads them.
 
-    ``t_start``/``t_end``/``dt`` default to the catalogue's grid; ``limit_train`` caps the training set;
+    ``t_start``/``t_end``/``dt`` default to the catalogue's grid; ``catalogues`` adds more catalogues (other
+    waveform codes, labelled by their manifests) whose splits are concatenated with the first one's;
+    ``limit_train`` caps each catalogue's training set;
     ``fit_samples`` training examples fit the standardisation (and reduced bases).
     """
 
     catalogue: str = ""
+    catalogues: tuple[str, ...] = ()  # more catalogues trained on together (e.g. other waveform codes)
     train_split: str = "train"
     val_split: str = "val"
     t_start: float | None = None
@@ -58,37 +70,52 @@ class DataConfig:
         )
 
 
+def catalogue_record(root: Path) -> dict[str, Any]:
+    """What a model file records about one training catalogue: path, name, waveform code, manifest hash."""
+    from gwinfer.data.store import read_manifest
+    from gwinfer.provenance import sha256_file
+
+    manifest = read_manifest(root) or {}
+    manifest_path = root / "manifest.json"
+    return {"path": str(root), "name": (manifest.get("config") or {}).get("name", root.name),
+            "approximant": (manifest.get("backend") or {}).get("name", "unknown"),
+            "manifest_sha256": sha256_file(manifest_path) if manifest_path.exists() else None}
+
+
 def train_point(config_path: Source, out_dir: str | Path, resume: bool = True,
                 overrides: dict[str, Any] | None = None) -> Path:
     """Train the point-estimator experiment ``config_path`` into ``out_dir``; return the path of ``model.pt``."""
     import torch
+    from torch.utils.data import ConcatDataset
 
     from gwinfer.data.loaders import CatalogueDataset
-    from gwinfer.data.store import catalogue_grid, read_manifest
+    from gwinfer.data.store import catalogue_grid
     from gwinfer.models import build_model, save_model
-    from gwinfer.provenance import sha256_file
 
     raw = load_sections(config_path, ("data", "model"), ("train",), "a point-estimator experiment")
     data = from_dict(DataConfig, raw["data"], "data")
     train_cfg = train_settings(raw, overrides)
-    root = Path(data.catalogue)
-    grid = data.grid(catalogue_grid(root, data.train_split))
-    train_set = CatalogueDataset(root, data.train_split, grid=grid, in_memory=data.in_memory, limit=data.limit_train)
-    val_set = CatalogueDataset(root, data.val_split, grid=grid, in_memory=data.in_memory)
+    roots = [Path(c) for c in (data.catalogue, *data.catalogues)]
+    grid = data.grid(catalogue_grid(roots[0], data.train_split))
+    train_set = ConcatDataset([CatalogueDataset(r, data.train_split, grid=grid, in_memory=data.in_memory,
+                                                limit=data.limit_train) for r in roots])
+    val_set = ConcatDataset([CatalogueDataset(r, data.val_split, grid=grid, in_memory=data.in_memory)
+                             for r in roots])
     seed_everything(train_cfg.seed)
     model = build_model(raw["model"], n_samples=grid.n)
     theta, x = zip(*(train_set[i] for i in even_sample(len(train_set), data.fit_samples)))
     model.fit_standardization(torch.stack(theta), torch.stack(x))
 
-    manifest = read_manifest(root) or {}
-    manifest_path = root / "manifest.json"
+    sources = [catalogue_record(r) for r in roots]
     metadata = {
         "time_grid": grid.to_dict(),
-        "approximant": (manifest.get("backend") or {}).get("name", "unknown"),
-        "catalogue": {"path": str(root), "name": (manifest.get("config") or {}).get("name", root.name),
-                      "manifest_sha256": sha256_file(manifest_path) if manifest_path.exists() else None},
+        "approximant": sources[0]["approximant"],  # the code a prediction is regenerated with by default
+        "approximants": [c["approximant"] for c in sources],
+        "catalogue": sources[0],
+        "catalogues": sources,
         **run_metadata("model", config_path, {"data": to_dict(data), "model": raw["model"], "train": to_dict(train_cfg)},
-                       parents=[manifest_path] if manifest_path.exists() else [], libraries=("torch", "numpy")),
+                       parents=[r / "manifest.json" for r in roots if (r / "manifest.json").exists()],
+                       libraries=("torch", "numpy")),
     }
     return fit_and_save(Run(model, train_set, val_set, train_cfg, metadata,
                             lambda path: save_model(path, model.cpu(), metadata=metadata)), out_dir, resume)

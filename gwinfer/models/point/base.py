@@ -10,16 +10,54 @@ Contract shared with the trainer and evaluation code (every point model derives 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from gwinfer.config import to_dict
-from gwinfer.checks import positive_int
+from gwinfer.checks import number, positive_int
 from gwinfer.errors import GwinferError
 from gwinfer.models.base import checking
 from gwinfer.models.point.heads import make_head
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Train-time perturbations of the input that do not change the physics (issue 13), applied by
+    :meth:`PointEstimator.loss` in training mode only (validation and prediction see the data as given).
+
+    noise: complex white noise of standard deviation u^2 * noise * A per real component, A the example's
+        peak |h|, u ~ U(0, 1) per example (more weight near clean); 0 = off.
+    phase: a constant phase rotation uniform in [-phase, phase] rad per example (what is left of the
+        phase convention after a noisy canonicalisation); 0 = off.
+    Draws use torch's global generator, which the trainer seeds and checkpoints (exact resume).
+    """
+
+    noise: float = 0.0
+    phase: float = 0.0
+
+    def __post_init__(self) -> None:
+        number("augment.noise", self.noise, 0.0, 0.5)
+        number("augment.phase", self.phase, 0.0, 3.1416)
+
+    @property
+    def active(self) -> bool:
+        return self.noise > 0 or self.phase > 0
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """A perturbed copy of x (batch, 2, T)."""
+        batch = x.shape[0]
+        if self.phase > 0:
+            phi = (torch.rand(batch, 1, device=x.device) * 2.0 - 1.0) * self.phase
+            c, s = torch.cos(phi), torch.sin(phi)
+            x = torch.stack([x[:, 0] * c - x[:, 1] * s, x[:, 0] * s + x[:, 1] * c], dim=1)
+        if self.noise > 0:
+            peak = torch.sqrt(x[:, 0] ** 2 + x[:, 1] ** 2).amax(dim=-1).view(batch, 1, 1)
+            level = torch.rand(batch, 1, 1, device=x.device) ** 2 * self.noise
+            x = x + torch.randn_like(x) * (level * peak)
+        return x
 
 
 def check_waveforms(x: Any, n_samples: int) -> None:
@@ -93,6 +131,9 @@ class PointEstimator(nn.Module):
         check_waveforms(x, self.n_samples)
         check_theta(theta, x.shape[0])
         self._check_ready()
+        augment = getattr(self.config, "augment", None)
+        if self.training and augment is not None and augment.active:
+            x = augment(x)
         a, b = self.leaves(x)
         return self.head.loss(a, b, theta)
 

@@ -11,6 +11,12 @@ For h = Re h22 + i Im h22 sampled every ``dt`` M:
   ringdown frequency ~0.4-0.9 rad/M of the (2, 2) mode for |spins| <= 0.8). Its sign follows the
   waveform convention (h22 ~ A e^{-i phi} gives omega < 0); standardisation removes it.
 
+With ``signal_floor`` = f > 0 both features weight the signal where it is: with the waveform's own peak
+amplitude A = max |h| and a = f A, the log-amplitude is ``ln sqrt(|h|^2 + a^2)`` and omega is multiplied by
+``|h_k||h_k+1| / (|h_k||h_k+1| + a^2)``, so where |h| << a (the end of the ringdown, zero padding) noise or
+round-off far below a moves neither feature (the frequency tends to 0 there instead of the phase noise's
+random values). f = 0 keeps the plain features (the shipped models before issue 13).
+
 Only real arithmetic and atan2 are used (no complex tensors), so the features export to TorchScript/ONNX.
 """
 
@@ -46,10 +52,14 @@ class WaveformFeatures(nn.Module):
     The per-time-sample mean/std of each feature are buffers fitted by :meth:`fit`.
     """
 
-    def __init__(self, n_samples: int, dt: float, log_amp: bool = True, floor: float = 1e-8) -> None:
+    def __init__(self, n_samples: int, dt: float, log_amp: bool = True, floor: float = 1e-8,
+                 signal_floor: float = 0.0) -> None:
         super().__init__()
         if not dt > 0:
             raise GwinferError(f"time step dt = {dt} M must be > 0")
+        if not 0.0 <= signal_floor < 1.0:
+            raise GwinferError(f"signal_floor = {signal_floor} must lie in [0, 1) (a fraction of the peak amplitude)")
+        self.signal_floor = float(signal_floor)
         self.n_samples = n_samples
         self.dt = float(dt)
         self.log_amp = bool(log_amp)
@@ -59,8 +69,14 @@ class WaveformFeatures(nn.Module):
 
     def raw(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Unstandardised (amplitude feature, omega in rad/M)."""
-        amp = log_amplitude(x, self.floor) if self.log_amp else amplitude(x)
-        return amp, instantaneous_frequency(x, self.dt)
+        if self.signal_floor == 0.0:
+            amp = log_amplitude(x, self.floor) if self.log_amp else amplitude(x)
+            return amp, instantaneous_frequency(x, self.dt)
+        mod = amplitude(x)
+        a2 = (self.signal_floor * mod.amax(dim=-1, keepdim=True)) ** 2 + self.floor * self.floor
+        amp = 0.5 * torch.log(mod * mod + a2) if self.log_amp else torch.sqrt(mod * mod + a2)
+        pair = mod[:, :-1] * mod[:, 1:]
+        return amp, instantaneous_frequency(x, self.dt) * (pair / (pair + a2))
 
     @torch.no_grad()
     def fit(self, x: Tensor) -> None:

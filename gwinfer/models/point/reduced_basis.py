@@ -22,7 +22,7 @@ waveforms (a few thousand is plenty); the SVD of an (N, T) float64 matrix costs 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -31,7 +31,7 @@ from gwinfer.checks import positive_int
 from gwinfer.errors import GwinferError
 from gwinfer.models.point.features import WaveformFeatures
 from gwinfer.models.base import mlp
-from gwinfer.models.point.base import PointEstimator
+from gwinfer.models.point.base import Augmentation, PointEstimator
 from gwinfer.models.point.heads import HEADS
 from gwinfer.models.standardize import Standardizer
 
@@ -121,6 +121,8 @@ class ReducedBasisConfig:
     dt: float = 2.0  # time step of the input grid, M (sets the frequency feature's unit)
     log_amplitude: bool = True  # ln|h| (True) or |h| (False)
     coef_floor: float = 0.0  # floor on coefficient spreads, relative to the largest of the block (0 = none)
+    signal_floor: float = 0.0  # features weight the signal above this fraction of the peak |h| (0 = off)
+    augment: Augmentation = field(default_factory=Augmentation)  # train-time input perturbations
 
     def __post_init__(self) -> None:
         for name in ("n_components", "hidden", "depth"):
@@ -148,7 +150,7 @@ class ReducedBasisModel(PointEstimator):
         k = c.n_components
         if k > n_samples - 1:
             raise GwinferError(f"reduced_basis.n_components = {k} exceeds the {n_samples - 1} frequency samples")
-        self.features = WaveformFeatures(n_samples, c.dt, log_amp=c.log_amplitude)
+        self.features = WaveformFeatures(n_samples, c.dt, log_amp=c.log_amplitude, signal_floor=c.signal_floor)
         self.amp_basis = PCABasis(n_samples, k)
         self.freq_basis = PCABasis(n_samples - 1, k)
         self.coef_std = Standardizer(2 * k)

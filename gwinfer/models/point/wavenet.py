@@ -27,7 +27,7 @@ The receptive field of the root (in input samples) is :attr:`WaveNet.receptive_f
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +37,7 @@ from gwinfer.checks import positive_int
 from gwinfer.errors import GwinferError
 from gwinfer.models.point.features import WaveformFeatures
 from gwinfer.models.base import mlp
-from gwinfer.models.point.base import PointEstimator
+from gwinfer.models.point.base import Augmentation, PointEstimator
 from gwinfer.models.point.heads import HEADS
 from gwinfer.models.standardize import Standardizer
 
@@ -62,6 +62,8 @@ class WaveNetConfig:
     downsample: int = 1  # stride of the input projection
     head: str = "physics"  # "physics" | "direct" | "chi"
     spin_weight: float = 0.1  # physics head only
+    signal_floor: float = 0.0  # ``ampfreq``: features weight the signal above this fraction of the peak |h|
+    augment: Augmentation = field(default_factory=Augmentation)  # train-time input perturbations
 
     def __post_init__(self) -> None:
         for name in ("channels", "skip_channels", "out_channels", "n_stacks", "last_n", "downsample", "max_dilation"):
@@ -129,7 +131,7 @@ class WaveNet(PointEstimator):
         in_channels = 3 if c.representation == "ampphase" else 2
         self.input_scale = Standardizer(())
         if c.representation == "ampfreq":
-            self.features = WaveformFeatures(n_samples, c.dt)
+            self.features = WaveformFeatures(n_samples, c.dt, signal_floor=c.signal_floor)
         self.input_proj = nn.Conv1d(in_channels, c.channels, c.downsample, stride=c.downsample)
         dil = c.dilations
         self.layers = nn.ModuleList(
