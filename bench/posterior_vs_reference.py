@@ -50,8 +50,8 @@ def compare_one(model, names, sim, ref_path: Path, n: int, seed: int) -> dict:
     from bilby.core.result import read_in_result
 
     from gwinfer.data.strain_dataset import injection_data
-    from gwinfer.evaluation.posterior import estimate_errors, jsd_1d
-    from gwinfer.evaluation.reference import importance_sample_estimator
+    from gwinfer.evaluation.comparison import estimate_errors, jsd_1d
+    from gwinfer.evaluation.importance import importance_sample_estimator
 
     ref = read_in_result(str(ref_path))
     ref_seconds = getattr(ref.sampling_time, "total_seconds", lambda: float(ref.sampling_time))()

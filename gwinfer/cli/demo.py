@@ -36,7 +36,7 @@ def _is_point_model(path: Path) -> bool:
 
 def run_demo(out: Path, workers: int = 2) -> Path:
     """Run the demo into ``out``; returns the path of the report's index page."""
-    from gwinfer.evaluation.pipeline import evaluate_model
+    from gwinfer.evaluation.evaluate import evaluate_model
     from gwinfer.experiment import run_experiment
 
     out = Path(out)

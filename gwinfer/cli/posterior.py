@@ -102,7 +102,7 @@ def _importance_sample(args: argparse.Namespace, model, meta: dict, x, injection
     """Reweight fresh draws of ``model`` with the exact likelihood; write ``<stem>_reweighted`` beside ``--out``."""
     from gwinfer.data.strain_dataset import simulation_config_of
     from gwinfer.evaluation.posterior import make_result, result_paths, save_result
-    from gwinfer.evaluation.reference import importance_sample_estimator
+    from gwinfer.evaluation.importance import importance_sample_estimator
 
     config = simulation_config_of(meta)
     names = list(meta.get("names") or config.parameters)
@@ -140,7 +140,7 @@ def _model_prior(meta: dict):
 
 
 def cmd_pp(args: argparse.Namespace) -> int:
-    from gwinfer.evaluation.posterior import pp_test
+    from gwinfer.evaluation.pp import pp_test
     from gwinfer.models.posterior import load_estimator
     from gwinfer.models.symmetry import symmetrised
 

@@ -1,6 +1,7 @@
 """The posterior pipeline: simulation file, noisy dataset, bilby results, p-p test, JSD, importance sampling,
 the reference sampler and the CLI handlers (gwinfer.data.simulate / strain_dataset, gwinfer.evaluation.posterior
-/ reference / posterior_cli). Seeded; every check compares against an exact or analytic answer."""
+/ pp / comparison / importance / reference, gwinfer.cli.posterior). Seeded; every check compares against an
+exact or analytic answer."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ import pytest
 import torch
 from scipy import integrate, stats
 
+from gwinfer.cli.posterior import add_parsers
 from gwinfer.data.simulate import SignalModel, SimulationConfig, draw_parameters, read_simulation
 from gwinfer.data.strain_dataset import StrainDataset, injection_data, split_indices
 from gwinfer.errors import GwinferError
-from gwinfer.evaluation.posterior import (credible_levels, estimate_errors, importance_sample, jsd_1d, make_result,
-                                          pp_test, sample_posterior, save_result)
-from gwinfer.cli.posterior import add_parsers
+from gwinfer.evaluation.comparison import estimate_errors, jsd_1d
+from gwinfer.evaluation.importance import importance_sample
+from gwinfer.evaluation.posterior import make_result, sample_posterior, save_result
+from gwinfer.evaluation.pp import credible_levels, pp_test
 from gwinfer.provenance import sha256_file
 
 N_SIM = 64
@@ -118,8 +121,8 @@ def test_dataset_noise_statistics_and_reproducibility(sim_path):
 
 
 def test_trainer_sets_the_noise_epoch(sim_path, tmp_path):
-    from gwinfer.models.posterior import build_estimator
-    from gwinfer.training import Trainer, TrainConfig
+    from gwinfer.models import build_estimator
+    from gwinfer.training import TrainConfig, Trainer
 
     class Recording(StrainDataset):
         def set_epoch(self, epoch: int) -> None:
@@ -258,7 +261,7 @@ def test_train_sample_pp_and_bilby_results(sim_path, tmp_path):
     import bilby
 
     from gwinfer.data.strain_dataset import train_posterior
-    from gwinfer.models.posterior import load_estimator
+    from gwinfer.models import load_estimator
 
     experiment = {
         "data": {"simulation": str(sim_path), "val_fraction": 0.25, "fit_samples": 32},
@@ -306,7 +309,7 @@ def test_train_sample_pp_and_bilby_results(sim_path, tmp_path):
                  "50", "--out", str(tmp_path / "pp"), "--quiet"]) == 0
     pp = json.loads((tmp_path / "pp" / "pp.json").read_text())
     assert set(pp["ks_pvalues"]) == set(meta["names"]) and len(pp["credible_levels"]) == 10
-    from gwinfer.evaluation.reference import importance_sample_estimator
+    from gwinfer.evaluation.importance import importance_sample_estimator
 
     r = importance_sample_estimator(model, x, read_simulation(sim_path, signals=False).config, meta["names"], n=64)
     assert np.isfinite(r["log_evidence"]) and 0 < r["efficiency"] <= 1 and set(r["samples"]) == set(meta["names"])
@@ -319,7 +322,7 @@ def test_fine_tune_starts_from_the_file(sim_path, tmp_path):
     them where they were, while a fresh build would be random), records the parent, and refuses a file
     of another architecture."""
     from gwinfer.data.strain_dataset import train_posterior
-    from gwinfer.models.posterior import load_estimator
+    from gwinfer.models import load_estimator
 
     model_cfg = {"kind": "iaf", "config": {"embedding": {"kind": "mlp", "context_dim": 8, "hidden": [16]},
                                            "transforms": 2, "hidden": [16]}}
