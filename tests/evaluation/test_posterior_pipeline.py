@@ -226,32 +226,18 @@ def test_importance_sampling_evidence_on_gaussian_toy():
 
 
 # ------------------------------------------------------------------------------------------ p-p test
-class ConjugateGaussian:
-    """Exact posterior of theta ~ N(0, I), x = theta + sigma * eps: N(x / (1 + s2), s2 / (1 + s2)) (+ shift)."""
-
-    def __init__(self, sigma: float, shift: float = 0.0) -> None:
-        self.s2, self.shift = sigma**2, shift
-        self.gen = torch.Generator().manual_seed(0)
-
-    def sample(self, x: torch.Tensor, n: int) -> torch.Tensor:
-        mean = x / (1 + self.s2)
-        std = math.sqrt(self.s2 / (1 + self.s2))
-        eps = torch.randn((x.shape[0], n, x.shape[1]), generator=self.gen, dtype=torch.float64)
-        return (mean[:, None, :] + std * (eps + self.shift)).float()
-
-
-def test_pp_test_exact_vs_shifted_posterior(tmp_path):
+def test_pp_test_exact_vs_shifted_posterior(tmp_path, conjugate_gaussian):
     rng = np.random.default_rng(14)
     theta = rng.normal(size=(400, 3))
     x = (theta + 0.7 * rng.normal(size=theta.shape)).astype(np.float32)
-    good = pp_test(ConjugateGaussian(0.7), (theta, x), n_injections=300, n_samples=400, seed=1,
+    good = pp_test(conjugate_gaussian(0.7), (theta, x), n_injections=300, n_samples=400, seed=1,
                    names=["a", "b", "c"], out_dir=tmp_path)
     assert good["credible_levels"].shape == (300, 3) and len(set(good["indices"])) == 300
     assert min(good["ks_pvalues"].values()) > 0.01 and good["combined_pvalue"] > 0.01
     assert (tmp_path / "pp.png").stat().st_size > 10_000
     saved = json.loads((tmp_path / "pp.json").read_text())
     assert saved["combined_pvalue"] == pytest.approx(good["combined_pvalue"])
-    bad = pp_test(ConjugateGaussian(0.7, shift=0.5), (theta, x), n_injections=300, n_samples=400, seed=1)
+    bad = pp_test(conjugate_gaussian(0.7, shift=0.5), (theta, x), n_injections=300, n_samples=400, seed=1)
     assert max(bad["ks_pvalues"].values()) < 1e-4 and bad["combined_pvalue"] < 1e-10
     assert credible_levels(np.arange(10.0).reshape(1, 10, 1), np.array([[2.5]]))[0, 0] == pytest.approx(0.3)
 
