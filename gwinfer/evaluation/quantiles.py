@@ -38,6 +38,7 @@ _PAPER_STRICT = (0.85,)
 
 
 def _row(mn: float, q1: float, med: float, q3: float, mx: float) -> dict[str, float]:
+    """One table row as ``{"min", "q1", "median", "q3", "max"}``."""
     return {"min": mn, "q1": q1, "median": med, "q3": q3, "max": mx}
 
 
@@ -61,6 +62,7 @@ PAPER_TABLE: dict[str, Any] = {
 
 
 def _finite_1d(values: Any, name: str) -> np.ndarray:
+    """``values`` as a non-empty, finite 1-D float array; a one-line GwinferError naming ``name`` otherwise."""
     try:
         a = np.asarray(values, dtype=float)
     except (TypeError, ValueError):
@@ -100,6 +102,7 @@ def prediction_errors(pred: Mapping[str, np.ndarray], true: Mapping[str, np.ndar
 
 
 def _threshold_key(t: float) -> str:
+    """JSON key of an overlap threshold: two decimals when exact (``"0.97"``), else the full repr."""
     return f"{t:.2f}" if round(t, 2) == t else repr(float(t))
 
 
@@ -153,6 +156,7 @@ def error_table(pred: Mapping[str, Any], true: Mapping[str, Any], overlaps: Any,
 
 
 def _fmt(x: float) -> str:
+    """A table cell: three decimals."""
     return f"{x:.3f}"
 
 

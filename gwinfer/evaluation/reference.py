@@ -170,6 +170,7 @@ def log_prior_function(config: SimulationConfig, keys: Sequence[str]) -> LogDens
 
 
 def _is_constraint(p: Any) -> bool:
+    """Whether ``p`` is a bilby ``Constraint`` prior."""
     from bilby.core.prior import Constraint
 
     return isinstance(p, Constraint)
