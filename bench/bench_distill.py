@@ -160,7 +160,7 @@ def quality(teacher, student, names: list[str], args: argparse.Namespace, meta: 
 
     from gwinfer.data.simulate import read_simulation
     from gwinfer.data.strain_dataset import StrainDataset
-    from gwinfer.evaluation.posterior import jsd_1d
+    from gwinfer.evaluation.comparison import jsd_1d
 
     sim = read_simulation(args.data)
     if list(sim.names) != list(names):

@@ -50,8 +50,8 @@ def compare_one(model, names, sim, ref_path: Path, n: int, seed: int) -> dict:
     from bilby.core.result import read_in_result
 
     from gwinfer.data.strain_dataset import injection_data
-    from gwinfer.evaluation.posterior import estimate_errors, jsd_1d
-    from gwinfer.evaluation.reference import importance_sample_estimator
+    from gwinfer.evaluation.comparison import estimate_errors, jsd_1d
+    from gwinfer.evaluation.importance import importance_sample_estimator
 
     ref = read_in_result(str(ref_path))
     ref_seconds = getattr(ref.sampling_time, "total_seconds", lambda: float(ref.sampling_time))()
@@ -124,7 +124,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=50000, help="network samples per injection (before reweighting)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--raw", action="store_true", help="do not impose the phase symmetry (gwinfer.models.symmetry)")
+    ap.add_argument("--raw", action="store_true", help="do not impose the phase symmetry (gwinfer.models.posterior.symmetry)")
     ap.add_argument("--table", default=None,
                     help="comma-separated parameters of the relative-error table (default: those of "
                          f"{','.join(TABLE_DEFAULT)} the model infers)")

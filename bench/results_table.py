@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from gwinfer.evaluation.errors import PAPER_TABLE
+from gwinfer.evaluation.quantiles import PAPER_TABLE
 
 
 def row(name: str, r: dict) -> str:

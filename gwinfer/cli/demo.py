@@ -26,17 +26,15 @@ CONFIGS, MODELS = REPO / "configs", REPO / "models"
 
 
 def _is_point_model(path: Path) -> bool:
-    """True for a point-estimator file (``gwinfer-model``); posterior estimators are evaluated elsewhere."""
-    import torch
+    """True for a point-estimator file; posterior estimators are evaluated elsewhere."""
+    from gwinfer.models import is_posterior_file
 
-    from gwinfer.models.builder import FILE_FORMAT
-
-    return torch.load(path, map_location="cpu", weights_only=True).get("format") == FILE_FORMAT
+    return not is_posterior_file(path)
 
 
 def run_demo(out: Path, workers: int = 2) -> Path:
     """Run the demo into ``out``; returns the path of the report's index page."""
-    from gwinfer.evaluation.pipeline import evaluate_model
+    from gwinfer.evaluation.evaluate import evaluate_model
     from gwinfer.training.point import train_point
 
     out = Path(out)

@@ -61,7 +61,7 @@ def describe(path: str | Path) -> dict:
         from gwinfer.provenance import read_json
 
         return read_json(p)
-    from gwinfer.models.builder import load_model
+    from gwinfer.models import load_model
 
     model, meta = load_model(p)
     grid = meta.get("time_grid", {})
@@ -95,15 +95,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from gwinfer.evaluation.pipeline import predict_to_file
+    from gwinfer.evaluation.evaluate import predict_to_file
 
     print(f"predictions written to {predict_to_file(args.model, args.data, args.split, args.out, limit=args.limit)}")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from gwinfer.evaluation.errors import PAPER_TABLE, format_table
-    from gwinfer.evaluation.pipeline import evaluate_model
+    from gwinfer.evaluation.evaluate import evaluate_model
+    from gwinfer.evaluation.quantiles import PAPER_TABLE, format_table
 
     results = evaluate_model(args.model, args.data, args.split, json_path=args.json, report_dir=args.report,
                              workers=args.workers, limit=args.limit, progress=not args.quiet)

@@ -52,12 +52,12 @@ def _read_strain(path: str):
 def cmd_sample(args: argparse.Namespace) -> int:
     from gwinfer.data.strain_dataset import simulation_config_of
     from gwinfer.evaluation.posterior import make_result, sample_posterior, save_result
-    from gwinfer.models.builder import load_estimator
-    from gwinfer.models.posterior.symmetry import symmetrised
+    from gwinfer.models import load_estimator
+    from gwinfer.models import symmetrised
     from gwinfer.provenance import provenance
 
     model, meta = load_estimator(args.model)
-    model = symmetrised(model, meta)  # exact phase -> phase + pi symmetry (gwinfer.models.symmetry)
+    model = symmetrised(model, meta)  # exact phase -> phase + pi symmetry (gwinfer.models.posterior.symmetry)
     names = meta.get("names")
     injection, source = None, {"strain": args.strain}
     if args.strain is not None:
@@ -94,7 +94,7 @@ def _importance_sample(args: argparse.Namespace, model, meta: dict, x, injection
     """Reweight fresh draws of ``model`` with the exact likelihood; write ``<stem>_reweighted`` beside ``--out``."""
     from gwinfer.data.strain_dataset import simulation_config_of
     from gwinfer.evaluation.posterior import make_result, result_paths, save_result
-    from gwinfer.evaluation.reference import importance_sample_estimator
+    from gwinfer.evaluation.importance import importance_sample_estimator
 
     config = simulation_config_of(meta)
     names = list(meta.get("names") or config.parameters)
@@ -132,12 +132,12 @@ def _model_prior(meta: dict):
 
 
 def cmd_pp(args: argparse.Namespace) -> int:
-    from gwinfer.evaluation.posterior import pp_test
-    from gwinfer.models.builder import load_estimator
-    from gwinfer.models.posterior.symmetry import symmetrised
+    from gwinfer.evaluation.pp import pp_test
+    from gwinfer.models import load_estimator
+    from gwinfer.models import symmetrised
 
     model, meta = load_estimator(args.model)
-    model = symmetrised(model, meta)  # exact phase -> phase + pi symmetry (gwinfer.models.symmetry)
+    model = symmetrised(model, meta)  # exact phase -> phase + pi symmetry (gwinfer.models.posterior.symmetry)
     res = pp_test(model, args.data, args.n_injections, args.n_samples, seed=args.seed, names=meta.get("names"),
                   out_dir=args.out, progress=not args.quiet)
     for k, p in res["ks_pvalues"].items():

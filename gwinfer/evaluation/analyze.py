@@ -51,6 +51,7 @@ def load_series(path: str | Path, fs: float) -> Any:
 
 
 def _check_gps(ts: Any, gps: float, path: str | Path) -> tuple[float, float]:
+    """(start, end) GPS s of ``ts``; a GwinferError unless ``gps`` lies strictly inside."""
     from gwinfer.detectors.strain import span
 
     start, end = span(ts)
@@ -189,8 +190,7 @@ def analyze(model_path: str | Path, files: Mapping[str, str | Path], gps: float,
     ``{"result", "corner", "seconds", "segment_start"}``."""
     from gwinfer.data.strain_dataset import simulation_config_of
     from gwinfer.evaluation.posterior import make_result, save_result
-    from gwinfer.models import load_estimator
-    from gwinfer.models import symmetrised
+    from gwinfer.models import load_estimator, symmetrised
     from gwinfer.provenance import provenance, sha256_file
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:

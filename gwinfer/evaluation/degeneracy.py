@@ -23,7 +23,12 @@ AXES = {"q": 0, "s1z": 1, "s2z": 2}
 def degeneracy_maps(q: float, s1: float, s2: float, out_dir: str | Path, *, backend: str = "IMRPhenomT",
                     grid: TimeGrid | None = None, n: int = 31, q_range: tuple[float, float] = (1.0, 8.0),
                     spin_range: tuple[float, float] = (-0.8, 0.8), workers: int = 2, progress: bool = True) -> dict[str, Any]:
-    """Compute the three slices on ``n x n`` points, write ``maps.npz``, ``maps.json`` and ``maps.png``."""
+    """Compute the three slices on ``n x n`` points, write ``maps.npz``, ``maps.json`` and ``maps.png``.
+
+    The reference is (q = m1/m2 >= 1, s1z, s2z) = (``q``, ``s1``, ``s2``); ``grid`` is the time grid (M) of
+    the waveforms (default [-10000, 130] M at 2 M); ``q_range`` and ``spin_range`` span the slices' axes.
+    Returns the per-slice summary (fraction of points with overlap >= 0.97, min, max) and provenance.
+    """
     from gwinfer.data.generate import compute_waveforms
     from gwinfer.evaluation.overlap import overlap_batch
     from gwinfer.waveforms import get_backend
@@ -62,11 +67,10 @@ def degeneracy_maps(q: float, s1: float, s2: float, out_dir: str | Path, *, back
 
 
 def _plot(maps: dict[str, np.ndarray], ranges: dict[str, np.ndarray], ref: tuple[float, float, float], path: Path) -> None:
-    import matplotlib
+    """The three slices side by side (colour: overlap; contours at 0.97 and 0.99; star: the reference)."""
+    from gwinfer.evaluation.figures import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     for ax, (a, b) in zip(axes, SLICES):
         m = maps[f"{a}_{b}"]
@@ -78,5 +82,4 @@ def _plot(maps: dict[str, np.ndarray], ranges: dict[str, np.ndarray], ref: tuple
         fig.colorbar(im, ax=ax, label="overlap")
     fig.suptitle(f"Overlap with the reference (q, s1z, s2z) = {ref}; contours at 0.97 (white) and 0.99 (red)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path, dpi=110)

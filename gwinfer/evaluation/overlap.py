@@ -115,6 +115,7 @@ def _taylor_table_torch(L: int) -> Any:
 
 
 def _as_batch(x: Any, name: str) -> np.ndarray:
+    """``x`` as a complex128 array; a one-line GwinferError naming ``name`` if it is not numeric."""
     try:
         a = np.asarray(x)
     except Exception:  # noqa: BLE001 - anything numpy cannot convert is bad input
@@ -125,6 +126,7 @@ def _as_batch(x: Any, name: str) -> np.ndarray:
 
 
 def _check_pair(H: np.ndarray, S: np.ndarray, names: tuple[str, str], dt: float) -> None:
+    """One-line GwinferErrors for pairs that are not equal-shape, non-empty 2-D arrays or a bad ``dt``."""
     hn, sn = names
     if H.ndim != 2 or S.ndim != 2:
         raise GwinferError(f"{hn} and {sn} must be 2-D (pairs, samples), got shapes {H.shape} and {S.shape}")
@@ -225,6 +227,7 @@ def _core_torch(h: np.ndarray, s: np.ndarray, L: int, refine: bool) -> tuple[np.
 
 
 def _poly(a: np.ndarray, d: np.ndarray, derivs: bool) -> tuple[np.ndarray, ...]:
+    """``C(d) = sum_m a_m d^m`` per row (and its first two derivatives in ``d`` with ``derivs``)."""
     M = a.shape[1] - 1
     m = np.arange(M + 1)
     P = np.empty(a.shape)  # powers d^m, (n, M + 1)
@@ -275,6 +278,7 @@ def _refine(a: np.ndarray, iterations: int = 10) -> tuple[np.ndarray, np.ndarray
 
 def _compute(H: np.ndarray, S: np.ndarray, dt: float, chunk: int, refine: bool, backend: str,
              names: tuple[str, str], batched: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(overlap, tau [unit of dt], phi [rad]) of every pair, computed in chunks (module docstring, Method)."""
     if backend not in _BACKENDS:
         raise GwinferError(f"backend = {backend!r} is not one of {', '.join(_BACKENDS)}")
     if not isinstance(chunk, (int, np.integer)) or isinstance(chunk, bool) or chunk < 1:

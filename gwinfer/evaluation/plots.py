@@ -1,4 +1,8 @@
-"""The paper's evaluation figures (Khan, Huerta & Das 2020, Figs. 8-11), written as PNG files."""
+"""The paper's evaluation figures (Khan, Huerta & Das 2020, Figs. 8-11), written as PNG files.
+
+Each function draws one figure of an :class:`~gwinfer.evaluation.predictions.Evaluation` (q = m1/m2 >= 1,
+dimensionless spins, times in M) and returns the path it wrote.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from gwinfer.evaluation.pipeline import Evaluation, errors_by_quantity
+from gwinfer.evaluation.figures import pyplot, save_png
+from gwinfer.evaluation.predictions import Evaluation
 from gwinfer.physics.parameters import sigma_eff, symmetric_mass_ratio
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def overlap_histograms(ev: Evaluation, path: Path) -> Path:
     """Fig. 9: overlap distribution in mass-ratio slices (log-scaled mismatch axis)."""
-    plt = _plt()
+    plt = pyplot()
     q = ev.truth[:, 0]
     edges = np.arange(np.floor(q.min()), max(np.ceil(q.max()), np.floor(q.min()) + 1.0))  # unit slices of q
     cols = max(1, int(np.ceil(len(edges) / 2)))
@@ -41,15 +37,13 @@ def overlap_histograms(ev: Evaluation, path: Path) -> Path:
         ax.set_xlabel("1 - overlap  (dashed: overlap = 0.97)")
     fig.suptitle("Overlap between true and reconstructed h22 over the full window, by mass ratio")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=110)
 
 
 def errors_across_manifold(ev: Evaluation, path: Path) -> Path:
     """Fig. 8: prediction errors of q, s1z, s2z across the (q, s1z, s2z) manifold."""
-    plt = _plt()
-    err = errors_by_quantity(ev)
+    plt = pyplot()
+    err = ev.errors()
     fig, axes = plt.subplots(3, 3, figsize=(13, 10))
     labels = ("q", "s1z", "s2z")
     for r, name in enumerate(("q", "s1", "s2")):
@@ -62,14 +56,12 @@ def errors_across_manifold(ev: Evaluation, path: Path) -> Path:
             ax.set_ylabel(f"predicted - true {labels[r]}")
     fig.suptitle("Errors across the manifold (colour: overlap)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=100)
 
 
 def overlap_maps(ev: Evaluation, path: Path) -> Path:
     """Fig. 10: overlap over (q, s1z) and over (eta, sigma_eff)."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     q, s1, s2 = ev.truth.T
     for ax, (x, y, xl, yl) in zip(axes, [(q, s1, "q", "s1z"),
@@ -80,16 +72,14 @@ def overlap_maps(ev: Evaluation, path: Path) -> Path:
         fig.colorbar(sc, ax=ax, label="log10(1 - overlap)")
     fig.suptitle("Where the reconstructions are worst")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=110)
 
 
 def reconstruction_examples(ev: Evaluation, path: Path) -> Path:
     """Fig. 11: true vs reconstructed Re h22 for the highest-, median- and lowest-overlap test waveforms."""
     from gwinfer.data.generate import compute_waveforms
 
-    plt = _plt()
+    plt = pyplot()
     order = np.argsort(ev.overlaps)
     picks = {"lowest": order[0], "median": order[len(order) // 2], "highest": order[-1]}
     pred = np.column_stack([np.clip(ev.pred[:, 0], 1.0, None), ev.pred[:, 1:]])
@@ -111,6 +101,4 @@ def reconstruction_examples(ev: Evaluation, path: Path) -> Path:
                 ax.legend(loc="upper left", fontsize=8)
             ax.set_xlabel("t / M")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=100)

@@ -9,7 +9,7 @@ Data are whitened, noise is white N(0, 1) in every sample (the training conventi
 with priors from the simulation's prior file. :func:`reference_posterior` samples it with
 ``bilby.run_sampler(sampler="dynesty")``; parameters not searched are fixed (``DeltaFunction``) to the
 given values (default: the injection's). :func:`log_likelihood_function` and :func:`log_prior_function`
-give the vectorised forms :func:`gwinfer.evaluation.posterior.importance_sample` expects.
+give the vectorised forms :func:`gwinfer.evaluation.importance.importance_sample` expects.
 
 Cost: one likelihood = one waveform (~1 ms). bilby's default dynesty settings (``act-walk``) need
 ~10^5-10^6 calls for the 5-D problem (minutes to an hour on one core); a 2-D case with ``sample="unif"``
@@ -18,9 +18,8 @@ and ``nlive=50`` takes a few seconds.
 
 from __future__ import annotations
 
-import logging
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,8 @@ from bilby.core.likelihood import Likelihood
 from gwinfer.data.simulate import SignalModel, SimulationConfig, inferred_parameters, searched_keys
 from gwinfer.errors import GwinferError
 
-log = logging.getLogger(__name__)
+#: Vectorised log density: ``f(samples: {name: (n,) array}) -> (n,) array``.
+LogDensity = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 
 
 class WhitenedGaussianLikelihood(Likelihood):
@@ -50,6 +50,7 @@ class WhitenedGaussianLikelihood(Likelihood):
         self._noise = -0.5 * float(np.sum(self.x**2)) + self._norm
 
     def _signal(self, parameters: Mapping[str, Any]) -> np.ndarray | None:
+        """The whitened signal (n_det, n_samples) at ``parameters`` (over ``fixed``); None if it fails."""
         params = {**self.fixed, **{k: float(v) for k, v in parameters.items()}}
         try:
             return self.signal_model(params)
@@ -57,15 +58,18 @@ class WhitenedGaussianLikelihood(Likelihood):
             return None
 
     def log_likelihood_ratio(self, parameters: Mapping[str, Any] | None = None) -> float:
+        """log L(theta) - log L(noise) = <x, h> - <h, h> / 2 (nats)."""
         h = self._signal(parameters or {})
         if h is None:
             return -np.inf
         return float(np.sum(self.x * h) - 0.5 * np.sum(h * h))
 
     def log_likelihood(self, parameters: Mapping[str, Any] | None = None) -> float:
+        """log L(theta) (nats), normalised: -sum (x - h)^2 / 2 - n log(2 pi) / 2."""
         return self.log_likelihood_ratio(parameters) + self._noise
 
     def noise_log_likelihood(self) -> float:
+        """log L of the noise-only model (h = 0), nats."""
         return self._noise
 
 
@@ -117,24 +121,24 @@ def reference_posterior(x: np.ndarray, config: SimulationConfig, *, injection_pa
         inj = {k: float(v) for k, v in injection_parameters.items()}
     from bilby.core.utils import random as brandom
 
-    logger = logging.getLogger("bilby")
-    level, saved_rng = logger.level, brandom.Generator.rng
-    logger.setLevel(logging.WARNING)
+    from gwinfer.evaluation.posterior import quiet_bilby
+
+    saved_rng = brandom.Generator.rng
     brandom.Generator.rng = np.random.default_rng(seed)  # bilby draws the equal-weight posterior with it
     try:
-        with tempfile.TemporaryDirectory(prefix="gwinfer-reference-") as tmp:
+        with quiet_bilby(), tempfile.TemporaryDirectory(prefix="gwinfer-reference-") as tmp:
             result = bilby.run_sampler(likelihood, prior, label=label, outdir=outdir or tmp, sampler="dynesty",
                                        nlive=nlive, seed=seed, injection_parameters=inj, save=False, plot=False,
                                        meta_data=dict(meta_data or {}), **kwargs)
     finally:
-        logger.setLevel(level)
         brandom.Generator.rng = saved_rng
     result.outdir = outdir or "."
     result.search_parameter_keys = list(keys)
     return result
 
 
-def log_likelihood_function(x: np.ndarray, config: SimulationConfig, fixed: Mapping[str, float] | None = None):
+def log_likelihood_function(x: np.ndarray, config: SimulationConfig,
+                            fixed: Mapping[str, float] | None = None) -> LogDensity:
     """Vectorised ``f(samples: {name: (n,)}) -> (n,)`` log likelihood of :class:`WhitenedGaussianLikelihood`."""
     like = WhitenedGaussianLikelihood(x, SignalModel(config), fixed)
 
@@ -146,7 +150,7 @@ def log_likelihood_function(x: np.ndarray, config: SimulationConfig, fixed: Mapp
     return f
 
 
-def log_prior_function(config: SimulationConfig, keys: Sequence[str]):
+def log_prior_function(config: SimulationConfig, keys: Sequence[str]) -> LogDensity:
     """``f(samples: {name: (n,)}) -> (n,)``: the joint log prior density of ``keys`` (the simulation's prior,
     constraints applied; bilby normalises constrained priors by Monte Carlo)."""
     prior = config.load_prior()
@@ -166,25 +170,7 @@ def log_prior_function(config: SimulationConfig, keys: Sequence[str]):
 
 
 def _is_constraint(p: Any) -> bool:
+    """Whether ``p`` is a bilby ``Constraint`` prior."""
     from bilby.core.prior import Constraint
 
     return isinstance(p, Constraint)
-
-
-def importance_sample_estimator(estimator: Any, x: np.ndarray, config: SimulationConfig, names: Sequence[str],
-                                n: int = 5000, fixed: Mapping[str, float] | None = None,
-                                seed: int = 0, n_resample: int | None = None) -> dict[str, Any]:
-    """Importance-sample ``n`` draws of a posterior estimator for whitened data ``x`` against the exact
-    likelihood and prior (:func:`gwinfer.evaluation.posterior.importance_sample`): sample efficiency, ESS,
-    log evidence and reweighted samples. Prior keys not in ``names`` must be given in ``fixed``."""
-    import torch
-
-    from gwinfer.evaluation.posterior import importance_sample
-
-    if hasattr(estimator, "eval"):
-        estimator.eval()
-    xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
-    theta, log_q = estimator.sample_and_log_prob(xt, int(n))
-    samples = {k: theta[:, i].double().numpy() for i, k in enumerate(names)}
-    return importance_sample(samples, log_q.double().numpy(), log_likelihood_function(x, config, fixed),
-                             log_prior_function(config, list(names)), seed=seed, n_resample=n_resample)

@@ -7,13 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gwinfer.evaluation.errors import PAPER_TABLE, format_table
+from gwinfer.evaluation.quantiles import PAPER_TABLE, QUANTITIES, format_table
 from gwinfer.provenance import atomic_path
-
-QUANTITIES = ("q", "s1", "s2", "sigma_eff", "S_eff", "overlap")
 
 
 def _table_html(results: dict[str, Any], reference: dict[str, Any] | None) -> str:
+    """The error table as HTML: one row per quantity and source (this run, then the paper's)."""
     cols = ("min", "q1", "median", "q3", "max")
     rows = ["<tr><th>quantity</th><th>source</th>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"]
     for q in QUANTITIES:

@@ -136,3 +136,11 @@ def test_argparse_only_in_the_cli():
 @pytest.mark.parametrize("layer", [n for names in LAYERS for n in names])
 def test_every_layer_exists(layer):
     assert layer == "core" or (ROOT / layer).is_dir()
+
+
+def test_upper_layers_use_the_public_models_api():
+    """evaluation, serving and cli reach models only through ``gwinfer.models``' public names."""
+    bad = [f"{module_name(p)}:{line} imports {mod}" for p in source_files()
+           if package_of(module_name(p)) in ("evaluation", "serving", "cli")
+           for mod, _, line in imports(p) if mod.startswith("gwinfer.models.")]
+    assert not bad, "use `from gwinfer.models import ...`:\n" + "\n".join(bad)

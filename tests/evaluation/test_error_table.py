@@ -1,4 +1,4 @@
-"""Tests of gwinfer.evaluation.errors (the paper's quantile table of prediction errors)."""
+"""Tests of gwinfer.evaluation.quantiles (the paper's quantile table of prediction errors)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gwinfer.errors import GwinferError
-from gwinfer.evaluation.errors import PAPER_TABLE, error_table, format_table, quantile_row
+from gwinfer.evaluation.quantiles import PAPER_TABLE, error_table, format_table, quantile_row
 
 ROW_KEYS = {"min", "q1", "median", "q3", "max"}
 QUANTITIES = {"q", "s1", "s2", "sigma_eff", "S_eff", "overlap"}

@@ -85,8 +85,8 @@ def test_predict_and_bare_catalogue(trained: Path, micro_catalogue: Path, tmp_pa
 
 
 def test_bad_inputs_one_line(trained: Path, micro_catalogue: Path, tmp_path: Path) -> None:
-    from gwinfer.evaluation.pipeline import run_split
-    from gwinfer.models.builder import load_model
+    from gwinfer.evaluation.evaluate import run_split
+    from gwinfer.models import load_model
 
     with pytest.raises(GwinferError, match="no split"):
         run_split(trained, micro_catalogue, "holdout")

@@ -19,7 +19,7 @@ import numpy as np
 from gwinfer.errors import GwinferError
 from gwinfer.physics.parameters import S_eff, sigma_eff
 
-__all__ = ["QUANTITIES", "PAPER_TABLE", "quantile_row", "error_table", "format_table"]
+__all__ = ["PAPER_TABLE", "QUANTITIES", "error_table", "format_table", "prediction_errors", "quantile_row"]
 
 #: Row order of the table.
 QUANTITIES = ("q", "s1", "s2", "sigma_eff", "S_eff", "overlap")
@@ -38,6 +38,7 @@ _PAPER_STRICT = (0.85,)
 
 
 def _row(mn: float, q1: float, med: float, q3: float, mx: float) -> dict[str, float]:
+    """One table row as ``{"min", "q1", "median", "q3", "max"}``."""
     return {"min": mn, "q1": q1, "median": med, "q3": q3, "max": mx}
 
 
@@ -61,6 +62,7 @@ PAPER_TABLE: dict[str, Any] = {
 
 
 def _finite_1d(values: Any, name: str) -> np.ndarray:
+    """``values`` as a non-empty, finite 1-D float array; a one-line GwinferError naming ``name`` otherwise."""
     try:
         a = np.asarray(values, dtype=float)
     except (TypeError, ValueError):
@@ -85,7 +87,22 @@ def quantile_row(values: Any, name: str = "values") -> dict[str, float]:
     return _row(float(a.min()), float(q1), float(med), float(q3), float(a.max()))
 
 
+def prediction_errors(pred: Mapping[str, np.ndarray], true: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Prediction minus truth of q, s1, s2, sigma_eff and S_eff (the table's rows, in that order).
+
+    ``pred``, ``true``: ``{"q", "s1", "s2"}`` -> arrays of one shape; q = m1/m2 >= 1, spins dimensionless.
+    The effective spins are computed from each side's (q, s1, s2) (:mod:`gwinfer.physics.parameters`), so
+    all five errors are dimensionless.
+    """
+    p, t = pred, true
+    errors = {k: p[k] - t[k] for k in ("q", "s1", "s2")}
+    errors["sigma_eff"] = sigma_eff(p["q"], p["s1"], p["s2"]) - sigma_eff(t["q"], t["s1"], t["s2"])
+    errors["S_eff"] = S_eff(p["q"], p["s1"], p["s2"]) - S_eff(t["q"], t["s1"], t["s2"])
+    return errors
+
+
 def _threshold_key(t: float) -> str:
+    """JSON key of an overlap threshold: two decimals when exact (``"0.97"``), else the full repr."""
     return f"{t:.2f}" if round(t, 2) == t else repr(float(t))
 
 
@@ -126,10 +143,7 @@ def error_table(pred: Mapping[str, Any], true: Mapping[str, Any], overlaps: Any,
         for k, a in arrays[label].items():
             if a.size != n:
                 raise GwinferError(f"{label}['{k}'] has {a.size} values but overlaps has {n}")
-    p, t = arrays["pred"], arrays["true"]
-    errors = {k: p[k] - t[k] for k in ("q", "s1", "s2")}
-    errors["sigma_eff"] = sigma_eff(p["q"], p["s1"], p["s2"]) - sigma_eff(t["q"], t["s1"], t["s2"])
-    errors["S_eff"] = S_eff(p["q"], p["s1"], p["s2"]) - S_eff(t["q"], t["s1"], t["s2"])
+    errors = prediction_errors(arrays["pred"], arrays["true"])
     table = {k: quantile_row(v, f"error of {k}") for k, v in errors.items()}
     table["overlap"] = quantile_row(ov, "overlaps")
     strict_set = {float(x) for x in strict}
@@ -142,6 +156,7 @@ def error_table(pred: Mapping[str, Any], true: Mapping[str, Any], overlaps: Any,
 
 
 def _fmt(x: float) -> str:
+    """A table cell: three decimals."""
     return f"{x:.3f}"
 
 

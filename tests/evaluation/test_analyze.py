@@ -21,13 +21,13 @@ from gwinfer.detectors.whitening import band_fraction
 from gwinfer.errors import GwinferError
 from gwinfer.evaluation.analyze import analyze, event_data, event_psd, noise_check
 from gwinfer.external import external_dir
-from gwinfer.models.builder import build_estimator, save_estimator
+from gwinfer.models import build_estimator, save_estimator
 
 STRAIN = external_dir() / "strain"
 H1 = STRAIN / "H-H1_LOSC_4_V2-1126259446-32.hdf5"
 L1 = STRAIN / "L-L1_LOSC_4_V2-1126259446-32.hdf5"
 GPS = 1126259462.44  # GW150914 (BBH_events_v3.json)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NAMES = ["chirp_mass", "mass_ratio", "chi_1", "chi_2", "luminosity_distance", "theta_jn", "geocent_time"]
 
 pytestmark = pytest.mark.skipif(not H1.is_file(), reason=f"GWOSC strain not found in {STRAIN}")
@@ -67,7 +67,7 @@ def test_event_psd_matches_gwpy_median_welch():
 
 
 def test_whitened_off_source_noise_has_the_in_band_variance(tiny_model):
-    from gwinfer.models.builder import load_estimator
+    from gwinfer.models import load_estimator
 
     model, _ = load_estimator(tiny_model)
     cfg = hl_config()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,28 +20,17 @@ import numpy as np
 from gwinfer.data.loaders import grid_slice
 from gwinfer.data.store import Shard, catalogue_grid, read_manifest, split_shards
 from gwinfer.errors import GwinferError
-from gwinfer.physics.parameters import S_eff, sigma_eff
+from gwinfer.evaluation.predictions import Evaluation
 from gwinfer.physics.timegrid import TimeGrid
 from gwinfer.provenance import atomic_path, provenance, sha256_file
 
 log = logging.getLogger(__name__)
-MAX_OVERLAP_DT = 2.0  # M
-
-
-@dataclass
-class Evaluation:
-    """Per-waveform results of one split: truth and prediction (N, 3) [q, s1z, s2z], overlaps (N,)."""
-
-    truth: np.ndarray
-    pred: np.ndarray
-    overlaps: np.ndarray | None
-    grid: TimeGrid
-    backend: str
-    backend_options: dict[str, float]
-    n_clipped: int = 0
+#: Coarsest catalogue step (M) on which overlaps are computed: a coarser grid under-resolves the merger.
+MAX_OVERLAP_DT = 2.0
 
 
 def _model(path: str | Path) -> tuple[Any, dict[str, Any], TimeGrid]:
+    """(point model, its metadata, the time grid (M) it reads) of a model file or folder."""
     from gwinfer.models import load_model
 
     model, meta = load_model(path)
@@ -52,6 +40,7 @@ def _model(path: str | Path) -> tuple[Any, dict[str, Any], TimeGrid]:
 
 
 def _predict_rows(model: Any, h: np.ndarray, batch: int = 256) -> np.ndarray:
+    """(N, 3) float64 predictions [q, s1z, s2z] of complex h22 rows (N, T), fed as (Re, Im) in batches."""
     import torch
 
     out = []
@@ -64,13 +53,21 @@ def _predict_rows(model: Any, h: np.ndarray, batch: int = 256) -> np.ndarray:
 
 def run_split(model_path: str | Path, data: str | Path, split: str = "test", *, with_overlaps: bool = True,
               workers: int = 2, limit: int | None = None, progress: bool = True) -> tuple[Evaluation, dict[str, Any]]:
-    """Predict every waveform of ``split`` and (optionally) its overlap with the regenerated prediction."""
+    """Predict every waveform of ``split`` and (optionally) its overlap with the regenerated prediction.
+
+    ``limit``: at most this many waveforms (default all); ``workers``: processes regenerating waveforms.
+    Returns the :class:`~gwinfer.evaluation.predictions.Evaluation` and the provenance of model and data.
+    """
     from tqdm import tqdm
 
     from gwinfer.data.generate import backend_options, compute_waveforms
     from gwinfer.evaluation.overlap import overlap_batch
     from gwinfer.waveforms import get_backend
 
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise GwinferError(f"limit = {limit!r} must be a positive integer (or None for the whole split)")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise GwinferError(f"workers = {workers!r} must be a positive integer")
     model, meta, model_grid = _model(model_path)
     root = Path(data)
     full = catalogue_grid(root, split)
@@ -145,30 +142,24 @@ def predict_to_file(model_path: str | Path, data: str | Path, split: str, out: s
 
 def results_dict(ev: Evaluation, info: dict[str, Any]) -> dict[str, Any]:
     """The results.json content: the paper's table, fractions, n, and provenance."""
-    from gwinfer.evaluation.errors import error_table
+    from gwinfer.evaluation.quantiles import error_table
 
-    names = ("q", "s1", "s2")
-    pred = {k: ev.pred[:, i] for i, k in enumerate(names)}
-    true = {k: ev.truth[:, i] for i, k in enumerate(names)}
-    res = error_table(pred, true, ev.overlaps)
+    res = error_table(*ev.columns(), ev.overlaps)
     res["n_clipped_for_regeneration"] = ev.n_clipped
     res["provenance"] = provenance("evaluation", info, parents=[info["model"]["path"]])
     return res
-
-
-def errors_by_quantity(ev: Evaluation) -> dict[str, np.ndarray]:
-    """prediction - truth for q, s1, s2, sigma_eff, S_eff."""
-    t, p = ev.truth, ev.pred
-    return {"q": p[:, 0] - t[:, 0], "s1": p[:, 1] - t[:, 1], "s2": p[:, 2] - t[:, 2],
-            "sigma_eff": sigma_eff(p[:, 0], p[:, 1], p[:, 2]) - sigma_eff(t[:, 0], t[:, 1], t[:, 2]),
-            "S_eff": S_eff(p[:, 0], p[:, 1], p[:, 2]) - S_eff(t[:, 0], t[:, 1], t[:, 2])}
 
 
 def evaluate_model(model_path: str | Path, data: str | Path, split: str = "test", json_path: str | Path | None = None,
                    report_dir: str | Path | None = None, workers: int = 2, limit: int | None = None,
                    progress: bool = True, title: str | None = None) -> dict[str, Any]:
     """``gwinfer evaluate``: the error table (results.json) and, with ``report_dir``, figures + index.html."""
-    from gwinfer.evaluation import plots
+    from gwinfer.evaluation.plots import (
+        errors_across_manifold,
+        overlap_histograms,
+        overlap_maps,
+        reconstruction_examples,
+    )
     from gwinfer.evaluation.report import write_report
     from gwinfer.provenance import write_json
 
@@ -179,10 +170,10 @@ def evaluate_model(model_path: str | Path, data: str | Path, split: str = "test"
     if report_dir is not None:
         out = Path(report_dir)
         out.mkdir(parents=True, exist_ok=True)
-        figures = [plots.overlap_histograms(ev, out / "overlap_by_q.png"),
-                   plots.errors_across_manifold(ev, out / "errors_manifold.png"),
-                   plots.overlap_maps(ev, out / "overlap_maps.png"),
-                   plots.reconstruction_examples(ev, out / "examples.png")]
+        figures = [overlap_histograms(ev, out / "overlap_by_q.png"),
+                   errors_across_manifold(ev, out / "errors_manifold.png"),
+                   overlap_maps(ev, out / "overlap_maps.png"),
+                   reconstruction_examples(ev, out / "examples.png")]
         np.savez_compressed(out / "per_waveform.npz", truth=ev.truth, prediction=ev.pred, overlap=ev.overlaps)
         write_report(out, results, figures, title=title or f"{Path(model_path).parent.name}: {split} of {Path(data).name}")
     return results

@@ -1,6 +1,7 @@
 """The posterior pipeline: simulation file, noisy dataset, bilby results, p-p test, JSD, importance sampling,
 the reference sampler and the CLI handlers (gwinfer.data.simulate / strain_dataset, gwinfer.evaluation.posterior
-/ reference / posterior_cli). Seeded; every check compares against an exact or analytic answer."""
+/ pp / comparison / importance / reference, gwinfer.cli.posterior). Seeded; every check compares against an
+exact or analytic answer."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ import pytest
 import torch
 from scipy import integrate, stats
 
+from gwinfer.cli.posterior import add_parsers
 from gwinfer.data.simulate import SignalModel, SimulationConfig, draw_parameters, read_simulation
 from gwinfer.data.strain_dataset import StrainDataset, injection_data, split_indices
 from gwinfer.errors import GwinferError
-from gwinfer.evaluation.posterior import (credible_levels, estimate_errors, importance_sample, jsd_1d, make_result,
-                                          pp_test, sample_posterior, save_result)
-from gwinfer.cli.posterior import add_parsers
+from gwinfer.evaluation.comparison import estimate_errors, jsd_1d
+from gwinfer.evaluation.importance import importance_sample
+from gwinfer.evaluation.posterior import make_result, sample_posterior, save_result
+from gwinfer.evaluation.pp import credible_levels, pp_test
 from gwinfer.provenance import sha256_file
 
 N_SIM = 64
@@ -118,8 +121,8 @@ def test_dataset_noise_statistics_and_reproducibility(sim_path):
 
 
 def test_trainer_sets_the_noise_epoch(sim_path, tmp_path):
-    from gwinfer.models.builder import build_estimator
-    from gwinfer.training import Trainer, TrainConfig
+    from gwinfer.models import build_estimator
+    from gwinfer.training import TrainConfig, Trainer
 
     class Recording(StrainDataset):
         def set_epoch(self, epoch: int) -> None:
@@ -223,32 +226,18 @@ def test_importance_sampling_evidence_on_gaussian_toy():
 
 
 # ------------------------------------------------------------------------------------------ p-p test
-class ConjugateGaussian:
-    """Exact posterior of theta ~ N(0, I), x = theta + sigma * eps: N(x / (1 + s2), s2 / (1 + s2)) (+ shift)."""
-
-    def __init__(self, sigma: float, shift: float = 0.0) -> None:
-        self.s2, self.shift = sigma**2, shift
-        self.gen = torch.Generator().manual_seed(0)
-
-    def sample(self, x: torch.Tensor, n: int) -> torch.Tensor:
-        mean = x / (1 + self.s2)
-        std = math.sqrt(self.s2 / (1 + self.s2))
-        eps = torch.randn((x.shape[0], n, x.shape[1]), generator=self.gen, dtype=torch.float64)
-        return (mean[:, None, :] + std * (eps + self.shift)).float()
-
-
-def test_pp_test_exact_vs_shifted_posterior(tmp_path):
+def test_pp_test_exact_vs_shifted_posterior(tmp_path, conjugate_gaussian):
     rng = np.random.default_rng(14)
     theta = rng.normal(size=(400, 3))
     x = (theta + 0.7 * rng.normal(size=theta.shape)).astype(np.float32)
-    good = pp_test(ConjugateGaussian(0.7), (theta, x), n_injections=300, n_samples=400, seed=1,
+    good = pp_test(conjugate_gaussian(0.7), (theta, x), n_injections=300, n_samples=400, seed=1,
                    names=["a", "b", "c"], out_dir=tmp_path)
     assert good["credible_levels"].shape == (300, 3) and len(set(good["indices"])) == 300
     assert min(good["ks_pvalues"].values()) > 0.01 and good["combined_pvalue"] > 0.01
     assert (tmp_path / "pp.png").stat().st_size > 10_000
     saved = json.loads((tmp_path / "pp.json").read_text())
     assert saved["combined_pvalue"] == pytest.approx(good["combined_pvalue"])
-    bad = pp_test(ConjugateGaussian(0.7, shift=0.5), (theta, x), n_injections=300, n_samples=400, seed=1)
+    bad = pp_test(conjugate_gaussian(0.7, shift=0.5), (theta, x), n_injections=300, n_samples=400, seed=1)
     assert max(bad["ks_pvalues"].values()) < 1e-4 and bad["combined_pvalue"] < 1e-10
     assert credible_levels(np.arange(10.0).reshape(1, 10, 1), np.array([[2.5]]))[0, 0] == pytest.approx(0.3)
 
@@ -258,7 +247,7 @@ def test_train_sample_pp_and_bilby_results(sim_path, tmp_path):
     import bilby
 
     from gwinfer.training.posterior import train_posterior
-    from gwinfer.models.builder import load_estimator
+    from gwinfer.models import load_estimator
 
     experiment = {
         "data": {"simulation": str(sim_path), "val_fraction": 0.25, "fit_samples": 32},
@@ -306,7 +295,7 @@ def test_train_sample_pp_and_bilby_results(sim_path, tmp_path):
                  "50", "--out", str(tmp_path / "pp"), "--quiet"]) == 0
     pp = json.loads((tmp_path / "pp" / "pp.json").read_text())
     assert set(pp["ks_pvalues"]) == set(meta["names"]) and len(pp["credible_levels"]) == 10
-    from gwinfer.evaluation.reference import importance_sample_estimator
+    from gwinfer.evaluation.importance import importance_sample_estimator
 
     r = importance_sample_estimator(model, x, read_simulation(sim_path, signals=False).config, meta["names"], n=64)
     assert np.isfinite(r["log_evidence"]) and 0 < r["efficiency"] <= 1 and set(r["samples"]) == set(meta["names"])
@@ -319,7 +308,7 @@ def test_fine_tune_starts_from_the_file(sim_path, tmp_path):
     them where they were, while a fresh build would be random), records the parent, and refuses a file
     of another architecture."""
     from gwinfer.training.posterior import train_posterior
-    from gwinfer.models.builder import load_estimator
+    from gwinfer.models import load_estimator
 
     model_cfg = {"kind": "iaf", "config": {"embedding": {"kind": "mlp", "context_dim": 8, "hidden": [16]},
                                            "transforms": 2, "hidden": [16]}}
