@@ -7,7 +7,7 @@
 Nothing is hand-written: input/output names, shapes and datatypes come from
 ``GET /v2/models/<name>``. Works against the gwinfer server and a real Triton server alike.
 
-Exported posterior estimators (:mod:`gwinfer.serving.posterior_export`)::
+Exported posterior estimators (:mod:`gwinfer.serving.export.posterior`)::
 
     cols = sample_posterior("127.0.0.1:8000", "gw5d-iaf", strain, n=10_000, seed=1)
     cols["mass_1"]                          # (10000,) physical samples; one key per parameter
@@ -83,7 +83,7 @@ class ServedModel:
     @property
     def parameter_names(self) -> list[str] | None:
         """The ``parameter_names`` model parameter (columns of a posterior's samples), or None."""
-        return _names(self.model_config())
+        return parameter_names_of(self.model_config())
 
     def __enter__(self) -> ServedModel:
         return self
@@ -153,7 +153,7 @@ def sample_posterior(url: str | ServedModel, name: str, strain: Any, n: int, see
         elif x.ndim != len(x_shape) + 1 or list(x.shape[1:]) != x_shape:
             raise GwinferError(f"strain has shape {x.shape}; model {model.name!r} takes {x_shape} or (batch, {x_shape})")
         cfg = model.model_config()
-        names = _names(cfg) or [f"theta_{i}" for i in range(d)]
+        names = parameter_names_of(cfg) or [f"theta_{i}" for i in range(d)]
         if len(names) != d:
             raise GwinferError(f"model {model.name!r} has {len(names)} parameter_names for {d} parameters")
         b = x.shape[0]
@@ -177,14 +177,15 @@ def sample_posterior(url: str | ServedModel, name: str, strain: Any, n: int, see
     return (columns, log_prob) if return_log_prob else columns
 
 
-def _names(cfg: dict[str, Any]) -> list[str] | None:
-    from gwinfer.serving.repository import config_parameters
+def parameter_names_of(cfg: dict[str, Any]) -> list[str] | None:
+    """The ``parameter_names`` model parameter of a configuration (columns of a posterior's samples), or None."""
+    from gwinfer.serving.repository.config import config_parameters
 
     names = config_parameters(cfg).get("parameter_names")
     return names.split(",") if names else None
 
 
-# --- async client and the strain replay pipeline -------------------------------------------------------
+# --- async client -------------------------------------------------------
 class AsyncServedModel:
     """The asyncio counterpart of :class:`ServedModel` on ``tritonclient.http.aio`` (binary tensors).
 
@@ -228,7 +229,7 @@ class AsyncServedModel:
     @property
     def parameters(self) -> dict[str, str]:
         """The configuration's free-form ``parameters`` as ``{key: string}``."""
-        from gwinfer.serving.repository import config_parameters
+        from gwinfer.serving.repository.config import config_parameters
 
         return config_parameters(self.config)
 
