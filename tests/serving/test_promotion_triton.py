@@ -3,7 +3,7 @@
 promote writes labels.json (ignored by Triton) and config.pbtxt's ``version_policy { specific { versions:
 [N] } }``, then POSTs ``/v2/repository/models/<name>/load``; a Triton in ``--model-control-mode=explicit``
 reloads the model with the new policy while clients keep sending, and no request fails. Skipped
-without a usable Triton (see tests/test_triton_real.py for where it is looked for).
+without a usable Triton (see tests/serving/test_triton_real.py for where it is looked for).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import started_triton, tiny_point_model, usable_triton
+from serving.conftest import started_triton, tiny_point_model, usable_triton
 
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")

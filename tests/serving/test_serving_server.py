@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import tiny_point_model
+from serving.conftest import tiny_point_model
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")

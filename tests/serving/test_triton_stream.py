@@ -1,7 +1,7 @@
 """Streaming entries in a REAL NVIDIA Triton (Python backend, sequence batching) next to gwinfer serve.
 
 ``export_model(..., stream_stride=S, backend="python")`` writes ``model.py`` =
-:mod:`gwinfer.serving.triton_stream_model` (per-correlation-id snapshots keyed on the sequence batcher's
+:mod:`gwinfer.serving.triton.stream_model` (per-correlation-id snapshots keyed on the sequence batcher's
 START / END / CORRID control tensors). The same sequences go through Triton and through gwinfer serve
 (native export); both must equal onnxruntime in-process on the full windows cut from the stream (the
 plain, non-streaming export). Skipped with the reason when no Triton can run here (as test_triton_real).
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import started_triton, tiny_point_model, usable_triton
+from serving.conftest import started_triton, tiny_point_model, usable_triton
 
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
@@ -39,7 +39,7 @@ TOL = dict(rtol=1e-5, atol=1e-5)  # Triton's venv has its own onnxruntime build
 
 
 def test_standalone_snapshotter_is_gwinfers():
-    """The numpy copy inside model.py gives gwinfer.serving.streaming's windows and ready flags."""
+    """The numpy copy inside model.py gives gwinfer.serving.runtime.sequences' windows and ready flags."""
     rng = np.random.default_rng(0)
     for kernel, stride in ((64, 16), (10, 3), (8, 8)):
         a, b = snapshot_state(2, kernel, stride), tsm.snapshot_state(2, kernel, stride)

@@ -22,7 +22,7 @@ START creates/resets it, END drops it after the request, a request for an id tha
 error response, ids idle for longer than ``max_sequence_idle_microseconds`` are dropped, and a failing
 request leaves the state unchanged. The snapshot update is gwinfer's pure ``snapshotter`` (state in,
 state out; :func:`snapshot_state` / :func:`snapshotter` below are a numpy-only copy of
-``gwinfer.serving.streaming``, checked against it by the tests).
+``gwinfer.serving.runtime.sequences``, checked against it by the tests).
 
 What the entry computes is read from ``<version>/gwinfer.json`` (``streaming``: ``kernel``, ``stride``,
 ``channels``, ``state_input``, ``graph_input``, ``graph_outputs``, ``ready_output``): the state input
@@ -44,7 +44,7 @@ except ImportError:  # pragma: no cover
     pb_utils = None
 
 
-# --- gwinfer.serving.streaming.snapshotter, numpy only ---------------------------------------------
+# --- gwinfer.serving.runtime.sequences.snapshotter, numpy only -----------------------------------
 def snapshot_state(channels, kernel, stride, dtype=np.float32):
     """Initial state: (buffer zeros (channels, kernel - stride), filled = 0 real samples so far)."""
     if not (1 <= stride <= kernel):
