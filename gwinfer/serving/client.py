@@ -45,6 +45,19 @@ def make_input(module: Any, np_dtype: Any, specs: dict[str, tuple[str, list[int]
     return t
 
 
+Specs = dict[str, tuple[str, list[int]]]  # {name: (datatype, shape)} of a model's inputs or outputs
+
+
+def request_tensors(module: Any, np_dtype: Any, model: str, in_specs: Specs, out_specs: Specs,
+                    inputs: dict[str, Any], binary: bool) -> tuple[list[Any], list[Any]]:
+    """(InferInputs, InferRequestedOutputs) of ``module`` (tritonclient.http or .http.aio) for ``inputs``
+    {name: array}, exactly the model's inputs; every output requested."""
+    if set(inputs) != set(in_specs):
+        raise GwinferError(f"model {model!r} takes inputs {sorted(in_specs)}; got {sorted(inputs)}")
+    tensors = [make_input(module, np_dtype, in_specs, n, inputs[n], binary) for n in in_specs]
+    return tensors, [module.InferRequestedOutput(n, binary_data=binary) for n in out_specs]
+
+
 class ServedModel:
     """A model served over KServe v2 HTTP, called like a function on numpy arrays (binary tensors)."""
 
@@ -91,17 +104,11 @@ class ServedModel:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def _input(self, name: str, value: Any) -> Any:
-        return make_input(self._http, self._np_dtype, self.inputs, name, value, self.binary)
-
     def infer(self, inputs: dict[str, Any], *, sequence_id: int | str = 0, sequence_start: bool = False,
               sequence_end: bool = False) -> dict[str, np.ndarray]:
         """All outputs {name: array} for inputs {name: array} (names as in the server's metadata)."""
-        unknown, missing = set(inputs) - set(self.inputs), set(self.inputs) - set(inputs)
-        if unknown or missing:
-            raise GwinferError(f"model {self.name!r} takes inputs {sorted(self.inputs)}; got {sorted(inputs)}")
-        tensors = [self._input(n, inputs[n]) for n in self.inputs]
-        outs = [self._http.InferRequestedOutput(n, binary_data=self.binary) for n in self.outputs]
+        tensors, outs = request_tensors(self._http, self._np_dtype, self.name, self.inputs, self.outputs, inputs,
+                                        self.binary)
         try:
             res = self.client.infer(self.name, tensors, model_version=self.version, outputs=outs,
                                     headers=self.headers, sequence_id=sequence_id,
@@ -242,17 +249,11 @@ class AsyncServedModel:
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
 
-    def _input(self, name: str, value: Any) -> Any:
-        return make_input(self._http, self._np_dtype, self.inputs, name, value, binary=True)
-
     async def infer(self, inputs: dict[str, Any], *, sequence_id: int | str = 0, sequence_start: bool = False,
                     sequence_end: bool = False) -> dict[str, np.ndarray]:
         """All outputs {name: array} for inputs {name: array} (names as in the server's metadata)."""
-        unknown, missing = set(inputs) - set(self.inputs), set(self.inputs) - set(inputs)
-        if unknown or missing:
-            raise GwinferError(f"model {self.name!r} takes inputs {sorted(self.inputs)}; got {sorted(inputs)}")
-        tensors = [self._input(n, inputs[n]) for n in self.inputs]
-        outs = [self._http.InferRequestedOutput(n, binary_data=True) for n in self.outputs]
+        tensors, outs = request_tensors(self._http, self._np_dtype, self.name, self.inputs, self.outputs, inputs,
+                                        binary=True)
         try:
             res = await self.client.infer(self.name, tensors, model_version=self.version, outputs=outs,
                                           headers=self.headers, sequence_id=sequence_id,
