@@ -49,6 +49,6 @@ triton-env:
 	$(TRITON_ENV)/bin/python -m pip install -q --upgrade pip
 	$(TRITON_ENV)/bin/python -m pip install -q 'numpy<2' nvidia-pytriton onnxruntime
 	$(TRITON_ENV)/bin/python -c "import numpy, onnxruntime, sys; sys.exit(0 if int(numpy.__version__.split('.')[0]) < 2 else 'numpy ' + numpy.__version__ + ' in $(TRITON_ENV): the Triton Python-backend stub needs numpy<2')"
-	if [ -x $(PY) ]; then $(PY) -m gwinfer.serving.triton --check --env $(TRITON_ENV); fi
+	if [ -x $(PY) ]; then $(PY) -m gwinfer.cli.triton --check --env $(TRITON_ENV); fi
 	@echo "Triton env ready in $(TRITON_ENV). The tests find it there by default (make test runs tests/test_triton_real.py);"
 	@echo "elsewhere point them at it: GWINFER_TRITON_ENV=$(CURDIR)/$(TRITON_ENV) $(PY) -m pytest -q tests/test_triton_real.py"

@@ -20,7 +20,7 @@ Backends, each at batch 1 and 64 (sequential requests, after a warm-up):
                    seeded batch sizes in {1, 2, 3, 5, 8, 16, 32, 64}; requests/s, p50/p99, errors, and
                    answers differing from onnxruntime in-process on the same input
 * ``triton-http``, ``triton-grpc`` (and ``-8clients``) the real NVIDIA Triton server
-                   (:mod:`gwinfer.serving.triton`: ``$GWINFER_TRITON_ENV``, ``.triton-env``, ``/work/tritonenv``
+                   (:mod:`gwinfer.serving.triton.launcher`: ``$GWINFER_TRITON_ENV``, ``.triton-env``, ``/work/tritonenv``
                    or ``tritonserver`` on PATH) on the ``--backend python`` export of the same model
                    (``model.py`` running the same model.onnx with onnxruntime in Triton's Python backend),
                    same batching window; skipped with a note when no Triton is found (``--no-triton``: always)
@@ -160,11 +160,11 @@ def concurrent(port: int, x: np.ndarray, iters: int, clients: int, protocol: str
 def start_gwinfer_server(repo: Path, threads: int) -> tuple[subprocess.Popen, int, int]:
     """``gwinfer serve`` of ``repo`` (HTTP and gRPC on free loopback ports) in a subprocess:
     (process, HTTP port, gRPC port)."""
-    from gwinfer.serving.triton import free_port
+    from gwinfer.serving.triton.launcher import free_port
 
     port, grpc_port = free_port(), free_port()
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    code = (f"from gwinfer.serving.server import serve; "
+    code = (f"from gwinfer.serving.server.run import serve; "
             f"serve({str(repo)!r}, port={port}, threads={threads}, grpc_port={grpc_port})")
     return subprocess.Popen([sys.executable, "-c", code], env=env), port, grpc_port
 
@@ -229,8 +229,9 @@ def main() -> None:
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
 
-    from gwinfer.models.registry import load_model
-    from gwinfer.serving.export import example_inputs, export_model
+    from gwinfer.models import load_model
+    from gwinfer.serving.export.model import export_model
+    from gwinfer.serving.export.point import example_inputs
 
     torch.set_num_threads(args.threads)
     model, _ = load_model(args.model)
@@ -249,7 +250,7 @@ def main() -> None:
     gclient = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
     triton, tclient, tgclient, note = None, None, None, "triton: left out (--no-triton)"
     if not args.no_triton:
-        from gwinfer.serving.triton import TritonServer, TritonUnavailable
+        from gwinfer.serving.triton.launcher import TritonServer, TritonUnavailable
 
         try:
             triton_repo = repo.parent / "triton-repo"

@@ -7,7 +7,7 @@ IAF on (1, 1024) strain) is copied to a temporary folder and exported (ONNX), th
 every path returns the same numbers for the same noise, timed (sequential requests after a warm-up):
 
 * ``torch-own``       ``estimator.sample_and_log_prob(x, N)`` in-process (torch draws its own noise)
-* ``torch-noise``     the exported module (:class:`~gwinfer.serving.posterior_export.NoiseSampler`) in
+* ``torch-noise``     the exported module (:class:`~gwinfer.serving.export.posterior.NoiseSampler`) in
                       torch on the given noise
 * ``onnxruntime``     the exported graph in-process (CPU provider)
 * ``http-binary``     ``gwinfer serve`` (subprocess) through tritonclient.http, binary tensors
@@ -42,7 +42,7 @@ DEFAULT_MODEL = "runs/gw5d/iaf/best.pt"
 def tiny_iaf(path: Path) -> Path:
     import torch
 
-    from gwinfer.models.posterior import build_estimator, save_estimator
+    from gwinfer.models import build_estimator, save_estimator
 
     torch.manual_seed(0)
     m = build_estimator({"kind": "iaf", "config": {"embedding": {"kind": "svd", "context_dim": 64, "components": 128,
@@ -70,10 +70,11 @@ def main() -> None:
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
 
-    from gwinfer.models.posterior import load_estimator
+    from gwinfer.models import load_estimator
     from gwinfer.serving.client import ServedModel, sample_posterior
-    from gwinfer.serving.export import export_info, export_model
-    from gwinfer.serving.posterior_export import NoiseSampler, example_inputs
+    from gwinfer.serving.export.entry import export_info
+    from gwinfer.serving.export.model import export_model
+    from gwinfer.serving.export.posterior import NoiseSampler, example_inputs
 
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="bench-posterior-"))
@@ -108,7 +109,7 @@ def main() -> None:
     served = None
     try:
         if not args.no_triton:
-            from gwinfer.serving.triton import TritonServer, TritonUnavailable
+            from gwinfer.serving.triton.launcher import TritonServer, TritonUnavailable
 
             try:
                 triton_repo = work / "triton-repo"

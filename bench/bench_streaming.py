@@ -5,7 +5,7 @@
 For each kernel/stride ratio r in 4, 16, 64 a point model is exported twice into one repository -- as the
 ordinary entry (``waveform`` (1, 2, K) per request, no batching window) and as a streaming entry
 (``export_model(..., stream_stride=S)``: ``update`` (1, 2, S) per request, the server keeps the window) --
-and served by :class:`gwinfer.serving.server.Server` on 127.0.0.1. A continuous stream is then sent both
+and served by :class:`gwinfer.serving.server.run.Server` on 127.0.0.1. A continuous stream is then sent both
 ways with ``tritonclient.http`` (binary tensors):
 
 * **bytes**: every request goes through :class:`CountingProxy`, a TCP relay between client and server that
@@ -198,7 +198,7 @@ def max_abs_diff(got: dict[int, np.ndarray], ref: dict[int, np.ndarray]) -> floa
 
 def make_stream(kernel: int, stride: int, n_windows: int, seed: int, model: Any = None) -> np.ndarray:
     """float32 (2, kernel + (n_windows - 1) * stride): waveform-like windows (export.example_inputs) laid end to end."""
-    from gwinfer.serving.export import example_inputs
+    from gwinfer.serving.export.point import example_inputs
 
     total = kernel + (n_windows - 1) * stride
     pieces = example_inputs(kernel, -(-total // kernel), seed, model).numpy()  # (m, 2, K)
@@ -297,7 +297,7 @@ def export_pair(model_path: Path, repo: Path, name: str, strides: list[int],
     the served graph with the same graph in onnxruntime, which the check does not affect.
     """
     from gwinfer.errors import GwinferError
-    from gwinfer.serving.export import export_model
+    from gwinfer.serving.export.model import export_model
 
     for i, seed in enumerate(seeds):
         try:
@@ -345,8 +345,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from gwinfer.models.registry import build_model, load_model, save_model
-    from gwinfer.serving.server import Server
+    from gwinfer.models import build_model, load_model, save_model
+    from gwinfer.serving.server.run import Server
 
     torch.manual_seed(args.seed)
     root = Path(tempfile.mkdtemp(prefix="bench-streaming-"))

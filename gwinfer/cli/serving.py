@@ -10,7 +10,8 @@ import argparse
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from gwinfer.serving.export import export_info, export_model
+    from gwinfer.serving.export.entry import export_info
+    from gwinfer.serving.export.model import export_model
 
     dest = export_model(args.model, args.repo, name=args.name, fmt=args.format, version=args.version,
                         max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us,
@@ -30,7 +31,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gwinfer.serving.server import serve
+    from gwinfer.serving.server.run import serve
 
     serve(args.repo, host=args.host, port=args.port, token=args.token, max_body_bytes=args.max_body_bytes,
           threads=args.threads, max_sequences=args.max_sequences,
@@ -51,7 +52,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 def cmd_stream(args: argparse.Namespace) -> int:
     from gwinfer.errors import GwinferError
-    from gwinfer.serving.pipeline import stream_strain
+    from gwinfer.serving.replay import stream_strain
 
     files = {d: f for d, f in (("H1", args.h1), ("L1", args.l1), ("V1", args.v1)) if f}
     if not files:

@@ -1,21 +1,23 @@
-"""Serving: export to a Triton-style repository, a KServe v2 HTTP server, streaming state, a client.
+"""Serving: export to a Triton model repository, a KServe v2 server, streaming state, clients.
 
-* :mod:`~gwinfer.serving.export` – ``export_model(model_path, repo, fmt="onnx"|"torchscript")``
-* :mod:`~gwinfer.serving.posterior_export` – posterior estimators as one graph (strain, noise -> samples, log_prob)
-* :mod:`~gwinfer.serving.repository` – layout, ``config.pbtxt`` writer/parser, tensor specs
-* :mod:`~gwinfer.serving.server` – ``Server(repo).start()`` / ``serve(repo)`` (FastAPI + uvicorn)
-* :mod:`~gwinfer.serving.grpc_server` – the KServe v2 gRPC service (grpc.aio, tritonclient's protobufs)
-* :mod:`~gwinfer.serving.promotion` – ``labels.json`` (production/development versions), ``promote(repo, name, v)``
-* :mod:`~gwinfer.serving.shadow` – ``ShadowMonitor``: production requests mirrored to the development version
-* :mod:`~gwinfer.serving.streaming` – ``snapshotter``, ``online_average``, ``SequenceStore``
+Sub-packages and modules, from the bottom up (each imports only those above it in this list):
+
+* :mod:`~gwinfer.serving.repository` – repository layout, ``config.pbtxt`` through Triton's protobuf
+  ``ModelConfig``, tensor specs, ``labels.json`` (production / development versions)
+* :mod:`~gwinfer.serving.triton` – the real ``tritonserver`` launcher (``TritonServer(repo)``) and the
+  Python-backend ``model.py`` files gwinfer exports
+* :mod:`~gwinfer.serving.export` – ``export_model(model_path, repo)``: point estimators and posterior
+  estimators (one sampling graph: strain, noise -> samples, log_prob) as ONNX or TorchScript
+* :mod:`~gwinfer.serving.runtime` – runners, loaded versions, dynamic batching, streaming sequences
+* :mod:`~gwinfer.serving.protocol` – KServe v2 request parsing / response encoding (HTTP and gRPC forms),
+  ``ServingError`` and the status mapping, the system shared-memory extension
+* :mod:`~gwinfer.serving.server` – ``gwinfer serve``: ``Server(repo).start()`` / ``serve(repo)`` (FastAPI +
+  uvicorn, grpc.aio), metrics, shadow monitoring of a development version
+* :mod:`~gwinfer.serving.promotion` – ``promote(repo, name, v)`` (``gwinfer promote``)
 * :mod:`~gwinfer.serving.client` – ``ServedModel(url, name)`` over ``tritonclient.http``, ``sample_posterior``,
   ``AsyncServedModel`` (``tritonclient.http.aio``)
-* :mod:`~gwinfer.serving.pipeline` – ``stream_strain``: strain files replayed through a streaming posterior entry
-* :mod:`~gwinfer.serving.shm` – the system shared-memory extension (regions registered by clients)
-* :mod:`~gwinfer.serving.triton` – find/start/stop a real ``tritonserver`` (``TritonServer(repo)``)
-* :mod:`~gwinfer.serving.triton_python_model` – the Triton Python-backend ``model.py`` of ``backend="python"``
-* :mod:`~gwinfer.serving.triton_stream_model` – the ``model.py`` of python-backend streaming entries (sequence batching)
+* :mod:`~gwinfer.serving.replay` – ``stream_strain``: strain files replayed through a streaming posterior entry
 
-Submodules are imported on use (the server needs fastapi/uvicorn, gRPC grpcio and tritonclient, the client tritonclient).
-See docs/serving.md.
+Nothing is imported here: submodules are imported on use (the server needs fastapi/uvicorn, grpcio and
+tritonclient; the client tritonclient; export torch and onnx). See docs/serving.md.
 """

@@ -7,7 +7,7 @@
 Nothing is hand-written: input/output names, shapes and datatypes come from
 ``GET /v2/models/<name>``. Works against the gwinfer server and a real Triton server alike.
 
-Exported posterior estimators (:mod:`gwinfer.serving.posterior_export`)::
+Exported posterior estimators (:mod:`gwinfer.serving.export.posterior`)::
 
     cols = sample_posterior("127.0.0.1:8000", "gw5d-iaf", strain, n=10_000, seed=1)
     cols["mass_1"]                          # (10000,) physical samples; one key per parameter
@@ -43,6 +43,19 @@ def make_input(module: Any, np_dtype: Any, specs: dict[str, tuple[str, list[int]
     t = module.InferInput(name, list(arr.shape), datatype)
     t.set_data_from_numpy(arr, binary_data=binary)
     return t
+
+
+Specs = dict[str, tuple[str, list[int]]]  # {name: (datatype, shape)} of a model's inputs or outputs
+
+
+def request_tensors(module: Any, np_dtype: Any, model: str, in_specs: Specs, out_specs: Specs,
+                    inputs: dict[str, Any], binary: bool) -> tuple[list[Any], list[Any]]:
+    """(InferInputs, InferRequestedOutputs) of ``module`` (tritonclient.http or .http.aio) for ``inputs``
+    {name: array}, exactly the model's inputs; every output requested."""
+    if set(inputs) != set(in_specs):
+        raise GwinferError(f"model {model!r} takes inputs {sorted(in_specs)}; got {sorted(inputs)}")
+    tensors = [make_input(module, np_dtype, in_specs, n, inputs[n], binary) for n in in_specs]
+    return tensors, [module.InferRequestedOutput(n, binary_data=binary) for n in out_specs]
 
 
 class ServedModel:
@@ -83,7 +96,7 @@ class ServedModel:
     @property
     def parameter_names(self) -> list[str] | None:
         """The ``parameter_names`` model parameter (columns of a posterior's samples), or None."""
-        return _names(self.model_config())
+        return parameter_names_of(self.model_config())
 
     def __enter__(self) -> ServedModel:
         return self
@@ -91,17 +104,11 @@ class ServedModel:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def _input(self, name: str, value: Any) -> Any:
-        return make_input(self._http, self._np_dtype, self.inputs, name, value, self.binary)
-
     def infer(self, inputs: dict[str, Any], *, sequence_id: int | str = 0, sequence_start: bool = False,
               sequence_end: bool = False) -> dict[str, np.ndarray]:
         """All outputs {name: array} for inputs {name: array} (names as in the server's metadata)."""
-        unknown, missing = set(inputs) - set(self.inputs), set(self.inputs) - set(inputs)
-        if unknown or missing:
-            raise GwinferError(f"model {self.name!r} takes inputs {sorted(self.inputs)}; got {sorted(inputs)}")
-        tensors = [self._input(n, inputs[n]) for n in self.inputs]
-        outs = [self._http.InferRequestedOutput(n, binary_data=self.binary) for n in self.outputs]
+        tensors, outs = request_tensors(self._http, self._np_dtype, self.name, self.inputs, self.outputs, inputs,
+                                        self.binary)
         try:
             res = self.client.infer(self.name, tensors, model_version=self.version, outputs=outs,
                                     headers=self.headers, sequence_id=sequence_id,
@@ -153,7 +160,7 @@ def sample_posterior(url: str | ServedModel, name: str, strain: Any, n: int, see
         elif x.ndim != len(x_shape) + 1 or list(x.shape[1:]) != x_shape:
             raise GwinferError(f"strain has shape {x.shape}; model {model.name!r} takes {x_shape} or (batch, {x_shape})")
         cfg = model.model_config()
-        names = _names(cfg) or [f"theta_{i}" for i in range(d)]
+        names = parameter_names_of(cfg) or [f"theta_{i}" for i in range(d)]
         if len(names) != d:
             raise GwinferError(f"model {model.name!r} has {len(names)} parameter_names for {d} parameters")
         b = x.shape[0]
@@ -177,14 +184,15 @@ def sample_posterior(url: str | ServedModel, name: str, strain: Any, n: int, see
     return (columns, log_prob) if return_log_prob else columns
 
 
-def _names(cfg: dict[str, Any]) -> list[str] | None:
-    from gwinfer.serving.repository import config_parameters
+def parameter_names_of(cfg: dict[str, Any]) -> list[str] | None:
+    """The ``parameter_names`` model parameter of a configuration (columns of a posterior's samples), or None."""
+    from gwinfer.serving.repository.config import config_parameters
 
     names = config_parameters(cfg).get("parameter_names")
     return names.split(",") if names else None
 
 
-# --- async client and the strain replay pipeline -------------------------------------------------------
+# --- async client -------------------------------------------------------
 class AsyncServedModel:
     """The asyncio counterpart of :class:`ServedModel` on ``tritonclient.http.aio`` (binary tensors).
 
@@ -228,7 +236,7 @@ class AsyncServedModel:
     @property
     def parameters(self) -> dict[str, str]:
         """The configuration's free-form ``parameters`` as ``{key: string}``."""
-        from gwinfer.serving.repository import config_parameters
+        from gwinfer.serving.repository.config import config_parameters
 
         return config_parameters(self.config)
 
@@ -241,17 +249,11 @@ class AsyncServedModel:
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
 
-    def _input(self, name: str, value: Any) -> Any:
-        return make_input(self._http, self._np_dtype, self.inputs, name, value, binary=True)
-
     async def infer(self, inputs: dict[str, Any], *, sequence_id: int | str = 0, sequence_start: bool = False,
                     sequence_end: bool = False) -> dict[str, np.ndarray]:
         """All outputs {name: array} for inputs {name: array} (names as in the server's metadata)."""
-        unknown, missing = set(inputs) - set(self.inputs), set(self.inputs) - set(inputs)
-        if unknown or missing:
-            raise GwinferError(f"model {self.name!r} takes inputs {sorted(self.inputs)}; got {sorted(inputs)}")
-        tensors = [self._input(n, inputs[n]) for n in self.inputs]
-        outs = [self._http.InferRequestedOutput(n, binary_data=True) for n in self.outputs]
+        tensors, outs = request_tensors(self._http, self._np_dtype, self.name, self.inputs, self.outputs, inputs,
+                                        binary=True)
         try:
             res = await self.client.infer(self.name, tensors, model_version=self.version, outputs=outs,
                                           headers=self.headers, sequence_id=sequence_id,

@@ -1,24 +1,11 @@
-"""Production and development versions of a served model, and ``gwinfer promote``.
+"""``gwinfer promote``: label a version production (or development) and switch a running server to it.
 
-Labels live in one small JSON file per model, next to its ``config.pbtxt``::
-
-    REPO/<name>/labels.json      {"production": 2, "development": 3, "updated": "2026-11-23T10:00:00+00:00"}
-
-* ``production`` (required): the version that answers requests without an explicit version.
-* ``development`` (optional, != production): a candidate; ``gwinfer serve`` mirrors production requests
-  to it after answering them and compares the outputs (:mod:`gwinfer.serving.shadow`).
-* ``updated``: when the file was written (informational).
-
-The file is written atomically (temporary file + rename, :func:`write_labels`) and validated on every
-read and write: an object with exactly these keys, versions integers >= 1 that exist as version folders.
-Real Triton ignores ``labels.json``; for Triton, what production is comes from ``config.pbtxt``'s
-``version_policy``, which :func:`promote` sets to ``specific { versions: [<production>] }`` (comments and
-the rest of the file are kept; :func:`set_version_policy`).
-
-:func:`promote` (``gwinfer promote``) validates a version (folder exists, the model loads and runs a
-test inference; with thresholds, the server's live shadow metrics), rewrites the labels and, given a
-server URL, asks the running server to load them (``POST /v2/repository/models/<name>/load``): the
-server switches routing in one step, without a restart and without failing in-flight requests.
+:func:`promote` validates a version (folder exists, the model loads and runs a test inference; with
+thresholds, the server's live shadow metrics), rewrites ``labels.json``
+(:mod:`gwinfer.serving.repository.labels`) and ``config.pbtxt``'s ``version_policy`` (so a real Triton
+serves the same production version, :func:`gwinfer.serving.repository.config.set_version_policy`) and,
+given a server URL, asks the running server to load them (``POST /v2/repository/models/<name>/load``):
+the server switches routing in one step, without a restart and without failing in-flight requests.
 """
 
 from __future__ import annotations
@@ -28,223 +15,18 @@ import logging
 import math
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from gwinfer.errors import GwinferError
 from gwinfer.provenance import atomic_path
-from gwinfer.serving.repository import _TOKEN, check_name, list_versions, parse_config, read_config
+from gwinfer.serving.repository.config import read_config, set_version_policy, version_policy_versions
+from gwinfer.serving.repository.labels import LABELS_FILE, STAGES, Labels, read_labels, write_labels
+from gwinfer.serving.repository.layout import CONFIG_FILE, check_name, list_versions
+from gwinfer.serving.runtime.versions import check_version_runs
 
 log = logging.getLogger(__name__)
-
-LABELS_FILE = "labels.json"
-LABEL_KEYS = ("production", "development", "updated")
-STAGES = ("production", "development")
-
-
-# --- labels -----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Labels:
-    """The labels of one model: production version, optional development version."""
-
-    production: int
-    development: int | None = None
-    updated: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"production": self.production}
-        if self.development is not None:
-            out["development"] = self.development
-        if self.updated is not None:
-            out["updated"] = self.updated
-        return out
-
-    def as_strings(self) -> dict[str, str]:
-        """{"production": "2", "development": "3"} (KServe v2 writes versions as strings)."""
-        out = {"production": str(self.production)}
-        if self.development is not None:
-            out["development"] = str(self.development)
-        return out
-
-    def label_of(self, version: int) -> str | None:
-        return "production" if version == self.production else "development" if version == self.development else None
-
-
-def _version_number(value: Any, key: str, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise GwinferError(f"{where}: {key!r} must be a version number (an integer >= 1), got {value!r}")
-    return value
-
-
-def parse_labels(data: Any, where: str = LABELS_FILE) -> Labels:
-    """Labels of a decoded labels.json; one-line error naming what is wrong."""
-    if not isinstance(data, dict):
-        raise GwinferError(f"{where}: must be a JSON object like {{\"production\": 1, \"development\": 2}}")
-    unknown = sorted(set(data) - set(LABEL_KEYS))
-    if unknown:
-        raise GwinferError(f"{where}: unknown key(s) {unknown}; allowed: {list(LABEL_KEYS)}")
-    if "production" not in data:
-        raise GwinferError(f"{where}: no 'production' version")
-    production = _version_number(data["production"], "production", where)
-    development = data.get("development")
-    if development is not None:
-        development = _version_number(development, "development", where)
-        if development == production:
-            raise GwinferError(f"{where}: development and production are both version {production}")
-    updated = data.get("updated")
-    if updated is not None and not isinstance(updated, str):
-        raise GwinferError(f"{where}: 'updated' must be a string")
-    return Labels(production, development, updated)
-
-
-def check_labels(labels: Labels, versions: Any, where: str = LABELS_FILE) -> Labels:
-    """``labels`` if each labelled version is in ``versions``; else a one-line error."""
-    available = sorted(versions)
-    for stage in STAGES:
-        v = getattr(labels, stage)
-        if v is not None and v not in available:
-            raise GwinferError(f"{where}: {stage} version {v} does not exist; versions: {available}")
-    return labels
-
-
-def read_labels(model_dir: str | Path, check_versions: bool = True) -> Labels | None:
-    """The labels of a model folder (None without a labels.json), validated against its version folders."""
-    p = Path(model_dir) / LABELS_FILE
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        raise GwinferError(f"cannot read {p}: {err.strerror}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise GwinferError(f"{p} is not valid JSON ({err.msg} at line {err.lineno})") from None
-    labels = parse_labels(data, str(p))
-    return check_labels(labels, list_versions(model_dir), str(p)) if check_versions else labels
-
-
-def write_labels(model_dir: str | Path, labels: Labels) -> Path:
-    """Validate ``labels`` against the version folders and write labels.json atomically."""
-    p = Path(model_dir) / LABELS_FILE
-    check_labels(parse_labels(labels.to_json(), str(p)), list_versions(model_dir), str(p))
-    with atomic_path(p) as tmp:
-        tmp.write_text(json.dumps(labels.to_json(), indent=2) + "\n")
-    return p
-
-
-# --- Triton's version_policy --------------------------------------------------------------------------
-def _top_level_spans(text: str, key: str) -> list[tuple[int, int]]:
-    """(start, end) character spans of the top-level fields ``key`` of a config.pbtxt text."""
-    toks = []
-    pos = 0
-    body = text.rstrip()
-    while pos < len(body):
-        m = _TOKEN.match(body, pos)
-        if not m or m.end() == pos:
-            raise GwinferError(f"config.pbtxt: cannot parse at character {pos}")
-        if m.lastgroup != "comment":
-            toks.append((m.lastgroup, m.group(m.lastgroup), m.start(m.lastgroup), m.end()))
-        pos = m.end()
-    spans, depth, i = [], 0, 0
-    while i < len(toks):
-        kind, tok, start, _ = toks[i]
-        if depth == 0 and kind == "ident" and tok == key:
-            j = i + 1
-            if j < len(toks) and toks[j][1] == ":":
-                j += 1
-            if j >= len(toks) or toks[j][0] != "punct" or toks[j][1] not in ("{", "<"):
-                raise GwinferError(f"config.pbtxt: {key} must be a message {{ ... }}")
-            level = 0
-            while j < len(toks):
-                if toks[j][0] == "punct" and toks[j][1] in ("{", "<", "["):
-                    level += 1
-                elif toks[j][0] == "punct" and toks[j][1] in ("}", ">", "]"):
-                    level -= 1
-                    if level == 0:
-                        break
-                j += 1
-            if j >= len(toks):
-                raise GwinferError(f"config.pbtxt: unterminated {key}")
-            end = toks[j][3]
-            while end < len(text) and text[end] in " \t,;":
-                end += 1
-            if end < len(text) and text[end] == "\n":
-                end += 1
-            spans.append((start, end))
-            i = j + 1
-            continue
-        if kind == "punct" and tok in ("{", "<", "["):
-            depth += 1
-        elif kind == "punct" and tok in ("}", ">", "]"):
-            depth -= 1
-        i += 1
-    return spans
-
-
-def set_version_policy(text: str, versions: list[int]) -> str:
-    """``config.pbtxt`` text with its version_policy set to ``specific { versions: [...] }``.
-
-    Only the top-level ``version_policy`` field is replaced (appended if absent); comments, order and
-    every other field are kept byte for byte. The result is re-parsed and checked.
-    """
-    new = text
-    for start, end in reversed(_top_level_spans(text, "version_policy")):
-        new = new[:start] + new[end:]
-    listed = ", ".join(str(int(v)) for v in versions)
-    new = new.rstrip() + "\n" + f"version_policy {{ specific {{ versions: [ {listed} ] }} }}\n"
-    old_cfg, new_cfg = parse_config(text), parse_config(new)
-    old_cfg.pop("version_policy", None)
-    policy = new_cfg.pop("version_policy", None)
-    got = policy.get("specific", {}).get("versions") if isinstance(policy, dict) else None
-    if new_cfg != old_cfg or (got if isinstance(got, list) else [got]) != [int(v) for v in versions]:
-        raise GwinferError("could not rewrite the version_policy of config.pbtxt safely; edit it by hand")
-    return new
-
-
-def version_policy_versions(cfg: dict[str, Any]) -> list[int] | None:
-    """The versions of a ``specific`` version_policy (None for other or no policy)."""
-    policy = cfg.get("version_policy")
-    if not isinstance(policy, dict) or not isinstance(policy.get("specific"), dict):
-        return None
-    got = policy["specific"].get("versions")
-    return [int(v) for v in (got if isinstance(got, list) else [got])]
-
-
-# --- validation of a version -------------------------------------------------------------------------
-def check_version_runs(model_dir: Path, cfg: dict[str, Any], version: int) -> None:
-    """One-line error unless ``version`` loads and answers a test inference on zeros with the config's shapes."""
-    from gwinfer.serving.server import load_version
-
-    mv = load_version(model_dir, dict(cfg, name=model_dir.name), version, threads=1, max_sequences=1)
-    if mv.state != "READY":
-        raise GwinferError(f"version {version} of model {model_dir.name!r} does not load: {mv.reason}")
-    lead = [1] if mv.max_batch_size > 0 else []
-    inputs = {t.name: np.zeros(lead + [d if d > 0 else 1 for d in t.dims], t.numpy_dtype) for t in mv.inputs}
-    if mv.streaming is not None:  # the graph reads the window instead of the update
-        s = mv.streaming
-        inputs = {s["graph_input"]: np.zeros((1, int(s["channels"]), int(s["kernel"])), np.float32),
-                  **{k: inputs[k] for k in s["forwarded_inputs"]}}
-        expected = {g: None for g in s["graph_outputs"]}
-    else:
-        expected = {t.name: lead + list(t.dims) for t in mv.outputs}
-    try:
-        out = mv.runner(inputs)
-    except Exception as err:  # noqa: BLE001 (reported as one line)
-        raise GwinferError(f"version {version} of model {model_dir.name!r} fails a test inference on zeros: "
-                           f"{type(err).__name__}: {' '.join(str(err).split())[:300]}") from None
-    for name, shape in expected.items():
-        got = out.get(name)
-        if got is None:
-            raise GwinferError(f"version {version} of model {model_dir.name!r} returns no output {name!r}")
-        if shape is not None and (len(got.shape) != len(shape)
-                                  or any(s >= 0 and s != g for s, g in zip(shape, got.shape))):
-            raise GwinferError(f"version {version} of model {model_dir.name!r}: output {name!r} has shape "
-                               f"{list(got.shape)}; the config says {shape}")
 
 
 # --- talking to a server -------------------------------------------------------------------------------
@@ -280,14 +62,17 @@ def http_json(method: str, url: str, token: str | None = None, body: dict | None
 
 
 def monitor_url(url: str, model: str) -> str:
+    """The shadow monitor endpoint of ``model`` on the server at ``url``."""
     return f"{server_url(url)}/v2/models/{model}/monitor"
 
 
 def load_url(url: str, model: str) -> str:
+    """The repository "load" endpoint of ``model`` on the server at ``url``."""
     return f"{server_url(url)}/v2/repository/models/{model}/load"
 
 
-def _fmt(x: Any) -> str:
+def fmt_number(x: Any) -> str:
+    """A metric for a message: 4 significant digits, or "n/a"."""
     return "n/a" if x is None else f"{x:.4g}"
 
 
@@ -318,12 +103,12 @@ def check_monitor(mon: dict[str, Any], model: str, version: int, production: int
                                f"in {o['nonfinite']} element(s)")
         mad, rel = o.get("mean_abs_diff"), o.get("rel_rms_diff")
         if max_mean_abs_diff is not None and not (mad is not None and mad <= max_mean_abs_diff):
-            raise GwinferError(f"refusing: mean_abs_diff of output {name!r} is {_fmt(mad)} > {max_mean_abs_diff:g} "
+            raise GwinferError(f"refusing: mean_abs_diff of output {name!r} is {fmt_number(mad)} > {max_mean_abs_diff:g} "
                                f"over {count} inference(s)")
         if max_rel_rms_diff is not None and not (rel is not None and rel <= max_rel_rms_diff):
-            raise GwinferError(f"refusing: rel_rms_diff of output {name!r} is {_fmt(rel)} > {max_rel_rms_diff:g} "
+            raise GwinferError(f"refusing: rel_rms_diff of output {name!r} is {fmt_number(rel)} > {max_rel_rms_diff:g} "
                                f"over {count} inference(s)")
-        parts.append(f"{name}: mean |diff| {_fmt(mad)}, rel rms {_fmt(rel)}")
+        parts.append(f"{name}: mean |diff| {fmt_number(mad)}, rel rms {fmt_number(rel)}")
     if not parts and (max_mean_abs_diff is not None or max_rel_rms_diff is not None):
         raise GwinferError(f"refusing: no output of {model!r} has been compared yet")
     return f"{count} inferences compared ({'; '.join(parts) or 'no outputs'})"
@@ -355,7 +140,7 @@ def promote(repo: str | Path, model: str, version: int, stage: str = "production
         raise GwinferError(f"stage {stage!r}; choose one of {list(STAGES)}")
     check_name(model)
     model_dir = Path(repo) / model
-    if not (model_dir / "config.pbtxt").is_file():
+    if not (model_dir / CONFIG_FILE).is_file():
         raise GwinferError(f"no model {model!r} in the repository {repo} (no {model_dir / 'config.pbtxt'})")
     if isinstance(version, bool) or not isinstance(version, int):
         raise GwinferError(f"version {version!r} must be an integer")
@@ -399,11 +184,11 @@ def promote(repo: str | Path, model: str, version: int, stage: str = "production
         keep = old.production if (keep_previous and old is not None) else None
         new = Labels(version, keep, now)
 
-    labels_path, config_path = model_dir / LABELS_FILE, model_dir / "config.pbtxt"
+    labels_path, config_path = model_dir / LABELS_FILE, model_dir / CONFIG_FILE
     old_labels_text = labels_path.read_text() if labels_path.is_file() else None
     old_config_text = config_path.read_text()
     new_config_text = None
-    if triton_policy and version_policy_versions(parse_config(old_config_text)) != [new.production]:
+    if triton_policy and version_policy_versions(cfg) != [new.production]:
         new_config_text = set_version_policy(old_config_text, [new.production])
     write_labels(model_dir, new)
     if new_config_text is not None:
@@ -414,9 +199,9 @@ def promote(repo: str | Path, model: str, version: int, stage: str = "production
         try:
             loaded = http_json("POST", load_url(url, model), token, body={}, timeout=timeout)
         except GwinferError as err:
-            _restore(labels_path, old_labels_text)
+            restore(labels_path, old_labels_text)
             if new_config_text is not None:
-                _restore(config_path, old_config_text)
+                restore(config_path, old_config_text)
             raise GwinferError(f"labels.json left unchanged: the server did not load the new labels ({err})") from None
     before = (f"production {old.production}" + (f", development {old.development}" if old.development else "")
               if old else "no labels")
@@ -428,7 +213,8 @@ def promote(repo: str | Path, model: str, version: int, stage: str = "production
     return {"model": model, "labels": new.to_json(), "changed": True, "server": loaded, "message": message}
 
 
-def _restore(path: Path, text: str | None) -> None:
+def restore(path: Path, text: str | None) -> None:
+    """Put back a file's previous text atomically (None: it did not exist, so remove it)."""
     if text is None:
         path.unlink(missing_ok=True)
         return

@@ -1,0 +1,7 @@
+"""Running exported models, independent of any protocol or web framework.
+
+* :mod:`.runners` – ONNX (onnxruntime) and TorchScript runners: ``runner({name: array}) -> {name: array}``
+* :mod:`.versions` – :class:`~.versions.ModelVersion`: one loaded version folder; loading a repository
+* :mod:`.batching` – :class:`~.batching.Batcher`: dynamic batching of concurrent requests (asyncio)
+* :mod:`.sequences` – streaming state: ``snapshotter``, ``online_average``, :class:`~.sequences.SequenceStore`
+"""

@@ -1,0 +1,1 @@
+"""Serving tests (a package, so that its conftest.py does not shadow tests/conftest.py as module ``conftest``)."""

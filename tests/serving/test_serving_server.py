@@ -1,0 +1,322 @@
+"""A real KServe v2 server on 127.0.0.1 (free port) driven by the real tritonclient.http client."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import threading
+
+import numpy as np
+import pytest
+
+from serving.conftest import tiny_point_model
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+httpclient = pytest.importorskip("tritonclient.http")
+
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
+from gwinfer.errors import GwinferError  # noqa: E402
+from gwinfer.models import load_model, save_model  # noqa: E402
+from gwinfer.serving.client import ServedModel  # noqa: E402
+from gwinfer.serving.export.model import export_model  # noqa: E402
+from gwinfer.serving.server.run import Server  # noqa: E402
+
+T = 64
+STRIDE = 16
+MAX_BODY = 200_000
+
+
+def tiny_model(seed: int = 0):
+    return tiny_point_model(T, seed)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve")
+    path = root / "tiny" / "model.pt"
+    save_model(path, tiny_model(), metadata={"time_grid": {"t_start": 0.0, "t_end": 126.0, "dt": 2.0},
+                                             "approximant": "IMRPhenomT"})
+    repo = root / "repo"
+    export_model(path, repo)  # tiny, version 1
+    export_model(path, repo, version=2)
+    export_model(path, repo, name="tiny_ts", fmt="torchscript")
+    export_model(path, repo, stream_stride=STRIDE)  # tiny-stream
+    model, _ = load_model(path)
+    server = Server(repo, max_body_bytes=MAX_BODY).start()
+    client = httpclient.InferenceServerClient(server.url)
+    yield {"server": server, "client": client, "model": model, "repo": repo}
+    client.close()
+    server.stop()
+
+
+def torch_predict(model, x: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return model(torch.from_numpy(x)).numpy()
+
+
+def waveforms(batch: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((batch, 2, T)).astype(np.float32)
+
+
+def raw(server, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def metric(server, name: str, labels: str = "") -> float:
+    text = raw(server, "GET", "/metrics")[1].decode()
+    m = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def test_health_metadata_index(setup):
+    c = setup["client"]
+    assert c.is_server_live() and c.is_server_ready()
+    assert c.get_server_metadata()["name"] == "gwinfer"
+    assert c.is_model_ready("tiny") and c.is_model_ready("tiny", "1") and c.is_model_ready("tiny_ts")
+    meta = c.get_model_metadata("tiny")
+    assert meta["versions"] == ["1", "2"] and meta["platform"] == "onnxruntime_onnx"
+    assert meta["inputs"] == [{"name": "waveform", "datatype": "FP32", "shape": [-1, 2, T]}]
+    assert meta["outputs"] == [{"name": "theta", "datatype": "FP32", "shape": [-1, 3]}]
+    assert c.get_model_metadata("tiny", "1")["versions"] == ["1"]
+    index = c.get_model_repository_index()
+    assert {(e["name"], e["version"], e["state"]) for e in index} == {
+        ("tiny", "1", "READY"), ("tiny", "2", "READY"), ("tiny_ts", "1", "READY"), ("tiny-stream", "1", "READY")}
+    cfg = c.get_model_config("tiny")
+    assert cfg["max_batch_size"] == 64 and cfg["input"][0]["dims"] == [2, T]
+
+
+@pytest.mark.parametrize("binary", [True, False])
+@pytest.mark.parametrize("name,inp,out", [("tiny", "waveform", "theta"), ("tiny_ts", "waveform__0", "theta__0")])
+def test_infer_equals_torch(setup, binary, name, inp, out):
+    x = waveforms(5, seed=11)
+    t = httpclient.InferInput(inp, list(x.shape), "FP32")
+    t.set_data_from_numpy(x, binary_data=binary)
+    res = setup["client"].infer(name, [t], outputs=[httpclient.InferRequestedOutput(out, binary_data=binary)])
+    got = res.as_numpy(out)
+    assert got.dtype == np.float32 and got.shape == (5, 3)
+    np.testing.assert_allclose(got, torch_predict(setup["model"], x), rtol=1e-5, atol=1e-5)
+    # the default request (no outputs named) asks for binary outputs; gzip/deflate request bodies
+    for algo in (None, "gzip", "deflate"):
+        res = setup["client"].infer(name, [t], model_version="1", request_compression_algorithm=algo,
+                                    response_compression_algorithm=algo)
+        np.testing.assert_allclose(res.as_numpy(out), got, rtol=0, atol=1e-6)
+
+
+def test_served_model_client_and_concurrency(setup):
+    x = waveforms(3, seed=5)
+    ref = torch_predict(setup["model"], x)
+    with ServedModel(setup["server"].url, "tiny") as m:
+        assert m.inputs == {"waveform": ("FP32", [-1, 2, T])}
+        np.testing.assert_allclose(m(x), ref, rtol=1e-5, atol=1e-5)
+        with pytest.raises(GwinferError, match="expects"):
+            m(x[:, :, :10])
+    with ServedModel(setup["server"].url, "tiny_ts", binary=False) as m:
+        np.testing.assert_allclose(m.infer({"waveform__0": x})["theta__0"], ref, rtol=1e-5, atol=1e-5)
+    with pytest.raises(GwinferError, match="unknown model"):
+        ServedModel(setup["server"].url, "nope")
+
+    # concurrent single-waveform requests are batched server-side and each gets its own answer
+    xs = waveforms(12, seed=6)
+    refs = torch_predict(setup["model"], xs)
+    results: dict[int, np.ndarray] = {}
+    execs_before = metric(setup["server"], "nv_inference_exec_count", '{model="tiny",version="2"}')
+
+    def worker(i: int) -> None:
+        with ServedModel(setup["server"].url, "tiny") as m:
+            results[i] = m(xs[i:i + 1])
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(12)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for i in range(12):
+        np.testing.assert_allclose(results[i], refs[i:i + 1], rtol=1e-5, atol=1e-5)
+    execs = metric(setup["server"], "nv_inference_exec_count", '{model="tiny",version="2"}') - execs_before
+    assert 1 <= execs <= 12
+
+
+def _infer_json(inputs: list, outputs: list | None = None) -> bytes:
+    req = {"inputs": inputs}
+    if outputs is not None:
+        req["outputs"] = outputs
+    return json.dumps(req).encode()
+
+
+def test_bad_requests_are_4xx_and_server_keeps_serving(setup):
+    server, c = setup["server"], setup["client"]
+    x = waveforms(2, seed=1)
+    fail_before = metric(server, "nv_inference_request_failure", '{model="tiny",version="2"}')
+
+    def check(name, inp_name, arr, datatype="FP32", binary=True, match=""):
+        t = httpclient.InferInput(inp_name, list(arr.shape), datatype)
+        t.set_data_from_numpy(arr, binary_data=binary)
+        with pytest.raises(InferenceServerException) as err:
+            c.infer(name, [t])
+        assert err.value.status().startswith("4"), err.value
+        assert match in err.value.message()
+
+    check("tiny", "wave", x, match="unexpected input")
+    check("tiny", "waveform", x[:, :, :32], match="shape")
+    check("tiny", "waveform", x.astype(np.float64), datatype="FP64", match="datatype")
+    check("tiny", "waveform", x.astype(np.float64), datatype="FP64", binary=False, match="datatype")
+    check("missing", "waveform", x, match="unknown model")
+    check("tiny", "waveform", np.zeros((65, 2, T), np.float32), match="batch")
+    with pytest.raises(InferenceServerException, match="unknown version"):
+        c.get_model_metadata("tiny", "9")
+    with pytest.raises(InferenceServerException, match="unknown output"):
+        t = httpclient.InferInput("waveform", list(x.shape), "FP32")
+        t.set_data_from_numpy(x)
+        c.infer("tiny", [t], outputs=[httpclient.InferRequestedOutput("nope")])
+
+    path = "/v2/models/tiny/infer"
+    status, body = raw(server, "POST", path, b"\x00garbage{")
+    assert status == 400 and "malformed JSON" in json.loads(body)["error"]
+    status, body = raw(server, "POST", path, b'{"inputs": []}')
+    assert status == 400
+    status, _ = raw(server, "POST", path, b"{}" + x.tobytes(), {"Inference-Header-Content-Length": "999999999"})
+    assert status == 400
+    status, _ = raw(server, "POST", path, b"{}", {"Inference-Header-Content-Length": "x1"})
+    assert status == 400
+    good_input = {"name": "waveform", "shape": [2, 2, T], "datatype": "FP32"}
+    status, body = raw(server, "POST", path, _infer_json([good_input | {"parameters": {"binary_data_size": 8}}]),
+                       )  # binary size promised but not sent
+    assert status == 400
+    status, body = raw(server, "POST", path, _infer_json([good_input | {"data": ["a"] * (4 * T)}]))
+    assert status == 400 and "FP32" in json.loads(body)["error"]
+    status, body = raw(server, "POST", path, _infer_json([good_input | {"data": [1.0] * 3}]))
+    assert status == 400 and "data values" in json.loads(body)["error"]
+    # oversized: refused on the announced Content-Length, before the body is sent
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    conn.putrequest("POST", path)
+    conn.putheader("Content-Length", str(MAX_BODY + 10))
+    conn.endheaders()
+    resp = conn.getresponse()
+    assert resp.status == 413 and "limit" in json.loads(resp.read())["error"]
+    conn.close()
+    status, body = raw(server, "GET", "/v2/nowhere")
+    assert status == 404 and "error" in json.loads(body)
+
+    # still serving, with correct answers
+    assert c.is_server_live()
+    t = httpclient.InferInput("waveform", list(x.shape), "FP32")
+    t.set_data_from_numpy(x)
+    np.testing.assert_allclose(c.infer("tiny", [t]).as_numpy("theta"), torch_predict(setup["model"], x),
+                               rtol=1e-5, atol=1e-5)
+    # JSON inference request through the raw endpoint: plain JSON answer
+    status, body = raw(server, "POST", path, _infer_json([good_input | {"data": x.reshape(-1).tolist()}]))
+    assert status == 200
+    out = json.loads(body)["outputs"][0]
+    np.testing.assert_allclose(np.array(out["data"], np.float32).reshape(out["shape"]),
+                               torch_predict(setup["model"], x), rtol=1e-5, atol=1e-5)
+    fails = metric(server, "nv_inference_request_failure", '{model="tiny",version="2"}') - fail_before
+    assert fails >= 9
+
+
+def test_metrics_count_requests(setup):
+    server, c = setup["server"], setup["client"]
+    key = '{model="tiny",version="1"}'
+    before = metric(server, "nv_inference_request_success", key)
+    items_before = metric(server, "nv_inference_count", key)
+    lat_before = metric(server, "gwinfer_request_latency_seconds_count")
+    x = waveforms(4, seed=2)
+    t = httpclient.InferInput("waveform", list(x.shape), "FP32")
+    t.set_data_from_numpy(x)
+    for _ in range(3):
+        c.infer("tiny", [t], model_version="1")
+    assert metric(server, "nv_inference_request_success", key) - before == 3
+    assert metric(server, "nv_inference_count", key) - items_before == 12
+    assert metric(server, "gwinfer_request_latency_seconds_count") - lat_before == 3
+    text = raw(server, "GET", "/metrics")[1].decode()
+    assert "# TYPE gwinfer_batch_size histogram" in text and 'gwinfer_http_requests_total{route="infer"' in text
+
+
+def test_token_auth(setup):
+    with Server(setup["repo"], token="s3cret") as server:
+        assert raw(server, "GET", "/v2/health/live")[0] == 200
+        status, body = raw(server, "GET", "/v2/models/tiny")
+        assert status == 401 and "token" in json.loads(body)["error"]
+        assert raw(server, "GET", "/v2/models/tiny", headers={"Authorization": "Bearer wrong"})[0] == 401
+        with ServedModel(server.url, "tiny", token="s3cret") as m:
+            x = waveforms(1, seed=3)
+            np.testing.assert_allclose(m(x), torch_predict(setup["model"], x), rtol=1e-5, atol=1e-5)
+
+
+def test_streaming_through_server(setup):
+    model = setup["model"]
+    rng = np.random.default_rng(9)
+    stream = rng.standard_normal((2, STRIDE * 8)).astype(np.float32)
+    other = rng.standard_normal((2, STRIDE)).astype(np.float32)
+    with ServedModel(setup["server"].url, "tiny-stream") as m:
+        assert m.inputs == {"update": ("FP32", [-1, 2, STRIDE])}
+        online = []
+        for i in range(8):
+            out = m.infer({"update": stream[None, :, i * STRIDE:(i + 1) * STRIDE]}, sequence_id=42,
+                          sequence_start=i == 0, sequence_end=i == 7)
+            if i == 1:  # a bad request and another sequence in between change nothing
+                bad = httpclient.InferInput("update", [1, 2, STRIDE + 1], "FP32")
+                bad.set_data_from_numpy(np.zeros((1, 2, STRIDE + 1), np.float32))
+                with pytest.raises(InferenceServerException, match="shape"):
+                    setup["client"].infer("tiny-stream", [bad], sequence_id=42)
+                m.infer({"update": other[None]}, sequence_id=7, sequence_start=True, sequence_end=True)
+            assert bool(out["ready"][0, 0]) == ((i + 1) * STRIDE >= T)
+            if out["ready"][0, 0]:
+                online.append(out["theta"][0])
+        ends = range(T, stream.shape[1] + 1, STRIDE)
+        offline = torch_predict(model, np.stack([stream[:, e - T:e] for e in ends]))
+        np.testing.assert_allclose(np.array(online), offline, rtol=1e-5, atol=1e-5)
+        with pytest.raises(GwinferError, match="not live"):  # ended with sequence_end
+            m.infer({"update": other[None]}, sequence_id=42)
+        with pytest.raises(GwinferError, match="sequence_id"):
+            m.infer({"update": other[None]})
+
+
+def test_cli_serve_in_subprocess(setup):
+    """`serve` (the CLI handler) in a separate process answers tritonclient, and stops on SIGTERM."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = ("import argparse, sys; from gwinfer.cli.serving import add_parsers; p = argparse.ArgumentParser(); "
+            "add_parsers(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
+    proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--repo", str(setup["repo"]), "--port", str(port),
+                             "--grpc-port", "0"],
+                            env=dict(os.environ, OMP_NUM_THREADS="1"), stderr=subprocess.PIPE)
+    try:
+        client = httpclient.InferenceServerClient(f"127.0.0.1:{port}")
+        t0 = time.monotonic()
+        while True:
+            try:
+                if client.is_server_ready():
+                    break
+            except Exception:  # noqa: BLE001 (not listening yet)
+                pass
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() - t0 < 40, "server did not start"
+            time.sleep(0.1)
+        x = waveforms(2, seed=4)
+        t = httpclient.InferInput("waveform", list(x.shape), "FP32")
+        t.set_data_from_numpy(x)
+        np.testing.assert_allclose(client.infer("tiny", [t]).as_numpy("theta"), torch_predict(setup["model"], x),
+                                   rtol=1e-5, atol=1e-5)
+        client.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        proc.stderr.close()
