@@ -10,7 +10,7 @@ export MALLOC_TRIM_THRESHOLD_ ?= 10000000000
 export OMP_NUM_THREADS ?= 1
 
 # A separate Python 3.11 venv with NVIDIA's Triton server (bundled in nvidia-pytriton) for the real-Triton
-# test (tests/test_triton_real.py) and bench rows; numpy<2 there (its Python-backend stub needs it).
+# test (tests/serving/test_triton_real.py) and bench rows; numpy<2 there (its Python-backend stub needs it).
 TRITON_ENV    := .triton-env
 TRITON_PYTHON ?= python3.11
 
@@ -50,5 +50,5 @@ triton-env:
 	$(TRITON_ENV)/bin/python -m pip install -q 'numpy<2' nvidia-pytriton onnxruntime
 	$(TRITON_ENV)/bin/python -c "import numpy, onnxruntime, sys; sys.exit(0 if int(numpy.__version__.split('.')[0]) < 2 else 'numpy ' + numpy.__version__ + ' in $(TRITON_ENV): the Triton Python-backend stub needs numpy<2')"
 	if [ -x $(PY) ]; then $(PY) -m gwinfer.cli.triton --check --env $(TRITON_ENV); fi
-	@echo "Triton env ready in $(TRITON_ENV). The tests find it there by default (make test runs tests/test_triton_real.py);"
-	@echo "elsewhere point them at it: GWINFER_TRITON_ENV=$(CURDIR)/$(TRITON_ENV) $(PY) -m pytest -q tests/test_triton_real.py"
+	@echo "Triton env ready in $(TRITON_ENV). The tests find it there by default (make test runs tests/serving/test_triton_real.py);"
+	@echo "elsewhere point them at it: GWINFER_TRITON_ENV=$(CURDIR)/$(TRITON_ENV) $(PY) -m pytest -q tests/serving/test_triton_real.py"

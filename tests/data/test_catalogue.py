@@ -24,7 +24,7 @@ from gwinfer.data.validate import validate_catalogue
 from gwinfer.errors import GwinferError
 from gwinfer.physics import TimeGrid
 
-from conftest import MICRO, ROOT
+from support import MICRO, ROOT
 
 GWINFER = [sys.executable, "-m", "gwinfer.cli"]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving.conftest import tiny_point_model
+from support import tiny_point_model
 
 pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")

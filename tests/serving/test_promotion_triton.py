@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from serving.conftest import started_triton, tiny_point_model, usable_triton
+from support import started_triton, tiny_point_model, usable_triton
 
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from serving.conftest import tiny_point_model
+from support import tiny_point_model
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")

@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from serving.conftest import tiny_point_model
+from support import tiny_point_model
 
 pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")

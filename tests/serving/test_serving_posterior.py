@@ -14,7 +14,7 @@ import json
 
 import numpy as np
 import pytest
-from serving.conftest import started_triton, usable_triton
+from support import started_triton, usable_triton
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("zuko")

@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 
-from serving.conftest import tiny_point_model
+from support import tiny_point_model
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from serving.conftest import tiny_point_model
+from support import tiny_point_model
 
 pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")

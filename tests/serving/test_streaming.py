@@ -194,7 +194,7 @@ def test_streaming_sends_only_new_samples_and_matches_offline(tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("fastapi")
     pytest.importorskip("tritonclient.http")
-    from serving.conftest import tiny_point_model
+    from support import tiny_point_model
 
     from gwinfer.models import save_model
     from gwinfer.serving.server.run import Server

@@ -19,7 +19,7 @@ import threading
 import numpy as np
 import pytest
 
-from serving.conftest import started_triton, tiny_point_model, usable_triton
+from support import started_triton, tiny_point_model, usable_triton
 
 pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving.conftest import started_triton, tiny_point_model, usable_triton
+from support import started_triton, tiny_point_model, usable_triton
 
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")

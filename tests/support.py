@@ -1,8 +1,18 @@
-"""Fixtures of the serving tests: a tiny point model, and a real Triton or a skip naming why there is none."""
+"""Plain helpers the tests import (``from support import ...``; tests/ is on pytest's pythonpath).
+Fixtures live in the conftest files."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MICRO = dict(
+    name="micro", backend="IMRPhenomT", t_start=-10000.0, t_end=130.0, dt=2.0,
+    q_min=1.0, q_max=8.0, dq=3.5, spin_min=-0.8, spin_max=0.8, ds=0.8, shard_size=8,
+)  # fmt: skip
 
 
 def usable_triton():

@@ -1,1 +1,0 @@
-"""Serving tests (a package, so that its conftest.py does not shadow tests/conftest.py as module ``conftest``)."""
