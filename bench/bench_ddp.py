@@ -36,10 +36,28 @@ def run(nproc: int, malloc: bool, args: argparse.Namespace) -> float:
     if malloc:
         env.update(MALLOC)
     with tempfile.TemporaryDirectory() as out:
-        toy_args = [str(TOY), "--out", out, "--model", "conv", "--n-train", str(args.n_train),
-                    "--batch-size", str(args.batch_size), "--epochs", str(args.epochs), "--optimizer", "adamw"]
-        proc = subprocess.run(torchrun_command(nproc, toy_args, module=False), env=env, capture_output=True,
-                              text=True, timeout=args.timeout)
+        toy_args = [
+            str(TOY),
+            "--out",
+            out,
+            "--model",
+            "conv",
+            "--n-train",
+            str(args.n_train),
+            "--batch-size",
+            str(args.batch_size),
+            "--epochs",
+            str(args.epochs),
+            "--optimizer",
+            "adamw",
+        ]
+        proc = subprocess.run(
+            torchrun_command(nproc, toy_args, module=False),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=args.timeout,
+        )
         if proc.returncode != 0:
             raise SystemExit(f"toy run failed (nproc={nproc}, malloc={malloc}):\n{proc.stderr[-2000:]}")
         history = json.loads((Path(out) / "result.json").read_text())["history"]
@@ -55,8 +73,10 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=900.0)
     args = p.parse_args()
     rates = {(n, m): run(n, m, args) for m in (False, True) for n in (1, 2)}
-    print(f"conv toy, {args.n_train} samples, global batch {args.batch_size}, {args.epochs} epochs, "
-          f"{os.cpu_count()} CPUs, 1 thread per process")
+    print(
+        f"conv toy, {args.n_train} samples, global batch {args.batch_size}, {args.epochs} epochs, "
+        f"{os.cpu_count()} CPUs, 1 thread per process"
+    )
     print(f"{'malloc tuning':<14} {'1 proc [sa/s]':>14} {'2 procs [sa/s]':>15} {'efficiency':>11}")
     for m in (False, True):
         one, two = rates[(1, m)], rates[(2, m)]

@@ -96,16 +96,42 @@ def child(args: argparse.Namespace) -> dict:
     with torch.inference_mode():
         single = _timings(lambda: model.sample(x1, args.single_samples), args.repeats, args.warmup)
         batch = _timings(lambda: model.sample(xb, args.batch_samples), max(3, args.repeats // 4), 1)
-    return {"rss_baseline_mib": base / 1024, "rss_peak_mib": peak / 1024, "memory_mib": (peak - base) / 1024,
-            "single_median_ms": 1e3 * float(np.median(single)), "single_p90_ms": 1e3 * float(np.percentile(single, 90)),
-            "batch_median_s": float(np.median(batch)), "batch_events_per_s": args.batch / float(np.median(batch))}
+    return {
+        "rss_baseline_mib": base / 1024,
+        "rss_peak_mib": peak / 1024,
+        "memory_mib": (peak - base) / 1024,
+        "single_median_ms": 1e3 * float(np.median(single)),
+        "single_p90_ms": 1e3 * float(np.percentile(single, 90)),
+        "batch_median_s": float(np.median(batch)),
+        "batch_events_per_s": args.batch / float(np.median(batch)),
+    }
 
 
 def measure(path: str, x_shape: tuple[int, ...], args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", path, "--x-shape", json.dumps(list(x_shape)),
-           "--threads", str(args.threads), "--single-samples", str(args.single_samples), "--batch", str(args.batch),
-           "--batch-samples", str(args.batch_samples), "--repeats", str(args.repeats), "--warmup", str(args.warmup),
-           "--teacher", "-", "--student", "-"]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        path,
+        "--x-shape",
+        json.dumps(list(x_shape)),
+        "--threads",
+        str(args.threads),
+        "--single-samples",
+        str(args.single_samples),
+        "--batch",
+        str(args.batch),
+        "--batch-samples",
+        str(args.batch_samples),
+        "--repeats",
+        str(args.repeats),
+        "--warmup",
+        str(args.warmup),
+        "--teacher",
+        "-",
+        "--student",
+        "-",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if res.returncode != 0:
@@ -182,10 +208,18 @@ def quality(teacher, student, names: list[str], args: argparse.Namespace, meta: 
     nt, ns = (negative_log_prob(m, data, args.n_val) for m in (teacher, student))
     diff = ns - nt
     return {
-        "rows": what, "noise_seed": seed, "n_events": n_events, "n_samples": args.n_samples, "n_val": int(nt.size),
+        "rows": what,
+        "noise_seed": seed,
+        "n_events": n_events,
+        "n_samples": args.n_samples,
+        "n_val": int(nt.size),
         "jsd_nats": {k: {"median": float(np.median(v)), "max": float(np.max(v))} for k, v in jsd.items()},
-        "nll": dict(zip(("teacher", "teacher_se", "student", "student_se", "student_minus_teacher",
-                         "student_minus_teacher_se"), (*mean_se(nt), *mean_se(ns), *mean_se(diff)))),
+        "nll": dict(
+            zip(
+                ("teacher", "teacher_se", "student", "student_se", "student_minus_teacher", "student_minus_teacher_se"),
+                (*mean_se(nt), *mean_se(ns), *mean_se(diff)),
+            )
+        ),
         "seconds": time.perf_counter() - t0,
     }
 
@@ -200,19 +234,35 @@ def markdown(res: dict) -> str:
     row("parameters", t["parameters"], s["parameters"], ",d")
     row("weights [MiB]", t["weights_mib"], s["weights_mib"], ".2f")
     row("peak memory added [MiB]", t["memory_mib"], s["memory_mib"], ".1f")
-    row(f"single event, {res['settings']['single_samples']} samples: median [ms]", t["single_median_ms"],
-        s["single_median_ms"], ".1f")
+    row(
+        f"single event, {res['settings']['single_samples']} samples: median [ms]",
+        t["single_median_ms"],
+        s["single_median_ms"],
+        ".1f",
+    )
     row("single event: p90 [ms]", t["single_p90_ms"], s["single_p90_ms"], ".1f")
-    row(f"batch {res['settings']['batch']} x {res['settings']['batch_samples']} samples [events/s]",
-        t["batch_events_per_s"], s["batch_events_per_s"], ".1f")
+    row(
+        f"batch {res['settings']['batch']} x {res['settings']['batch_samples']} samples [events/s]",
+        t["batch_events_per_s"],
+        s["batch_events_per_s"],
+        ".1f",
+    )
     q = res.get("quality")
     if q:
         nll = q["nll"]
-        lines.append(f"| validation NLL (physical, {q['n_val']} rows) | {nll['teacher']:.3f} ± "
-                     f"{nll['teacher_se']:.3f} | {nll['student']:.3f} ± {nll['student_se']:.3f} | "
-                     f"Δ = {nll['student_minus_teacher']:+.3f} ± {nll['student_minus_teacher_se']:.3f} |")
-        lines += ["", f"JSD(teacher, student) per parameter over {q['n_events']} events ({q['rows']}), "
-                  f"{q['n_samples']} samples each, nats:", "", "| parameter | median | max |", "|---|---:|---:|"]
+        lines.append(
+            f"| validation NLL (physical, {q['n_val']} rows) | {nll['teacher']:.3f} ± "
+            f"{nll['teacher_se']:.3f} | {nll['student']:.3f} ± {nll['student_se']:.3f} | "
+            f"Δ = {nll['student_minus_teacher']:+.3f} ± {nll['student_minus_teacher_se']:.3f} |"
+        )
+        lines += [
+            "",
+            f"JSD(teacher, student) per parameter over {q['n_events']} events ({q['rows']}), "
+            f"{q['n_samples']} samples each, nats:",
+            "",
+            "| parameter | median | max |",
+            "|---|---:|---:|",
+        ]
         lines += [f"| {k} | {v['median']:.4f} | {v['max']:.4f} |" for k, v in q["jsd_nats"].items()]
     return "\n".join(lines)
 
@@ -245,13 +295,18 @@ def main(argv: list[str] | None = None) -> int:
     student, smeta = load_estimator(args.student)
     if teacher.x_shape != student.x_shape or teacher.theta_dim != student.theta_dim:
         raise SystemExit("teacher and student take different inputs or infer different numbers of parameters")
-    settings = {k: getattr(args, k) for k in ("single_samples", "batch", "batch_samples", "repeats", "warmup",
-                                              "threads")}
+    settings = {
+        k: getattr(args, k) for k in ("single_samples", "batch", "batch_samples", "repeats", "warmup", "threads")
+    }
     res: dict = {"settings": settings, "teacher_path": args.teacher, "student_path": args.student}
     for name, model, path in (("teacher", teacher, args.teacher), ("student", student, args.student)):
         n = sum(p.numel() for p in model.parameters())
-        res[name] = {"kind": model.kind, "parameters": n, "weights_mib": 4 * n / 2**20,
-                     **measure(path, model.x_shape, args)}
+        res[name] = {
+            "kind": model.kind,
+            "parameters": n,
+            "weights_mib": 4 * n / 2**20,
+            **measure(path, model.x_shape, args),
+        }
     if args.data:
         names = smeta.get("names") or tmeta.get("names") or [f"theta_{i}" for i in range(student.theta_dim)]
         res["quality"] = quality(teacher, student, list(names), args, smeta)

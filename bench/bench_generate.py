@@ -48,8 +48,10 @@ def run_generate(config: dict, workers: int) -> tuple[float, float]:
         cfg = Path(tmp) / "c.yaml"
         cfg.write_text(json.dumps(config))
         argv = ["generate", "--config", str(cfg), "--out", f"{tmp}/out", "--workers", str(workers), "--quiet"]
-        code = ("import resource, sys; from gwinfer.cli import main; rc = main(sys.argv[1:]); "
-                "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+        code = (
+            "import resource, sys; from gwinfer.cli import main; rc = main(sys.argv[1:]); "
+            "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)"
+        )
         t0 = time.perf_counter()
         r = subprocess.run([sys.executable, "-c", code, *argv], check=True, capture_output=True, text=True)
         wall = time.perf_counter() - t0
@@ -69,15 +71,29 @@ def main() -> None:
         out["backend_rate_wf_per_s"][name] = {"dt=1": r1, "dt=0.1": r01}
         print(f"| {name} | {r1:.1f} | {r01:.1f} |", flush=True)
 
-    base = dict(name="bench", backend="IMRPhenomT", t_start=-10000.0, t_end=130.0, dt=1.0, q_min=1.0, q_max=8.0,
-                dq=1.0, spin_min=-0.8, spin_max=0.8, ds=0.4 if args.quick else 0.2, shard_size=50)
+    base = dict(
+        name="bench",
+        backend="IMRPhenomT",
+        t_start=-10000.0,
+        t_end=130.0,
+        dt=1.0,
+        q_min=1.0,
+        q_max=8.0,
+        dq=1.0,
+        spin_min=-0.8,
+        spin_max=0.8,
+        ds=0.4 if args.quick else 0.2,
+        shard_size=50,
+    )
     n_wf = sum(len(v) for v in split_parameters(from_dict(CatalogueConfig, base)).values())
     t1, _ = run_generate(base, 1)
     t2, _ = run_generate(base, 2)
     eff = t1 / (2 * t2)
     out["pool"] = {"waveforms": n_wf, "seconds_1_worker": t1, "seconds_2_workers": t2, "efficiency": eff}
-    print(f"\npool, {n_wf} waveforms at dt = 1 M (incl. ~3 s start-up): 1 worker {t1:.1f} s, 2 workers {t2:.1f} s, "
-          f"speed-up {t1 / t2:.2f}x, parallel efficiency {eff:.0%}")
+    print(
+        f"\npool, {n_wf} waveforms at dt = 1 M (incl. ~3 s start-up): 1 worker {t1:.1f} s, 2 workers {t2:.1f} s, "
+        f"speed-up {t1 / t2:.2f}x, parallel efficiency {eff:.0%}"
+    )
 
     small = {**base, "ds": 0.4, "dq": 1.0}
     large = {**base, "ds": 0.2, "dq": 0.5}
@@ -85,15 +101,19 @@ def main() -> None:
     _, m_large = run_generate(large, 1)
     n_large = sum(len(v) for v in split_parameters(from_dict(CatalogueConfig, large)).values())
     out["peak_rss_mb"] = {"312 wf": m_small, f"{n_large} wf": m_large}
-    print(f"peak RSS of generate: {m_small:.0f} MB for 312 waveforms, {m_large:.0f} MB for {n_large:,} (flat = streaming)")
+    print(
+        f"peak RSS of generate: {m_small:.0f} MB for 312 waveforms, {m_large:.0f} MB for {n_large:,} (flat = streaming)"
+    )
 
     rate01 = out["backend_rate_wf_per_s"]["IMRPhenomT"]["dt=0.1"]
     core_hours = 1_580_128 / rate01 / 3600
     total = (1_580_128 + 390_543) / rate01 / 3600
     out["paper_projection"] = {"train_core_hours": core_hours, "all_core_hours": total}
-    print(f"paper preset (IMRPhenomT, dt = 0.1 M): {rate01:.1f} wf/s/core -> {core_hours:.0f} core-hours for the "
-          f"1.58M training waveforms, {total:.0f} core-hours with validation/test; "
-          f"{total / 2:.0f} h on this 2-core machine, {total / 64:.1f} h on a 64-core node")
+    print(
+        f"paper preset (IMRPhenomT, dt = 0.1 M): {rate01:.1f} wf/s/core -> {core_hours:.0f} core-hours for the "
+        f"1.58M training waveforms, {total:.0f} core-hours with validation/test; "
+        f"{total / 2:.0f} h on this 2-core machine, {total / 64:.1f} h on a 64-core node"
+    )
     (ROOT / "bench/results").mkdir(exist_ok=True)
     (ROOT / "bench/results/generate.json").write_text(json.dumps(out, indent=2))
 

@@ -37,8 +37,10 @@ def main() -> None:
             t0 = time.perf_counter()
             model.sample(x, a.n)
             runs.append(time.perf_counter() - t0)
-        print(f"{a.model}: {a.n} samples, {threads} thread(s): median {statistics.median(runs) * 1e3:.1f} ms, "
-              f"min {min(runs) * 1e3:.1f} ms")
+        print(
+            f"{a.model}: {a.n} samples, {threads} thread(s): median {statistics.median(runs) * 1e3:.1f} ms, "
+            f"min {min(runs) * 1e3:.1f} ms"
+        )
 
 
 if __name__ == "__main__":

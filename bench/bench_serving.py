@@ -83,8 +83,9 @@ def paired(fn, ref, iters: int, warmup: int = 5) -> tuple[np.ndarray, float]:
     return b, a.sum() / b.sum()
 
 
-def load_test(port: int, grpc_port: int, inputs: list[np.ndarray], refs: list[np.ndarray],
-              clients: int = 8) -> tuple[float, float, float, int, int, float]:
+def load_test(
+    port: int, grpc_port: int, inputs: list[np.ndarray], refs: list[np.ndarray], clients: int = 8
+) -> tuple[float, float, float, int, int, float]:
     """(requests/s, p50 ms, p99 ms, errors, answers differing from ``refs`` by more than 1e-4, max |diff|)
     of ``len(inputs)`` requests from ``clients`` threads (even threads HTTP with binary tensors, odd gRPC)."""
 
@@ -125,7 +126,9 @@ def load_test(port: int, grpc_port: int, inputs: list[np.ndarray], refs: list[np
     return len(inputs) / wall, 1e3 * np.percentile(a, 50), 1e3 * np.percentile(a, 99), errors[0], wrong[0], worst[0]
 
 
-def concurrent(port: int, x: np.ndarray, iters: int, clients: int, protocol: str = "http") -> tuple[float, float, float]:
+def concurrent(
+    port: int, x: np.ndarray, iters: int, clients: int, protocol: str = "http"
+) -> tuple[float, float, float]:
     """(p50 ms, p99 ms, waveforms/s) of ``clients`` threads each sending ``iters`` requests of x.
 
     ``protocol``: "http" (tritonclient.http, binary tensors) or "grpc" (tritonclient.grpc); ``port`` is its port.
@@ -164,8 +167,10 @@ def start_gwinfer_server(repo: Path, threads: int) -> tuple[subprocess.Popen, in
 
     port, grpc_port = free_port(), free_port()
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    code = (f"from gwinfer.serving.server.run import serve; "
-            f"serve({str(repo)!r}, port={port}, threads={threads}, grpc_port={grpc_port})")
+    code = (
+        f"from gwinfer.serving.server.run import serve; "
+        f"serve({str(repo)!r}, port={port}, threads={threads}, grpc_port={grpc_port})"
+    )
     return subprocess.Popen([sys.executable, "-c", code], env=env), port, grpc_port
 
 
@@ -216,11 +221,19 @@ def main() -> None:
     ap.add_argument("--model", default="models/rb-chi-random80k/model.pt")
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads (torch, onnxruntime, server)")
     ap.add_argument("--iters", type=int, default=200, help="requests at batch 1 (batch 64: a quarter)")
-    ap.add_argument("--max-queue-delay-us", type=int, default=2000,
-                    help="the server's dynamic-batching window (sequential requests wait it out)")
-    ap.add_argument("--export-seed", type=int, default=0,
-                    help="seed of the export's precision-check inputs (export_model(seed=)); the former models/rb-chi-small "
-                         "fails the check at seed 0 by 0.012 > 0.0099 (its float32 sensitivity, docs/serving.md)")
+    ap.add_argument(
+        "--max-queue-delay-us",
+        type=int,
+        default=2000,
+        help="the server's dynamic-batching window (sequential requests wait it out)",
+    )
+    ap.add_argument(
+        "--export-seed",
+        type=int,
+        default=0,
+        help="seed of the export's precision-check inputs (export_model(seed=)); the former models/rb-chi-small "
+        "fails the check at seed 0 by 0.012 > 0.0099 (its float32 sensitivity, docs/serving.md)",
+    )
     ap.add_argument("--load-requests", type=int, default=1000, help="requests of the load test (0: no load test)")
     ap.add_argument("--no-triton", action="store_true", help="leave out the real-Triton rows")
     args = ap.parse_args()
@@ -237,8 +250,9 @@ def main() -> None:
     model, _ = load_model(args.model)
     n = model.n_samples
     repo = Path(tempfile.mkdtemp(prefix="bench-serving-")) / "repo"
-    dest = export_model(args.model, repo, name="bench", max_queue_delay_us=args.max_queue_delay_us,
-                        seed=args.export_seed)
+    dest = export_model(
+        args.model, repo, name="bench", max_queue_delay_us=args.max_queue_delay_us, seed=args.export_seed
+    )
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -254,16 +268,24 @@ def main() -> None:
 
         try:
             triton_repo = repo.parent / "triton-repo"
-            export_model(args.model, triton_repo, name="bench", backend="python",
-                         max_queue_delay_us=args.max_queue_delay_us, seed=args.export_seed)
+            export_model(
+                args.model,
+                triton_repo,
+                name="bench",
+                backend="python",
+                max_queue_delay_us=args.max_queue_delay_us,
+                seed=args.export_seed,
+            )
             params = f'parameters {{ key: "intra_op_thread_count" value: {{ string_value: "{args.threads}" }} }}\n'
             with open(triton_repo / "bench" / "config.pbtxt", "a") as f:
                 f.write(params)
             triton = TritonServer(triton_repo).start()
             tclient = httpclient.InferenceServerClient(triton.url)
             tgclient = grpcclient.InferenceServerClient(triton.grpc_url)
-            note = (f"triton: {triton.install.binary} (from {triton.install.source}), python backend, "
-                    f"started in {triton.startup_s:.1f} s")
+            note = (
+                f"triton: {triton.install.binary} (from {triton.install.source}), python backend, "
+                f"started in {triton.startup_s:.1f} s"
+            )
         except TritonUnavailable as err:
             triton, note = None, f"triton: left out ({err})"
     rows = []
@@ -321,16 +343,32 @@ def main() -> None:
                 np.testing.assert_allclose(fn(), ref, rtol=1e-5, atol=1e-5, err_msg=name)
             for name, fn in (("torch", run_torch), ("onnxruntime", run_ort)):
                 t = timeit(fn, iters)
-                rows.append((name, batch, 1e3 * np.percentile(t, 50), 1e3 * np.percentile(t, 99), batch / t.mean(),
-                             1.0 if name == "onnxruntime" else float("nan")))
+                rows.append(
+                    (
+                        name,
+                        batch,
+                        1e3 * np.percentile(t, 50),
+                        1e3 * np.percentile(t, 99),
+                        batch / t.mean(),
+                        1.0 if name == "onnxruntime" else float("nan"),
+                    )
+                )
             for name, fn in backends:
                 t, ratio = paired(fn, run_ort, iters)
-                rows.append((name, batch, 1e3 * np.percentile(t, 50), 1e3 * np.percentile(t, 99), batch / t.mean(), ratio))
+                rows.append(
+                    (name, batch, 1e3 * np.percentile(t, 50), 1e3 * np.percentile(t, 99), batch / t.mean(), ratio)
+                )
             shm_cleanup()
-            conc = ([("http-8clients", port, "http", 8), ("grpc-8clients", grpc_port, "grpc", 8)] if batch == 1 else
-                    [(f"{p}-{k}clients", pt, p, k) for k in (2, 4) for p, pt in (("http", port), ("grpc", grpc_port))])
+            conc = (
+                [("http-8clients", port, "http", 8), ("grpc-8clients", grpc_port, "grpc", 8)]
+                if batch == 1
+                else [(f"{p}-{k}clients", pt, p, k) for k in (2, 4) for p, pt in (("http", port), ("grpc", grpc_port))]
+            )
             if triton is not None and batch == 1:
-                conc += [("triton-http-8cl", triton.http_port, "http", 8), ("triton-grpc-8cl", triton.grpc_port, "grpc", 8)]
+                conc += [
+                    ("triton-http-8cl", triton.http_port, "http", 8),
+                    ("triton-grpc-8cl", triton.grpc_port, "grpc", 8),
+                ]
             for name, pt, protocol, k in conc:  # concurrent clients: dynamic batching / overlap
                 before = batch / timeit(run_ort, 20).mean()
                 p50, p99, thr = concurrent(pt, xn, max(iters // k, 10), clients=k, protocol=protocol)
@@ -344,7 +382,7 @@ def main() -> None:
             inputs = [np.ascontiguousarray(pool[rng.choice(64, int(b), replace=False)]) for b in sizes]
             refs = [sess.run(None, {"waveform": xi})[0] for xi in inputs]
             # in-process onnxruntime's own spread: the pool's rows run one by one vs as one batch of 64
-            alone = np.concatenate([sess.run(None, {"waveform": pool[i:i + 1]})[0] for i in range(64)])
+            alone = np.concatenate([sess.run(None, {"waveform": pool[i : i + 1]})[0] for i in range(64)])
             self_diff = float(np.nanmax(np.abs(alone - sess.run(None, {"waveform": pool})[0])))
             load_row = (args.load_requests, float(sizes.mean()), *load_test(port, grpc_port, inputs, refs), self_diff)
     finally:
@@ -358,8 +396,10 @@ def main() -> None:
         proc.terminate()
         proc.wait(timeout=10)
 
-    print(f"model {args.model} (T = {n}), {args.threads} thread(s), "
-          f"server max_queue_delay {args.max_queue_delay_us} us, load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"model {args.model} (T = {n}), {args.threads} thread(s), "
+        f"server max_queue_delay {args.max_queue_delay_us} us, load average {os.getloadavg()[0]:.2f}"
+    )
     print(note)
     print(f"{'backend':<15} {'batch':>5} {'p50 ms':>9} {'p99 ms':>9} {'waveforms/s':>12} {'vs ort':>7}")
     for name, batch, p50, p99, thr, ratio in rows:
@@ -367,11 +407,13 @@ def main() -> None:
         print(f"{name:<15} {batch:>5} {p50:>9.3f} {p99:>9.3f} {thr:>12.0f} {rtxt:>7}")
     if load_row is not None:
         nreq, mean_b, rps, p50, p99, errors, wrong, worst, self_diff = load_row
-        print(f"load test: {nreq} requests (mean batch {mean_b:.1f}) from 8 clients (4 HTTP, 4 gRPC): "
-              f"{rps:.0f} requests/s, p50 {p50:.3f} ms, p99 {p99:.3f} ms, {errors} errors; {wrong} answers differ "
-              f"from onnxruntime in-process on the same request by > 1e-4, max |diff| {worst:.3g} (the server "
-              f"batches concurrent requests together; in-process onnxruntime itself differs by up to "
-              f"{self_diff:.3g} on the same rows run alone or as one batch of 64)")
+        print(
+            f"load test: {nreq} requests (mean batch {mean_b:.1f}) from 8 clients (4 HTTP, 4 gRPC): "
+            f"{rps:.0f} requests/s, p50 {p50:.3f} ms, p99 {p99:.3f} ms, {errors} errors; {wrong} answers differ "
+            f"from onnxruntime in-process on the same request by > 1e-4, max |diff| {worst:.3g} (the server "
+            f"batches concurrent requests together; in-process onnxruntime itself differs by up to "
+            f"{self_diff:.3g} on the same rows run alone or as one batch of 64)"
+        )
 
 
 if __name__ == "__main__":

@@ -27,13 +27,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
 from bench_serving import start_gwinfer_server, timeit  # bench/ is on sys.path when run as a script
 
 DEFAULT_MODEL = "runs/gw5d/iaf/best.pt"
@@ -45,23 +43,38 @@ def tiny_iaf(path: Path) -> Path:
     from gwinfer.models import build_estimator, save_estimator
 
     torch.manual_seed(0)
-    m = build_estimator({"kind": "iaf", "config": {"embedding": {"kind": "svd", "context_dim": 64, "components": 128,
-                                                                 "hidden": [256, 128]},
-                                                   "transforms": 6, "hidden": [128, 128]}}, 5, (1, 1024))
+    m = build_estimator(
+        {
+            "kind": "iaf",
+            "config": {
+                "embedding": {"kind": "svd", "context_dim": 64, "components": 128, "hidden": [256, 128]},
+                "transforms": 6,
+                "hidden": [128, 128],
+            },
+        },
+        5,
+        (1, 1024),
+    )
     m.fit_standardization(torch.randn(512, 5) * 10 + 30, torch.randn(512, 1, 1024))
-    return save_estimator(path, m.eval(), metadata={"names": ["mass_1", "mass_2", "luminosity_distance",
-                                                              "geocent_time", "phase"]})
+    return save_estimator(
+        path, m.eval(), metadata={"names": ["mass_1", "mass_2", "luminosity_distance", "geocent_time", "phase"]}
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=None, help=f"estimator file (default {DEFAULT_MODEL} if present, "
-                                                  f"else a tiny untrained IAF)")
+    ap.add_argument(
+        "--model", default=None, help=f"estimator file (default {DEFAULT_MODEL} if present, else a tiny untrained IAF)"
+    )
     ap.add_argument("--n", type=int, default=10_000, help="samples per event")
     ap.add_argument("--iters", type=int, default=30, help="timed requests per backend")
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads (torch, onnxruntime, server)")
-    ap.add_argument("--max-queue-delay-us", type=int, default=0,
-                    help="the server's dynamic-batching window (a lone request waits it out)")
+    ap.add_argument(
+        "--max-queue-delay-us",
+        type=int,
+        default=0,
+        help="the server's dynamic-batching window (a lone request waits it out)",
+    )
     ap.add_argument("--no-triton", action="store_true", help="leave out the real-Triton rows")
     args = ap.parse_args()
 
@@ -113,7 +126,9 @@ def main() -> None:
 
             try:
                 triton_repo = work / "triton-repo"
-                export_model(src, triton_repo, name="post", backend="python", max_queue_delay_us=args.max_queue_delay_us)
+                export_model(
+                    src, triton_repo, name="post", backend="python", max_queue_delay_us=args.max_queue_delay_us
+                )
                 triton = TritonServer(triton_repo).start()
                 tclient = httpclient.InferenceServerClient(triton.url)
                 tgclient = grpcclient.InferenceServerClient(triton.grpc_url)
@@ -157,6 +172,7 @@ def main() -> None:
             def run():
                 r = c.infer("post", ins, outputs=outs)
                 return [r.as_numpy("samples"), r.as_numpy("log_prob")]
+
             return run
 
         def run_client():
@@ -167,9 +183,15 @@ def main() -> None:
         def run_client_open():
             sample_posterior(served, "post", xn[0], n, seed=0)
 
-        backends = [("torch-own", run_own), ("torch-noise", run_noise), ("onnxruntime", run_ort),
-                    ("http-binary", via(client, hin, hout)), ("grpc", via(gclient, gin, gout)),
-                    ("sample_posterior", run_client), ("sample_post-open", run_client_open)]
+        backends = [
+            ("torch-own", run_own),
+            ("torch-noise", run_noise),
+            ("onnxruntime", run_ort),
+            ("http-binary", via(client, hin, hout)),
+            ("grpc", via(gclient, gin, gout)),
+            ("sample_posterior", run_client),
+            ("sample_post-open", run_client_open),
+        ]
         if triton is not None:
             backends += [("triton-http", via(tclient, hin, hout)), ("triton-grpc", via(tgclient, gin, gout))]
         ref = run_noise()
@@ -187,8 +209,9 @@ def main() -> None:
         for name, fn in backends:
             t = timeit(fn, args.iters, warmup=3)
             rows.append((name, 1e3 * np.percentile(t, 50), 1e3 * np.percentile(t, 99), n / t.mean()))
-        t_noise = timeit(lambda: np.random.default_rng(0).standard_normal((1, n, d)).astype(np.float32), args.iters,
-                         warmup=3)
+        t_noise = timeit(
+            lambda: np.random.default_rng(0).standard_normal((1, n, d)).astype(np.float32), args.iters, warmup=3
+        )
     finally:
         client.close()
         gclient.close()
@@ -201,10 +224,14 @@ def main() -> None:
         proc.wait(timeout=10)
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"model {source}: {est.kind}, D = {d}, x {list(est.x_shape)}, exporter {info['exporter']}, "
-          f"check max abs diff {info['max_abs_diff']:.2g}")
-    print(f"{n} samples for one event, {args.threads} thread(s), server max_queue_delay {args.max_queue_delay_us} us, "
-          f"noise {n * d * 4 / 1e3:.0f} kB per request, load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"model {source}: {est.kind}, D = {d}, x {list(est.x_shape)}, exporter {info['exporter']}, "
+        f"check max abs diff {info['max_abs_diff']:.2g}"
+    )
+    print(
+        f"{n} samples for one event, {args.threads} thread(s), server max_queue_delay {args.max_queue_delay_us} us, "
+        f"noise {n * d * 4 / 1e3:.0f} kB per request, load average {os.getloadavg()[0]:.2f}"
+    )
     print(note)
     print(f"noise draw (numpy default_rng, float64 -> float32): p50 {1e3 * np.percentile(t_noise, 50):.3f} ms")
     print(f"{'backend':<17} {'p50 ms':>9} {'p99 ms':>9} {'samples/s':>11}")

@@ -78,14 +78,21 @@ class _RequestParser:
                 if end < 0:
                     return
                 head = self.buf[:end].decode("latin-1")
-                self.buf = self.buf[end + 4:]
+                self.buf = self.buf[end + 4 :]
                 method, path = head.split(" ", 2)[:2]
-                fields = {k.strip().lower(): v.strip() for k, v in
-                          (line.split(":", 1) for line in head.split("\r\n")[1:] if ":" in line)}
+                fields = {
+                    k.strip().lower(): v.strip()
+                    for k, v in (line.split(":", 1) for line in head.split("\r\n")[1:] if ":" in line)
+                }
                 if "chunked" in fields.get("transfer-encoding", ""):
                     raise RuntimeError("chunked request bodies are not counted")
-                self.need = (method, path, end + 4, int(fields.get("content-length", 0)),
-                             int(fields.get("inference-header-content-length", 0)))
+                self.need = (
+                    method,
+                    path,
+                    end + 4,
+                    int(fields.get("content-length", 0)),
+                    int(fields.get("inference-header-content-length", 0)),
+                )
             method, path, head_len, body, json_len = self.need
             if len(self.buf) < body:
                 return
@@ -213,8 +220,19 @@ def _http_inputs(name: str, x: np.ndarray) -> list[Any]:
     return [inp]
 
 
-def run_ratio(url: str, full_name: str, stream_name: str, onnx_path: Path, kernel: int, stride: int,
-              n_ready: int, seed: int = 0, model: Any = None, latency: bool = True, seq_id: int = 1) -> RatioResult:
+def run_ratio(
+    url: str,
+    full_name: str,
+    stream_name: str,
+    onnx_path: Path,
+    kernel: int,
+    stride: int,
+    n_ready: int,
+    seed: int = 0,
+    model: Any = None,
+    latency: bool = True,
+    seq_id: int = 1,
+) -> RatioResult:
     """Send one stream to both entries (counted through a proxy, then timed directly) and compare predictions.
 
     The stream holds ``n_ready`` full windows (the sequence sends kernel/stride - 1 warm-up updates before
@@ -226,7 +244,7 @@ def run_ratio(url: str, full_name: str, stream_name: str, onnx_path: Path, kerne
     warm = -(-kernel // stride)  # updates until the window is full
     stream = make_stream(kernel, stride, n_ready, seed, model)
     ends = [(i + 1) * stride for i in range(stream.shape[1] // stride)]
-    windows_at = {e: stream[:, e - kernel:e] for e in ends if e >= kernel}
+    windows_at = {e: stream[:, e - kernel : e] for e in ends if e >= kernel}
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     offline = {e: sess.run(None, {"waveform": w[None]})[0][0] for e, w in windows_at.items()}
     res = RatioResult(kernel, stride)
@@ -236,10 +254,16 @@ def run_ratio(url: str, full_name: str, stream_name: str, onnx_path: Path, kerne
     def send_stream(client: Any, sid: int) -> tuple[dict[int, np.ndarray], list[float]]:
         got, lat = {}, []
         for i, e in enumerate(ends):
-            upd = np.ascontiguousarray(stream[None, :, e - stride:e])
+            upd = np.ascontiguousarray(stream[None, :, e - stride : e])
             t0 = time.perf_counter()
-            r = client.infer(stream_name, _http_inputs("update", upd), outputs=outs_s, sequence_id=sid,
-                             sequence_start=i == 0, sequence_end=i == len(ends) - 1)
+            r = client.infer(
+                stream_name,
+                _http_inputs("update", upd),
+                outputs=outs_s,
+                sequence_id=sid,
+                sequence_start=i == 0,
+                sequence_end=i == len(ends) - 1,
+            )
             theta, ready = r.as_numpy("theta"), r.as_numpy("ready")
             lat.append(time.perf_counter() - t0)
             if bool(ready[0, 0]) != (e >= kernel):
@@ -269,7 +293,9 @@ def run_ratio(url: str, full_name: str, stream_name: str, onnx_path: Path, kerne
         client.close()
         proxy.close()
     if len(res.stream) != len(ends) or len(res.full) != len(windows_at):
-        raise RuntimeError(f"counted {len(res.stream)} / {len(res.full)} requests; sent {len(ends)} / {len(windows_at)}")
+        raise RuntimeError(
+            f"counted {len(res.stream)} / {len(res.full)} requests; sent {len(ends)} / {len(windows_at)}"
+        )
     res.max_abs_diff_stream = max_abs_diff(got_s, offline)
     res.max_abs_diff_full = max_abs_diff(got_f, offline)
     res.n_predictions = len(offline)
@@ -287,8 +313,9 @@ def run_ratio(url: str, full_name: str, stream_name: str, onnx_path: Path, kerne
     return res
 
 
-def export_pair(model_path: Path, repo: Path, name: str, strides: list[int],
-                seeds: tuple[int, ...] = (0,)) -> tuple[str, dict[int, str], Path]:
+def export_pair(
+    model_path: Path, repo: Path, name: str, strides: list[int], seeds: tuple[int, ...] = (0,)
+) -> tuple[str, dict[int, str], Path]:
     """Export the full-window entry (no batching window) and one streaming entry per stride.
 
     ``seeds``: export-check seeds tried in turn (the check compares ONNX with torch on seeded synthetic
@@ -307,8 +334,9 @@ def export_pair(model_path: Path, repo: Path, name: str, strides: list[int],
             print(f"# {name}: export check with seed {seed} refused: {err}")
             if i == len(seeds) - 1:
                 raise
-    streams = {s: export_model(model_path, repo, name=f"{name}-s{s}", stream_stride=s, seed=seed).parent.name
-               for s in strides}
+    streams = {
+        s: export_model(model_path, repo, name=f"{name}-s{s}", stream_stride=s, seed=seed).parent.name for s in strides
+    }
     if seed != seeds[0]:
         print(f"# {name}: exported with export-check seed {seed}")
     return name, streams, dest / "model.onnx"
@@ -322,17 +350,23 @@ def format_rows(label: str, results: list[RatioResult]) -> list[str]:
         so, fo = np.mean([q.overhead for q in r.stream]), np.mean([q.overhead for q in r.full])
         lat = ""
         if r.stream_latency is not None:
-            lat = (f" {1e3 * np.percentile(r.stream_latency, 50):8.3f} {1e3 * np.percentile(r.stream_latency, 99):8.3f}"
-                   f" {1e3 * np.percentile(r.full_latency, 50):8.3f} {1e3 * np.percentile(r.full_latency, 99):8.3f}")
-        rows.append(f"{label:<14} {r.kernel:6d} {r.stride:6d} {r.kernel / r.stride:7.3f} {sw:9.0f} {fw:9.0f} "
-                    f"{st:8.0f} {ft:8.0f} {so:6.0f} {fo:6.0f} {fw / sw:7.3f} {ft / st:7.3f}{lat} "
-                    f"{r.max_abs_diff_stream:9.2e} {r.n_predictions:5d} {r.n_nonfinite:5d}")
+            lat = (
+                f" {1e3 * np.percentile(r.stream_latency, 50):8.3f} {1e3 * np.percentile(r.stream_latency, 99):8.3f}"
+                f" {1e3 * np.percentile(r.full_latency, 50):8.3f} {1e3 * np.percentile(r.full_latency, 99):8.3f}"
+            )
+        rows.append(
+            f"{label:<14} {r.kernel:6d} {r.stride:6d} {r.kernel / r.stride:7.3f} {sw:9.0f} {fw:9.0f} "
+            f"{st:8.0f} {ft:8.0f} {so:6.0f} {fo:6.0f} {fw / sw:7.3f} {ft / st:7.3f}{lat} "
+            f"{r.max_abs_diff_stream:9.2e} {r.n_predictions:5d} {r.n_nonfinite:5d}"
+        )
     return rows
 
 
-HEADER = (f"{'model':<14} {'K':>6} {'S':>6} {'K/S':>7} {'wire_s':>9} {'wire_f':>9} {'tens_s':>8} {'tens_f':>8} "
-          f"{'ovh_s':>6} {'ovh_f':>6} {'wire_r':>7} {'tens_r':>7} {'s_p50':>8} {'s_p99':>8} {'f_p50':>8} "
-          f"{'f_p99':>8} {'maxdiff':>9} {'n':>5} {'nan':>5}")
+HEADER = (
+    f"{'model':<14} {'K':>6} {'S':>6} {'K/S':>7} {'wire_s':>9} {'wire_f':>9} {'tens_s':>8} {'tens_f':>8} "
+    f"{'ovh_s':>6} {'ovh_f':>6} {'wire_r':>7} {'tens_r':>7} {'s_p50':>8} {'s_p99':>8} {'f_p50':>8} "
+    f"{'f_p99':>8} {'maxdiff':>9} {'n':>5} {'nan':>5}"
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -355,14 +389,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.tiny:
         k = args.tiny
         g = torch.Generator().manual_seed(args.seed)
-        m = build_model({"kind": "reduced_basis", "config": {"n_components": 8, "hidden": 32, "depth": 2, "dt": 2.0}},
-                        n_samples=k)
+        m = build_model(
+            {"kind": "reduced_basis", "config": {"n_components": 8, "hidden": 32, "depth": 2, "dt": 2.0}}, n_samples=k
+        )
         x = torch.randn(32, 2, k, generator=g)
-        theta = torch.stack([1 + 3 * torch.rand(32, generator=g), torch.rand(32, generator=g) - 0.5,
-                             torch.rand(32, generator=g) - 0.5], 1)
+        theta = torch.stack(
+            [1 + 3 * torch.rand(32, generator=g), torch.rand(32, generator=g) - 0.5, torch.rand(32, generator=g) - 0.5],
+            1,
+        )
         m.fit_standardization(theta, x)
-        path = save_model(root / f"tiny{k}" / "model.pt", m.eval(),
-                          metadata={"time_grid": {"t_start": 0.0, "t_end": 2.0 * (k - 1), "dt": 2.0}})
+        path = save_model(
+            root / f"tiny{k}" / "model.pt",
+            m.eval(),
+            metadata={"time_grid": {"t_start": 0.0, "t_end": 2.0 * (k - 1), "dt": 2.0}},
+        )
         if any(k % r for r in RATIOS):
             raise SystemExit(f"--tiny {k}: 4, 16 and 64 must divide the kernel")
         jobs.append((f"tiny{k}", Path(path), None, [k // r for r in RATIOS]))
@@ -370,21 +410,34 @@ def main(argv: list[str] | None = None) -> None:
         model, _ = load_model(args.model)
         k = int(model.n_samples)
         jobs.append((Path(args.model).parent.name, Path(args.model), model, [round(k / r) for r in RATIOS]))
-    exported = {label: export_pair(path, repo, label, strides, seeds=(0, 1, 2, 3, 4))
-                for label, path, _, strides in jobs}
+    exported = {
+        label: export_pair(path, repo, label, strides, seeds=(0, 1, 2, 3, 4)) for label, path, _, strides in jobs
+    }
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}  python {sys.version.split()[0]}  repo {repo}")
-    print("# bytes per inference request client->server (wire = HTTP request line + headers + body, tens = binary"
-          " tensor bytes, ovh = wire - tens); latency ms (s_: streaming, f_: full window, ready windows only);"
-          " maxdiff: streamed theta vs onnxruntime on the full windows (n windows; nan: windows where onnxruntime"
-          " itself gives NaN/inf, which the served answers must reproduce)")
+    print(
+        "# bytes per inference request client->server (wire = HTTP request line + headers + body, tens = binary"
+        " tensor bytes, ovh = wire - tens); latency ms (s_: streaming, f_: full window, ready windows only);"
+        " maxdiff: streamed theta vs onnxruntime on the full windows (n windows; nan: windows where onnxruntime"
+        " itself gives NaN/inf, which the served answers must reproduce)"
+    )
     print(HEADER)
     with Server(repo) as server:
         for label, path, model, strides in jobs:
             full, streams, onnx_path = exported[label]
             results = []
             for i, s in enumerate(strides):
-                r = run_ratio(server.url, full, streams[s], onnx_path, _kernel(onnx_path), s, args.windows,
-                              seed=args.seed + i, model=model, seq_id=100 * (i + 1))
+                r = run_ratio(
+                    server.url,
+                    full,
+                    streams[s],
+                    onnx_path,
+                    _kernel(onnx_path),
+                    s,
+                    args.windows,
+                    seed=args.seed + i,
+                    model=model,
+                    seq_id=100 * (i + 1),
+                )
                 results.append(r)
                 print(format_rows(label, [r])[0], flush=True)
 

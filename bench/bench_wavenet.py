@@ -26,9 +26,18 @@ TUNED_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "10000000000"}
 
 # the suggested CPU configuration: 4x strided input, 16 channels, dilations 1..512 on the 1267-step grid
 WAVENET_SMALL: dict[str, Any] = {
-    "channels": 16, "skip_channels": 32, "out_channels": 8, "kernel_size": 3, "max_dilation": 512,
-    "n_stacks": 1, "last_n": 32, "leaf_hidden": [128, 64], "dropout": 0.0, "representation": "reim",
-    "downsample": 4, "head": "physics",
+    "channels": 16,
+    "skip_channels": 32,
+    "out_channels": 8,
+    "kernel_size": 3,
+    "max_dilation": 512,
+    "n_stacks": 1,
+    "last_n": 32,
+    "leaf_hidden": [128, 64],
+    "dropout": 0.0,
+    "representation": "reim",
+    "downsample": 4,
+    "head": "physics",
 }
 
 
@@ -77,15 +86,26 @@ def worker(name: str, steps: int, batch: int, n_samples: int) -> dict[str, Any]:
     }
 
 
-def run_variant(name: str, tuned: bool, steps: int, batch: int, n_samples: int, timeout: float,
-                threads: int = 0) -> dict[str, Any]:
+def run_variant(
+    name: str, tuned: bool, steps: int, batch: int, n_samples: int, timeout: float, threads: int = 0
+) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k not in TUNED_ENV}
     if tuned:
         env.update(TUNED_ENV)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
-    cmd = [sys.executable, __file__, "--worker", name, "--steps", str(steps), "--batch", str(batch),
-           "--n-samples", str(n_samples)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        name,
+        "--steps",
+        str(steps),
+        "--batch",
+        str(batch),
+        "--n-samples",
+        str(n_samples),
+    ]
     try:
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -101,8 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--n-samples", type=int, default=5066)
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per variant subprocess")
-    ap.add_argument("--threads", type=int, default=0,
-                    help="OMP_NUM_THREADS of the workers (0: torch's default); 1 wins on a shared, busy machine")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="OMP_NUM_THREADS of the workers (0: torch's default); 1 wins on a shared, busy machine",
+    )
     ap.add_argument("--only", nargs="*", help="variant names to run (default: all)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -111,12 +135,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     names = args.only or list(variants())
     threads = args.threads or "default"
-    print(f"training steps/s, batch {args.batch}, T = {args.n_samples}, median of {args.steps} steps, "
-          f"threads {threads}; columns: without / with the malloc tuning")
+    print(
+        f"training steps/s, batch {args.batch}, T = {args.n_samples}, median of {args.steps} steps, "
+        f"threads {threads}; columns: without / with the malloc tuning"
+    )
     print(f"{'variant':<24}{'params':>10}{'default':>10}{'tuned':>10}")
     for name in names:
-        row = [run_variant(name, tuned, args.steps, args.batch, args.n_samples, args.timeout, args.threads)
-               for tuned in (False, True)]
+        row = [
+            run_variant(name, tuned, args.steps, args.batch, args.n_samples, args.timeout, args.threads)
+            for tuned in (False, True)
+        ]
         params = next((r["params"] for r in row if "params" in r), 0)
         cells = [f"{r['steps_per_s']:10.3f}" if "steps_per_s" in r else f"{'ERR':>10}" for r in row]
         print(f"{name:<24}{params:>10d}{cells[0]}{cells[1]}", flush=True)

@@ -29,9 +29,13 @@ def published_samples(path: str | Path) -> dict[str, np.ndarray]:
     swap = s["mass1"] < s["mass2"]
     a1 = np.where(swap, s["spin2_a"], s["spin1_a"]) * np.cos(np.where(swap, s["spin2_polar"], s["spin1_polar"]))
     a2 = np.where(swap, s["spin1_a"], s["spin2_a"]) * np.cos(np.where(swap, s["spin1_polar"], s["spin2_polar"]))
-    return {"chirp_mass": (m1 * m2) ** 0.6 / (m1 + m2) ** 0.2, "mass_ratio": m2 / m1,
-            "chi_eff": (m1 * a1 + m2 * a2) / (m1 + m2), "luminosity_distance": s["distance"],
-            "theta_jn": s["inclination"]}
+    return {
+        "chirp_mass": (m1 * m2) ** 0.6 / (m1 + m2) ** 0.2,
+        "mass_ratio": m2 / m1,
+        "chi_eff": (m1 * a1 + m2 * a2) / (m1 + m2),
+        "luminosity_distance": s["distance"],
+        "theta_jn": s["inclination"],
+    }
 
 
 def summary(x: np.ndarray) -> tuple[float, float, float]:
@@ -49,21 +53,28 @@ def main() -> None:
     a = ap.parse_args()
     ours = read_in_result(a.result).posterior
     pub = published_samples(a.published)
-    rows, lines = {}, ["| parameter | gwinfer median [5 %, 95 %] | published median [5 %, 95 %] | offset / published 90 % width |",
-                       "|---|---|---|---|"]
+    rows, lines = (
+        {},
+        [
+            "| parameter | gwinfer median [5 %, 95 %] | published median [5 %, 95 %] | offset / published 90 % width |",
+            "|---|---|---|---|",
+        ],
+    )
     for k in KEYS:
         if k not in ours:
             continue
         m, lo, hi = summary(ours[k].to_numpy())
         pm, plo, phi = summary(pub[k])
         rows[k] = {"gwinfer": [m, lo, hi], "published": [pm, plo, phi]}
-        lines.append(f"| {k} | {m:.3g} [{lo:.3g}, {hi:.3g}] | {pm:.3g} [{plo:.3g}, {phi:.3g}] | "
-                     f"{(m - pm) / (phi - plo):+.2f} |")
+        lines.append(
+            f"| {k} | {m:.3g} [{lo:.3g}, {hi:.3g}] | {pm:.3g} [{plo:.3g}, {phi:.3g}] | {(m - pm) / (phi - plo):+.2f} |"
+        )
     table = "\n".join(lines) + "\n"
     stem = Path(a.result).with_suffix("")
     Path(f"{stem}_vs_published.md").write_text(table)
-    Path(f"{stem}_vs_published.json").write_text(json.dumps({"result": a.result, "published": a.published,
-                                                             "rows": rows}, indent=1))
+    Path(f"{stem}_vs_published.json").write_text(
+        json.dumps({"result": a.result, "published": a.published, "rows": rows}, indent=1)
+    )
     print(table)
 
 

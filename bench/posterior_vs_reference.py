@@ -25,7 +25,6 @@ network draws' seeds. Writes ``compare.json`` and ``compare.md`` into ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -70,31 +69,47 @@ def compare_one(model, names, sim, ref_path: Path, n: int, seed: int) -> dict:
     t_is = time.perf_counter() - t0
     rew = isr["samples"]  # 20,000 draws with replacement by weight
     return {
-        "injection": idx, "noise_seed": noise_seed, "snr": float(sim.snr[idx]),
+        "injection": idx,
+        "noise_seed": noise_seed,
+        "snr": float(sim.snr[idx]),
         "truth": {k: truth[k] for k in names},
-        "reference_seconds": ref_seconds, "reference_log_evidence": float(ref.log_evidence),
-        "reference_log_evidence_err": float(ref.log_evidence_err), "reference_samples": len(ref.posterior),
-        "network_seconds_1e4": t_net, "speedup": ref_seconds / t_net,
-        "jsd_before": jsd_1d(net, ref_post), "jsd_after": jsd_1d(rew, ref_post),
-        "jsd_reference_halves": jsd_1d({k: v[0::2] for k, v in ref_post.items()},
-                                       {k: v[1::2] for k, v in ref_post.items()}),
-        "errors_before": estimate_errors(net, ref_post), "errors_after": estimate_errors(rew, ref_post),
-        "is_efficiency": isr["efficiency"], "is_ess": isr["ess"], "is_seconds": t_is,
-        "is_log_evidence": isr["log_evidence"], "is_log_evidence_std": isr["log_evidence_std"],
+        "reference_seconds": ref_seconds,
+        "reference_log_evidence": float(ref.log_evidence),
+        "reference_log_evidence_err": float(ref.log_evidence_err),
+        "reference_samples": len(ref.posterior),
+        "network_seconds_1e4": t_net,
+        "speedup": ref_seconds / t_net,
+        "jsd_before": jsd_1d(net, ref_post),
+        "jsd_after": jsd_1d(rew, ref_post),
+        "jsd_reference_halves": jsd_1d(
+            {k: v[0::2] for k, v in ref_post.items()}, {k: v[1::2] for k, v in ref_post.items()}
+        ),
+        "errors_before": estimate_errors(net, ref_post),
+        "errors_after": estimate_errors(rew, ref_post),
+        "is_efficiency": isr["efficiency"],
+        "is_ess": isr["ess"],
+        "is_seconds": t_is,
+        "is_log_evidence": isr["log_evidence"],
+        "is_log_evidence_std": isr["log_evidence_std"],
     }
 
 
 def markdown(rows: list[dict], names: list[str]) -> str:
-    head = ("| injection | SNR | dynesty s | net 1e4 s | ratio | IS eff. | log Z IS - dynesty | "
-            + " | ".join(f"JSD {k} before/after" for k in names) + " |")
+    head = (
+        "| injection | SNR | dynesty s | net 1e4 s | ratio | IS eff. | log Z IS - dynesty | "
+        + " | ".join(f"JSD {k} before/after" for k in names)
+        + " |"
+    )
     sep = "|" + "---|" * (7 + len(names))
     lines = [head, sep]
     for r in rows:
         dz = r["is_log_evidence"] - r["reference_log_evidence"]
         jsd = " | ".join(f"{r['jsd_before'][k]:.4f} / {r['jsd_after'][k]:.4f}" for k in names)
-        lines.append(f"| {r['injection']} | {r['snr']:.1f} | {r['reference_seconds']:.0f} | "
-                     f"{r['network_seconds_1e4']:.3f} | {r['speedup']:.0f} | {r['is_efficiency']:.3f} | "
-                     f"{dz:+.2f} +- {r['reference_log_evidence_err']:.2f} | {jsd} |")
+        lines.append(
+            f"| {r['injection']} | {r['snr']:.1f} | {r['reference_seconds']:.0f} | "
+            f"{r['network_seconds_1e4']:.3f} | {r['speedup']:.0f} | {r['is_efficiency']:.3f} | "
+            f"{dz:+.2f} +- {r['reference_log_evidence_err']:.2f} | {jsd} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -124,10 +139,15 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=50000, help="network samples per injection (before reweighting)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--raw", action="store_true", help="do not impose the phase symmetry (gwinfer.models.posterior.symmetry)")
-    ap.add_argument("--table", default=None,
-                    help="comma-separated parameters of the relative-error table (default: those of "
-                         f"{','.join(TABLE_DEFAULT)} the model infers)")
+    ap.add_argument(
+        "--raw", action="store_true", help="do not impose the phase symmetry (gwinfer.models.posterior.symmetry)"
+    )
+    ap.add_argument(
+        "--table",
+        default=None,
+        help="comma-separated parameters of the relative-error table (default: those of "
+        f"{','.join(TABLE_DEFAULT)} the model infers)",
+    )
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -148,14 +168,21 @@ def main() -> None:
     for path, (model, _) in models.items():
         results[path] = rows = [compare_one(model, names, sim, Path(r), a.n, a.seed) for r in a.refs]
         text += [f"### {path}", "", markdown(rows, names)]
-    text += ["### Relative error of the median against dynesty (mean over injections)", "",
-             table_one(results, params)]
+    text += ["### Relative error of the median against dynesty (mean over injections)", "", table_one(results, params)]
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "compare.json", {"models": a.model, "data": a.data, "refs": a.refs, "n": a.n,
-                                      "threads": a.threads, "results": results,
-                                      "provenance": provenance("reference-comparison", vars(a),
-                                                               parents=[*a.model, a.data, *a.refs])})
+    write_json(
+        out / "compare.json",
+        {
+            "models": a.model,
+            "data": a.data,
+            "refs": a.refs,
+            "n": a.n,
+            "threads": a.threads,
+            "results": results,
+            "provenance": provenance("reference-comparison", vars(a), parents=[*a.model, a.data, *a.refs]),
+        },
+    )
     (out / "compare.md").write_text("\n".join(text))
     print("\n".join(text))
 

@@ -46,10 +46,16 @@ def experiments(sweep_path: str) -> dict[str, dict]:
     from gwinfer.config import deep_merge, load_yaml
 
     sweep = load_yaml(sweep_path)
-    if not isinstance(sweep, dict) or set(sweep) - {"base", "common", "configurations"} or not sweep.get("base") \
-            or not isinstance(sweep.get("configurations"), dict) or not sweep["configurations"]:
-        raise SystemExit(f"{sweep_path}: a sweep file has base (a YAML path), optional common and a non-empty "
-                         "configurations mapping")
+    if (
+        not isinstance(sweep, dict)
+        or set(sweep) - {"base", "common", "configurations"}
+        or not sweep.get("base")
+        or not isinstance(sweep.get("configurations"), dict)
+        or not sweep["configurations"]
+    ):
+        raise SystemExit(
+            f"{sweep_path}: a sweep file has base (a YAML path), optional common and a non-empty configurations mapping"
+        )
     base = deep_merge(load_yaml(sweep["base"]), sweep.get("common"))
     return {str(name): deep_merge(base, over) for name, over in sweep["configurations"].items()}
 
@@ -60,12 +66,19 @@ def train_one(name: str, experiment: dict, out: Path) -> str:
     run = out / name
     run.mkdir(parents=True, exist_ok=True)
     (run / "experiment.json").write_text(json.dumps(experiment, indent=2))
-    code = ("import json, sys; from gwinfer.training.posterior import train_posterior; "
-            "train_posterior(json.load(open(sys.argv[1])), sys.argv[2])")
+    code = (
+        "import json, sys; from gwinfer.training.posterior import train_posterior; "
+        "train_posterior(json.load(open(sys.argv[1])), sys.argv[2])"
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(run / "train.log", "w") as log:
-        res = subprocess.run([sys.executable, "-c", code, str(run / "experiment.json"), str(run)], stdout=log,
-                             stderr=subprocess.STDOUT, env=env, check=False)
+        res = subprocess.run(
+            [sys.executable, "-c", code, str(run / "experiment.json"), str(run)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            check=False,
+        )
     if res.returncode != 0:
         raise SystemExit(f"training {name} failed (see {run / 'train.log'})")
     return name
@@ -74,8 +87,12 @@ def train_one(name: str, experiment: dict, out: Path) -> str:
 def training_cost(run: Path) -> dict:
     rows = list(csv.DictReader(open(run / "log.csv")))
     seconds = sum(float(r["epoch_seconds"]) for r in rows)
-    return {"epochs": len(rows), "train_seconds": seconds, "samples_per_second": float(rows[-1]["samples_per_second"]),
-            "val_loss_standardised": min(float(r["val_loss"]) for r in rows)}
+    return {
+        "epochs": len(rows),
+        "train_seconds": seconds,
+        "samples_per_second": float(rows[-1]["samples_per_second"]),
+        "val_loss_standardised": min(float(r["val_loss"]) for r in rows),
+    }
 
 
 @functools.lru_cache(maxsize=1)
@@ -98,23 +115,34 @@ def validation_nll(model, meta: dict, n_val: int) -> np.ndarray:
 def describe(spec: dict) -> dict:
     cfg = spec["config"]
     emb = cfg["embedding"]
-    return {"kind": spec["kind"], "embedding": emb["kind"], "resnet_blocks": len(emb["resnet"]["channels"]),
-            "resnet_channels": list(emb["resnet"]["channels"]), "context_dim": emb["context_dim"],
-            "transforms": cfg.get("transforms"), "flow_hidden": list(cfg.get("hidden") or [])}
+    return {
+        "kind": spec["kind"],
+        "embedding": emb["kind"],
+        "resnet_blocks": len(emb["resnet"]["channels"]),
+        "resnet_channels": list(emb["resnet"]["channels"]),
+        "context_dim": emb["context_dim"],
+        "transforms": cfg.get("transforms"),
+        "flow_hidden": list(cfg.get("hidden") or []),
+    }
 
 
 def markdown(rows: list[dict], settings: dict) -> str:
-    head = ["| configuration | ResNet blocks (channels) | flow transforms x hidden | parameters | val NLL (physical) "
-            "| minus the first (paired) | "
-            f"single event, {settings['single_samples']} samples [ms] | peak memory added [MiB] | training "
-            "[min] (samples/s) |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    head = [
+        "| configuration | ResNet blocks (channels) | flow transforms x hidden | parameters | val NLL (physical) "
+        "| minus the first (paired) | "
+        f"single event, {settings['single_samples']} samples [ms] | peak memory added [MiB] | training "
+        "[min] (samples/s) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         d = r["spec"]
-        head.append(f"| {r['name']} | {d['resnet_blocks']} ({', '.join(map(str, d['resnet_channels']))}) | "
-                    f"{d['transforms']} x {d['flow_hidden']} | {r['parameters']:,} | {r['nll']:.3f} ± "
-                    f"{r['nll_se']:.3f} | {r['nll_minus_first']:+.3f} ± {r['nll_minus_first_se']:.3f} | "
-                    f"{r['single_median_ms']:.1f} | {r['memory_mib']:.0f} | "
-                    f"{r['train_seconds'] / 60:.1f} ({r['samples_per_second']:.0f}) |")
+        head.append(
+            f"| {r['name']} | {d['resnet_blocks']} ({', '.join(map(str, d['resnet_channels']))}) | "
+            f"{d['transforms']} x {d['flow_hidden']} | {r['parameters']:,} | {r['nll']:.3f} ± "
+            f"{r['nll_se']:.3f} | {r['nll_minus_first']:+.3f} ± {r['nll_minus_first_se']:.3f} | "
+            f"{r['single_median_ms']:.1f} | {r['memory_mib']:.0f} | "
+            f"{r['train_seconds'] / 60:.1f} ({r['samples_per_second']:.0f}) |"
+        )
     return "\n".join(head) + "\n"
 
 
@@ -144,8 +172,15 @@ def main(argv: list[str] | None = None) -> int:
     for name in exps:  # costs first: measure's child must not start from a parent holding a simulation
         path = out / name / "model.pt"
         model, _ = load_estimator(path)
-        rows.append({"name": name, "spec": describe(model.spec()), "parameters": sum(p.numel() for p in
-                     model.parameters()), **training_cost(out / name), **measure(str(path), model.x_shape, args)})
+        rows.append(
+            {
+                "name": name,
+                "spec": describe(model.spec()),
+                "parameters": sum(p.numel() for p in model.parameters()),
+                **training_cost(out / name),
+                **measure(str(path), model.x_shape, args),
+            }
+        )
         print(f"measured the cost of {name}", flush=True)
     for row in rows:
         model, meta = load_estimator(out / row["name"] / "model.pt")
@@ -154,11 +189,14 @@ def main(argv: list[str] | None = None) -> int:
         row["nll"], row["nll_se"] = mean_se(nll)
         same = meta["experiment"]["data"] == first[1]  # same rows and noise: a paired, much tighter difference
         row["nll_minus_first"], row["nll_minus_first_se"] = mean_se(nll - first[0]) if same else (np.nan, np.nan)
-    settings = {k: getattr(args, k) for k in ("single_samples", "batch", "batch_samples", "repeats", "threads",
-                                              "n_val")}
+    settings = {
+        k: getattr(args, k) for k in ("single_samples", "batch", "batch_samples", "repeats", "threads", "n_val")
+    }
     record = provenance("configuration-sweep", vars(args), parents=[args.sweep] + [out / n / "model.pt" for n in exps])
-    write_json(out / "sweep.json", {"sweep": args.sweep, "settings": settings, "experiments": exps, "rows": rows,
-                                    "provenance": record})
+    write_json(
+        out / "sweep.json",
+        {"sweep": args.sweep, "settings": settings, "experiments": exps, "rows": rows, "provenance": record},
+    )
     table = markdown(rows, settings)
     (out / "sweep.md").write_text(table)
     print(table)

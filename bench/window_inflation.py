@@ -27,8 +27,10 @@ def main(path: str, n: int = 300) -> None:
         h, _ = compute_waveforms(truth, "IMRPhenomT", grid, options=opts)
         r, _ = compute_waveforms(pred, "IMRPhenomT", grid, options=opts)
         ov = overlap_batch(h, r, grid.dt)
-        print(f"| [{grid.t_start:.0f}, {grid.t_end:.0f}] | {np.median(ov):.5f} | {np.percentile(ov, 25):.5f} | "
-              f"{np.mean(ov <= 0.97):.2%} |")
+        print(
+            f"| [{grid.t_start:.0f}, {grid.t_end:.0f}] | {np.median(ov):.5f} | {np.percentile(ov, 25):.5f} | "
+            f"{np.mean(ov <= 0.97):.2%} |"
+        )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ def integer(where: str, value: Any, low: int, high: int) -> None:
         raise GwinferError(f"{where} = {value!r} must be an integer in [{low}, {high}]")
 
 
-def number(where: str, value: Any, low: float, high: float, *, open_low: bool = False,
-           open_high: bool = False) -> float:
+def number(
+    where: str, value: Any, low: float, high: float, *, open_low: bool = False, open_high: bool = False
+) -> float:
     """``value`` must be a finite number in [low, high] (ends open where asked); returns it as a float."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if ok:

@@ -44,8 +44,13 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def provenance(kind: str, config: dict[str, Any], parents: list[str | Path] | None = None,
-               libraries: tuple[str, ...] = CORE_LIBRARIES, **extra: Any) -> dict[str, Any]:
+def provenance(
+    kind: str,
+    config: dict[str, Any],
+    parents: list[str | Path] | None = None,
+    libraries: tuple[str, ...] = CORE_LIBRARIES,
+    **extra: Any,
+) -> dict[str, Any]:
     """The provenance record of a file of type ``kind`` made with ``config`` from ``parents``."""
     rec: dict[str, Any] = {"gwinfer_version": __version__, "kind": kind, "config": config}
     rec["parents"] = [

@@ -13,6 +13,7 @@ from support import MICRO
 
 warnings.filterwarnings("ignore", "Wswiglal-redir-stdio")
 
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     random.seed(1234)

@@ -45,10 +45,13 @@ def tiny_point_model(n_samples: int = 64, seed: int = 0):
     from gwinfer.models import build_model
 
     g = torch.Generator().manual_seed(seed)
-    m = build_model({"kind": "reduced_basis", "config": {"n_components": 4, "hidden": 16, "depth": 1, "dt": 2.0}},
-                    n_samples=n_samples)
+    m = build_model(
+        {"kind": "reduced_basis", "config": {"n_components": 4, "hidden": 16, "depth": 1, "dt": 2.0}},
+        n_samples=n_samples,
+    )
     x = torch.randn(16, 2, n_samples, generator=g)
-    theta = torch.stack([1 + 3 * torch.rand(16, generator=g), torch.rand(16, generator=g) - 0.5,
-                         torch.rand(16, generator=g) - 0.5], 1)
+    theta = torch.stack(
+        [1 + 3 * torch.rand(16, generator=g), torch.rand(16, generator=g) - 0.5, torch.rand(16, generator=g) - 0.5], 1
+    )
     m.fit_standardization(theta, x)
     return m.eval()

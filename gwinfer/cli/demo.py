@@ -55,17 +55,27 @@ def run_demo(out: Path, workers: int = 2) -> Path:
     rows = []
     for i, (name, path) in enumerate(models.items()):
         sub = out / "report" / f"model{i}"
-        res = evaluate_model(path, catalogue, "test", json_path=sub / "results.json", report_dir=sub,
-                             workers=workers, title=f"{name} on the tiny test split")
+        res = evaluate_model(
+            path,
+            catalogue,
+            "test",
+            json_path=sub / "results.json",
+            report_dir=sub,
+            workers=workers,
+            title=f"{name} on the tiny test split",
+        )
         ov, frac = res["table"]["overlap"], res["overlap_fraction_below"]
-        rows.append(f"<tr><td><a href='model{i}/index.html'>{html.escape(name)}</a></td><td>{ov['median']:.4f}</td>"
-                    f"<td>{ov['q1']:.4f}</td><td>{frac['0.97']:.1%}</td><td>{res['table']['q']['median']:+.4f}</td></tr>")
+        rows.append(
+            f"<tr><td><a href='model{i}/index.html'>{html.escape(name)}</a></td><td>{ov['median']:.4f}</td>"
+            f"<td>{ov['q1']:.4f}</td><td>{frac['0.97']:.1%}</td><td>{res['table']['q']['median']:+.4f}</td></tr>"
+        )
         print(f"{name}: median overlap {ov['median']:.4f}, Q1 {ov['q1']:.4f}, {frac['0.97']:.1%} below 0.97")
     index = out / "report" / "index.html"
     with atomic_path(index) as tmp:
         tmp.write_text(
             "<!doctype html><html><head><meta charset='utf-8'><title>gwinfer demo</title></head><body>"
-            "<h1>gwinfer demo: the tiny catalogue</h1><p>" + html.escape(summary(manifest)).replace("\n", "<br>")
+            "<h1>gwinfer demo: the tiny catalogue</h1><p>"
+            + html.escape(summary(manifest)).replace("\n", "<br>")
             + "</p><table border=1 cellpadding=4><tr><th>model</th><th>median overlap</th><th>Q1</th>"
             "<th>below 0.97</th><th>median &Delta;q</th></tr>" + "".join(rows) + "</table></body></html>"
         )

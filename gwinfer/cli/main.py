@@ -30,8 +30,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from gwinfer.data.generate import generate_catalogue
     from gwinfer.data.validate import summary
 
-    manifest = generate_catalogue(_catalogue_config(args.config), args.out, workers=args.workers,
-                                  use_mpi=args.mpi, progress=not args.quiet)
+    manifest = generate_catalogue(
+        _catalogue_config(args.config), args.out, workers=args.workers, use_mpi=args.mpi, progress=not args.quiet
+    )
     if not args.mpi or _mpi_rank() == 0:
         print(summary(manifest))
     return 0
@@ -65,10 +66,17 @@ def describe(path: str | Path) -> dict:
 
     model, meta = load_model(p)
     grid = meta.get("time_grid", {})
-    return {"kind": "model", "model_kind": model.kind, "spec": model.spec(),
-            "n_parameters": sum(t.numel() for t in model.parameters()),
-            "t_start": grid.get("t_start"), "t_end": grid.get("t_end"), "dt": grid.get("dt"),
-            "approximant": meta.get("approximant"), **meta}
+    return {
+        "kind": "model",
+        "model_kind": model.kind,
+        "spec": model.spec(),
+        "n_parameters": sum(t.numel() for t in model.parameters()),
+        "t_start": grid.get("t_start"),
+        "t_end": grid.get("t_end"),
+        "dt": grid.get("dt"),
+        "approximant": meta.get("approximant"),
+        **meta,
+    }
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -105,11 +113,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from gwinfer.evaluation.evaluate import evaluate_model
     from gwinfer.evaluation.quantiles import PAPER_TABLE, format_table
 
-    results = evaluate_model(args.model, args.data, args.split, json_path=args.json, report_dir=args.report,
-                             workers=args.workers, limit=args.limit, progress=not args.quiet)
+    results = evaluate_model(
+        args.model,
+        args.data,
+        args.split,
+        json_path=args.json,
+        report_dir=args.report,
+        workers=args.workers,
+        limit=args.limit,
+        progress=not args.quiet,
+    )
     print(format_table(results, reference=PAPER_TABLE))
-    print("fraction of overlaps below 0.97 / 0.90 / 0.85: "
-          + " / ".join(f"{v:.2%}" for v in results["overlap_fraction_below"].values()))
+    print(
+        "fraction of overlaps below 0.97 / 0.90 / 0.85: "
+        + " / ".join(f"{v:.2%}" for v in results["overlap_fraction_below"].values())
+    )
     return 0
 
 
@@ -117,8 +135,17 @@ def cmd_degeneracy(args: argparse.Namespace) -> int:
     from gwinfer.evaluation.degeneracy import degeneracy_maps
     from gwinfer.physics.timegrid import TimeGrid
 
-    res = degeneracy_maps(args.q, args.s1, args.s2, args.out, backend=args.backend, n=args.n, workers=args.workers,
-                          grid=TimeGrid(args.t_start, args.t_end, args.dt), progress=not args.quiet)
+    res = degeneracy_maps(
+        args.q,
+        args.s1,
+        args.s2,
+        args.out,
+        backend=args.backend,
+        n=args.n,
+        workers=args.workers,
+        grid=TimeGrid(args.t_start, args.t_end, args.dt),
+        progress=not args.quiet,
+    )
     for name, s in res["summary"].items():
         print(f"{name:8s} overlap >= 0.97 on {s['fraction_above_0.97']:.1%} of the slice (min {s['min']:.3f})")
     print(f"maps written to {args.out}/maps.png")
@@ -144,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="catalogue YAML (configs/tiny.yaml, small.yaml, paper.yaml)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores; 1 per MPI rank)")
-    p.add_argument("--mpi", action="store_true", help="split shards across MPI ranks (mpirun -n K gwinfer generate --mpi ...)")
+    p.add_argument(
+        "--mpi", action="store_true", help="split shards across MPI ranks (mpirun -n K gwinfer generate --mpi ...)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
 
@@ -192,8 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_degeneracy)
 
     from gwinfer.cli.posterior import add_parsers as add_posterior_parsers
-    from gwinfer.cli.train import add_parsers as add_train_parsers
     from gwinfer.cli.serving import add_parsers as add_serving_parsers
+    from gwinfer.cli.train import add_parsers as add_train_parsers
 
     add_posterior_parsers(sub)  # simulate, sample, pp, reference, analyze, psd
     add_train_parsers(sub)  # train, train-posterior, distill
@@ -208,7 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return args.func(args)
     except GwinferError as err:
@@ -217,5 +248,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gwinfer: interrupted; finished work is kept, re-run the same command to resume", file=sys.stderr)
         return 130
-
-

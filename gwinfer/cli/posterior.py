@@ -52,8 +52,7 @@ def _read_strain(path: str):
 def cmd_sample(args: argparse.Namespace) -> int:
     from gwinfer.data.strain_dataset import simulation_config_of
     from gwinfer.evaluation.posterior import make_result, sample_posterior, save_result
-    from gwinfer.models import load_estimator
-    from gwinfer.models import symmetrised
+    from gwinfer.models import load_estimator, symmetrised
     from gwinfer.provenance import provenance
 
     model, meta = load_estimator(args.model)
@@ -76,13 +75,26 @@ def cmd_sample(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     samples = sample_posterior(model, x, args.n, names)
     seconds = time.perf_counter() - t0
-    meta_data = {"gwinfer": {"model": str(args.model), "data": source, "n": args.n, "sampling_seconds": seconds,
-                             "simulation": json.loads(simulation_config_of(meta).to_json()) if "simulation" in meta
-                             else None,
-                             "provenance": json.dumps(provenance("posterior-samples", vars(args) | {"func": None},
-                                                                 parents=[args.model]))}}
-    result = make_result(samples, label=Path(args.out).stem, injection_parameters=injection, meta_data=meta_data,
-                         sampling_time=seconds, priors=_model_prior(meta))
+    meta_data = {
+        "gwinfer": {
+            "model": str(args.model),
+            "data": source,
+            "n": args.n,
+            "sampling_seconds": seconds,
+            "simulation": json.loads(simulation_config_of(meta).to_json()) if "simulation" in meta else None,
+            "provenance": json.dumps(
+                provenance("posterior-samples", vars(args) | {"func": None}, parents=[args.model])
+            ),
+        }
+    }
+    result = make_result(
+        samples,
+        label=Path(args.out).stem,
+        injection_parameters=injection,
+        meta_data=meta_data,
+        sampling_time=seconds,
+        priors=_model_prior(meta),
+    )
     paths = save_result(result, args.out, corner=not args.no_corner)
     print(f"{args.n} samples in {seconds:.2f} s written to {paths['result']}")
     if args.importance_sample:
@@ -93,8 +105,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def _importance_sample(args: argparse.Namespace, model, meta: dict, x, injection, meta_data: dict) -> None:
     """Reweight fresh draws of ``model`` with the exact likelihood; write ``<stem>_reweighted`` beside ``--out``."""
     from gwinfer.data.strain_dataset import simulation_config_of
-    from gwinfer.evaluation.posterior import make_result, result_paths, save_result
     from gwinfer.evaluation.importance import importance_sample_estimator
+    from gwinfer.evaluation.posterior import make_result, result_paths, save_result
 
     config = simulation_config_of(meta)
     names = list(meta.get("names") or config.parameters)
@@ -102,8 +114,9 @@ def _importance_sample(args: argparse.Namespace, model, meta: dict, x, injection
     missing = [k for k in config.load_prior().keys() if k not in names]
     if missing:  # the likelihood needs every sampled key: the unsearched ones must be known (injections)
         if injection is None:
-            raise GwinferError(f"--importance-sample needs values for {missing} (not inferred by the model); "
-                               "use it with --injection")
+            raise GwinferError(
+                f"--importance-sample needs values for {missing} (not inferred by the model); use it with --injection"
+            )
         fixed = {k: injection[k] for k in missing if k in injection}
     t0 = time.perf_counter()
     isr = importance_sample_estimator(model, x, config, names, n=args.n, fixed=fixed, n_resample=args.n)
@@ -112,13 +125,22 @@ def _importance_sample(args: argparse.Namespace, model, meta: dict, x, injection
     meta_is = {"gwinfer": {**meta_data["gwinfer"], "importance_sampling": summary | {"seconds": seconds}}}
     path, _ = result_paths(args.out)
     out = path.with_name(path.stem + "_reweighted" + path.suffix)
-    result = make_result(isr["samples"], label=out.stem, search_parameter_keys=names, injection_parameters=injection,
-                         meta_data=meta_is, sampling_time=seconds, priors=_model_prior(meta))
+    result = make_result(
+        isr["samples"],
+        label=out.stem,
+        search_parameter_keys=names,
+        injection_parameters=injection,
+        meta_data=meta_is,
+        sampling_time=seconds,
+        priors=_model_prior(meta),
+    )
     result.log_evidence, result.log_evidence_err = isr["log_evidence"], isr["log_evidence_std"]
     save_result(result, out, corner=not args.no_corner)
-    print(f"importance sampling: efficiency {isr['efficiency']:.4f}, ESS {isr['ess']:.0f} of {args.n}, "
-          f"log Z = {isr['log_evidence']:.3f} +- {isr['log_evidence_std']:.3f} ({seconds:.1f} s); "
-          f"reweighted posterior ({args.n} draws by weight) written to {out}")
+    print(
+        f"importance sampling: efficiency {isr['efficiency']:.4f}, ESS {isr['ess']:.0f} of {args.n}, "
+        f"log Z = {isr['log_evidence']:.3f} +- {isr['log_evidence_std']:.3f} ({seconds:.1f} s); "
+        f"reweighted posterior ({args.n} draws by weight) written to {out}"
+    )
 
 
 def _model_prior(meta: dict):
@@ -133,13 +155,20 @@ def _model_prior(meta: dict):
 
 def cmd_pp(args: argparse.Namespace) -> int:
     from gwinfer.evaluation.pp import pp_test
-    from gwinfer.models import load_estimator
-    from gwinfer.models import symmetrised
+    from gwinfer.models import load_estimator, symmetrised
 
     model, meta = load_estimator(args.model)
     model = symmetrised(model, meta)  # exact phase -> phase + pi symmetry (gwinfer.models.posterior.symmetry)
-    res = pp_test(model, args.data, args.n_injections, args.n_samples, seed=args.seed, names=meta.get("names"),
-                  out_dir=args.out, progress=not args.quiet)
+    res = pp_test(
+        model,
+        args.data,
+        args.n_injections,
+        args.n_samples,
+        seed=args.seed,
+        names=meta.get("names"),
+        out_dir=args.out,
+        progress=not args.quiet,
+    )
     for k, p in res["ks_pvalues"].items():
         print(f"{k:22s} KS p-value {p:.4f}")
     print(f"combined (Fisher) p-value {res['combined_pvalue']:.4g}; {res['seconds']:.1f} s; plot {res['plot']}")
@@ -157,11 +186,22 @@ def cmd_reference(args: argparse.Namespace) -> int:
     search = [s for s in args.search.split(",") if s] if args.search else None
     kwargs = {"sample": args.sample} if args.sample else {}
     meta = {"gwinfer": {"simulation": args.data, "injection": args.injection, "noise_seed": args.noise_seed}}
-    result = reference_posterior(x, sim.config, injection_parameters=params, search=search, nlive=args.nlive,
-                                 seed=args.seed, label=Path(args.out).stem, sampler_kwargs=kwargs, meta_data=meta)
+    result = reference_posterior(
+        x,
+        sim.config,
+        injection_parameters=params,
+        search=search,
+        nlive=args.nlive,
+        seed=args.seed,
+        label=Path(args.out).stem,
+        sampler_kwargs=kwargs,
+        meta_data=meta,
+    )
     paths = save_result(result, args.out, corner=not args.no_corner)
-    print(f"{len(result.posterior)} samples, log Z = {result.log_evidence:.3f} +- {result.log_evidence_err:.3f}, "
-          f"{result.sampling_time:.1f} s; written to {paths['result']}")
+    print(
+        f"{len(result.posterior)} samples, log Z = {result.log_evidence:.3f} +- {result.log_evidence_err:.3f}, "
+        f"{result.sampling_time:.1f} s; written to {paths['result']}"
+    )
     return 0
 
 
@@ -175,8 +215,15 @@ def _strain_files(args: argparse.Namespace) -> dict[str, str]:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from gwinfer.evaluation.analyze import analyze
 
-    out = analyze(args.model, _strain_files(args), args.gps, args.out, n=args.n, psd_seglen=args.psd_seglen,
-                  corner=not args.no_corner)
+    out = analyze(
+        args.model,
+        _strain_files(args),
+        args.gps,
+        args.out,
+        n=args.n,
+        psd_seglen=args.psd_seglen,
+        corner=not args.no_corner,
+    )
     post = out["posterior"]
     for k in ("chirp_mass", "mass_ratio", "chi_eff", "luminosity_distance"):
         if k in post:
@@ -191,8 +238,9 @@ def cmd_psd(args: argparse.Namespace) -> int:
     from gwinfer.provenance import provenance
 
     psd = event_psd(args.strain, args.gps, args.fs, seglen=args.seglen)
-    header = provenance("psd", {"gps": args.gps, "fs": args.fs, "seglen": args.seglen, "method": psd.name},
-                        parents=[args.strain])
+    header = provenance(
+        "psd", {"gps": args.gps, "fs": args.fs, "seglen": args.seglen, "method": psd.name}, parents=[args.strain]
+    )
     path = write_psd(psd, args.out, header)
     print(f"PSD ({psd.name}, {psd.frequencies.size} bins) written to {path}")
     return 0
@@ -219,9 +267,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=50000, help="number of samples")
     p.add_argument("--out", required=True, help="result file (.json or .hdf5)")
     p.add_argument("--no-corner", action="store_true", help="skip the corner plot")
-    p.add_argument("--importance-sample", action="store_true",
-                   help="also reweight n fresh draws with the exact likelihood (ESS, efficiency, evidence) and "
-                        "write <out>_reweighted")
+    p.add_argument(
+        "--importance-sample",
+        action="store_true",
+        help="also reweight n fresh draws with the exact likelihood (ESS, efficiency, evidence) and "
+        "write <out>_reweighted",
+    )
     p.set_defaults(func=_checked_sample)
 
     p = subparsers.add_parser("pp", help="p-p test of a posterior model on simulated injections")

@@ -13,17 +13,27 @@ def cmd_export(args: argparse.Namespace) -> int:
     from gwinfer.serving.export.entry import export_info
     from gwinfer.serving.export.model import export_model
 
-    dest = export_model(args.model, args.repo, name=args.name, fmt=args.format, version=args.version,
-                        max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us,
-                        stream_stride=args.stream_stride, backend=args.backend)
+    dest = export_model(
+        args.model,
+        args.repo,
+        name=args.name,
+        fmt=args.format,
+        version=args.version,
+        max_batch_size=args.max_batch_size,
+        max_queue_delay_us=args.max_queue_delay_us,
+        stream_stride=args.stream_stride,
+        backend=args.backend,
+    )
     info = export_info(dest)
     backend = " for Triton's python backend" if args.backend == "python" else ""
     check = info.get("check") or {}
     if "posterior" in info:
         post = info["posterior"]
-        diff = (f"{post['kind']} posterior of {', '.join(post['parameter_names'])}; max abs diff to torch: samples "
-                f"{check.get('samples_max_abs_diff', float('nan')):.2g} (standardised units), log_prob "
-                f"{check.get('log_prob_max_abs_diff', float('nan')):.2g}")
+        diff = (
+            f"{post['kind']} posterior of {', '.join(post['parameter_names'])}; max abs diff to torch: samples "
+            f"{check.get('samples_max_abs_diff', float('nan')):.2g} (standardised units), log_prob "
+            f"{check.get('log_prob_max_abs_diff', float('nan')):.2g}"
+        )
     else:
         diff = f"max abs diff to torch {info.get('max_abs_diff', float('nan')):.2g}"
     print(f"exported {dest.parent.name} version {dest.name} ({args.format}{backend}) to {dest} ({diff})")
@@ -33,19 +43,37 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from gwinfer.serving.server.run import serve
 
-    serve(args.repo, host=args.host, port=args.port, token=args.token, max_body_bytes=args.max_body_bytes,
-          threads=args.threads, max_sequences=args.max_sequences,
-          grpc_port=args.grpc_port if args.grpc_port > 0 else None, shadow_fraction=args.shadow_fraction)
+    serve(
+        args.repo,
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        max_body_bytes=args.max_body_bytes,
+        threads=args.threads,
+        max_sequences=args.max_sequences,
+        grpc_port=args.grpc_port if args.grpc_port > 0 else None,
+        shadow_fraction=args.shadow_fraction,
+    )
     return 0
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
     from gwinfer.serving.promotion import promote
 
-    result = promote(args.repo, args.model, args.version, stage=args.stage, url=args.url, token=args.token,
-                     min_count=args.min_count, max_mean_abs_diff=args.max_mean_abs_diff,
-                     max_rel_rms_diff=args.max_rel_rms_diff, keep_previous=args.keep_previous,
-                     triton_policy=not args.no_triton_policy, timeout=args.timeout)
+    result = promote(
+        args.repo,
+        args.model,
+        args.version,
+        stage=args.stage,
+        url=args.url,
+        token=args.token,
+        min_count=args.min_count,
+        max_mean_abs_diff=args.max_mean_abs_diff,
+        max_rel_rms_diff=args.max_rel_rms_diff,
+        keep_previous=args.keep_previous,
+        triton_policy=not args.no_triton_policy,
+        timeout=args.timeout,
+    )
     print(result["message"])
     return 0
 
@@ -57,98 +85,180 @@ def cmd_stream(args: argparse.Namespace) -> int:
     files = {d: f for d, f in (("H1", args.h1), ("L1", args.l1), ("V1", args.v1)) if f}
     if not files:
         raise GwinferError("give the strain files: --h1, --l1 and/or --v1 (GWOSC HDF5), one per detector of the model")
-    res = stream_strain(args.url, args.model, files, args.out, chunk=args.chunk, n_samples=args.n_samples,
-                        seed=args.seed, start=args.start, psd_gps=args.psd_gps, token=args.token)
+    res = stream_strain(
+        args.url,
+        args.model,
+        files,
+        args.out,
+        chunk=args.chunk,
+        n_samples=args.n_samples,
+        seed=args.seed,
+        start=args.start,
+        psd_gps=args.psd_gps,
+        token=args.token,
+    )
     rows, names = res["rows"], res["spec"].parameter_names
     ready = [r for r in rows if r["ready"]]
-    print(f"streamed {len(rows)} chunks of {args.chunk:g} s through {args.model} ({len(ready)} full windows); "
-          f"wrote {res['out']}")
+    print(
+        f"streamed {len(rows)} chunks of {args.chunk:g} s through {args.model} ({len(ready)} full windows); "
+        f"wrote {res['out']}"
+    )
     if ready and names:
         key = names[0]
         last = ready[-1]
-        print(f"last window (ends GPS {last['gps_end']:.3f}): {key} {last[key + '_median']:.4g} "
-              f"[{last[key + '_q05']:.4g}, {last[key + '_q95']:.4g}]")
+        print(
+            f"last window (ends GPS {last['gps_end']:.3f}): {key} {last[key + '_median']:.4g} "
+            f"[{last[key + '_q05']:.4g}, {last[key + '_q95']:.4g}]"
+        )
     return 0
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add the ``export``, ``serve``, ``promote`` and ``stream`` subcommands to ``sub``."""
-    p = sub.add_parser("export", help="export a model into a Triton-style repository (ONNX or TorchScript); "
-                                      "posterior estimators as one sampling graph (strain, noise -> samples, log_prob)")
+    p = sub.add_parser(
+        "export",
+        help="export a model into a Triton-style repository (ONNX or TorchScript); "
+        "posterior estimators as one sampling graph (strain, noise -> samples, log_prob)",
+    )
     p.add_argument("--model", required=True, help="model file or shipped-model folder (point or posterior estimator)")
     p.add_argument("--repo", required=True, help="model repository folder (created if absent)")
     p.add_argument("--name", default=None, help="model name (default: the model folder's name)")
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
-    p.add_argument("--backend", choices=["native", "python"], default="native",
-                   help="Triton backend: native (platform onnxruntime_onnx / pytorch_libtorch, as in NVIDIA's "
-                        "containers) or python (ONNX only: model.py runs model.onnx with onnxruntime; for Triton "
-                        "builds with only the Python backend, e.g. nvidia-pytriton's)")
+    p.add_argument(
+        "--backend",
+        choices=["native", "python"],
+        default="native",
+        help="Triton backend: native (platform onnxruntime_onnx / pytorch_libtorch, as in NVIDIA's "
+        "containers) or python (ONNX only: model.py runs model.onnx with onnxruntime; for Triton "
+        "builds with only the Python backend, e.g. nvidia-pytriton's)",
+    )
     p.add_argument("--version", type=int, default=None, help="version number (default: next free)")
-    p.add_argument("--max-batch-size", type=int, default=None,
-                   help="largest batch (events) per request; default 64, 8 for posteriors (N samples per event)")
+    p.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=None,
+        help="largest batch (events) per request; default 64, 8 for posteriors (N samples per event)",
+    )
     p.add_argument("--max-queue-delay-us", type=int, default=2000, help="dynamic batching window, microseconds")
-    p.add_argument("--stream-stride", type=int, default=None,
-                   help="export a streaming entry taking this many new samples per request")
+    p.add_argument(
+        "--stream-stride",
+        type=int,
+        default=None,
+        help="export a streaming entry taking this many new samples per request",
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("serve", help="serve a model repository over KServe v2 HTTP and gRPC (tritonclient-compatible)")
     p.add_argument("--repo", required=True)
     p.add_argument("--host", default="127.0.0.1", help="listen address of HTTP and gRPC (loopback by default)")
     p.add_argument("--port", type=int, default=8000, help="HTTP port")
-    p.add_argument("--grpc-port", type=int, default=8001,
-                   help="gRPC port (KServe v2 / Triton gRPC protocol, same models and metrics as HTTP); "
-                        "0 or negative: no gRPC, HTTP only")
-    p.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' (HTTP header or gRPC "
-                                                 "metadata 'authorization'; health checks exempt)")
-    p.add_argument("--max-body-bytes", type=int, default=64 << 20,
-                   help="largest HTTP request body / gRPC message, bytes")
+    p.add_argument(
+        "--grpc-port",
+        type=int,
+        default=8001,
+        help="gRPC port (KServe v2 / Triton gRPC protocol, same models and metrics as HTTP); "
+        "0 or negative: no gRPC, HTTP only",
+    )
+    p.add_argument(
+        "--token",
+        default=None,
+        help="require 'Authorization: Bearer TOKEN' (HTTP header or gRPC "
+        "metadata 'authorization'; health checks exempt)",
+    )
+    p.add_argument(
+        "--max-body-bytes", type=int, default=64 << 20, help="largest HTTP request body / gRPC message, bytes"
+    )
     p.add_argument("--threads", type=int, default=1, help="intra-op threads of each model")
     p.add_argument("--max-sequences", type=int, default=1024, help="live streaming sequences per model")
-    p.add_argument("--shadow-fraction", type=float, default=1.0,
-                   help="share of production requests mirrored (after answering) to a model's development "
-                        "version, to compare them on the live stream (GET /v2/models/NAME/monitor); 0 disables")
+    p.add_argument(
+        "--shadow-fraction",
+        type=float,
+        default=1.0,
+        help="share of production requests mirrored (after answering) to a model's development "
+        "version, to compare them on the live stream (GET /v2/models/NAME/monitor); 0 disables",
+    )
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("promote", help="label a model version production (or development) in a repository and, "
-                                       "with --url, switch a running server without dropping requests")
+    p = sub.add_parser(
+        "promote",
+        help="label a model version production (or development) in a repository and, "
+        "with --url, switch a running server without dropping requests",
+    )
     p.add_argument("--repo", required=True, help="model repository folder")
     p.add_argument("--model", required=True, help="model name")
     p.add_argument("--version", type=int, required=True, help="the version to label")
-    p.add_argument("--stage", choices=["production", "development"], default="production",
-                   help="production (default): serve it for requests without a version; development: mirror "
-                        "production requests to it and compare (needs a production label)")
-    p.add_argument("--url", default=None, help="running gwinfer server (http://127.0.0.1:8000): read its shadow "
-                                               "monitor for the thresholds, then make it load the new labels")
+    p.add_argument(
+        "--stage",
+        choices=["production", "development"],
+        default="production",
+        help="production (default): serve it for requests without a version; development: mirror "
+        "production requests to it and compare (needs a production label)",
+    )
+    p.add_argument(
+        "--url",
+        default=None,
+        help="running gwinfer server (http://127.0.0.1:8000): read its shadow "
+        "monitor for the thresholds, then make it load the new labels",
+    )
     p.add_argument("--token", default=None, help="the server's bearer token")
-    p.add_argument("--min-count", type=int, default=None,
-                   help="refuse unless the server compared at least this many inferences (batch items)")
-    p.add_argument("--max-mean-abs-diff", type=float, default=None,
-                   help="refuse unless every output's mean |development - production| is at most this")
-    p.add_argument("--max-rel-rms-diff", type=float, default=None,
-                   help="refuse unless every output's rms(development - production) / rms(production) is at most this")
-    p.add_argument("--keep-previous", action="store_true",
-                   help="label the old production version development (a shadowed rollback candidate) "
-                        "instead of dropping the development label")
-    p.add_argument("--no-triton-policy", action="store_true",
-                   help="leave config.pbtxt alone (default: set version_policy to specific [production] so "
-                        "a real Triton serves the same version)")
+    p.add_argument(
+        "--min-count",
+        type=int,
+        default=None,
+        help="refuse unless the server compared at least this many inferences (batch items)",
+    )
+    p.add_argument(
+        "--max-mean-abs-diff",
+        type=float,
+        default=None,
+        help="refuse unless every output's mean |development - production| is at most this",
+    )
+    p.add_argument(
+        "--max-rel-rms-diff",
+        type=float,
+        default=None,
+        help="refuse unless every output's rms(development - production) / rms(production) is at most this",
+    )
+    p.add_argument(
+        "--keep-previous",
+        action="store_true",
+        help="label the old production version development (a shadowed rollback candidate) "
+        "instead of dropping the development label",
+    )
+    p.add_argument(
+        "--no-triton-policy",
+        action="store_true",
+        help="leave config.pbtxt alone (default: set version_policy to specific [production] so "
+        "a real Triton serves the same version)",
+    )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server")
     p.set_defaults(func=cmd_promote)
 
-    p = sub.add_parser("stream", help="replay GWOSC strain files in chunks through a streaming posterior entry and "
-                                      "write per-window posterior summaries (median, 90 %% interval)")
+    p = sub.add_parser(
+        "stream",
+        help="replay GWOSC strain files in chunks through a streaming posterior entry and "
+        "write per-window posterior summaries (median, 90 %% interval)",
+    )
     p.add_argument("--url", required=True, help="server (host:port, HTTP; gwinfer serve or Triton)")
-    p.add_argument("--model", required=True, help="streaming entry name (gwinfer export --stream-stride of a posterior)")
+    p.add_argument(
+        "--model", required=True, help="streaming entry name (gwinfer export --stream-stride of a posterior)"
+    )
     p.add_argument("--h1", help="H1 GWOSC HDF5 strain file")
     p.add_argument("--l1", help="L1 GWOSC HDF5 strain file")
     p.add_argument("--v1", help="V1 GWOSC HDF5 strain file")
     p.add_argument("--out", required=True, help="per-chunk table: .csv or .h5 (written atomically, with provenance)")
-    p.add_argument("--chunk", type=float, default=1.0, help="seconds of strain per request (must be the entry's stride)")
+    p.add_argument(
+        "--chunk", type=float, default=1.0, help="seconds of strain per request (must be the entry's stride)"
+    )
     p.add_argument("--n-samples", type=int, default=1000, help="posterior samples per window")
     p.add_argument("--seed", type=int, default=0, help="noise seed (chunk k draws from default_rng([seed, k]))")
     p.add_argument("--start", type=float, default=None, help="GPS time of the first sample sent (default: file start)")
-    p.add_argument("--psd-gps", type=float, default=None,
-                   help="keep this GPS time +- 2 s out of the PSD estimate (off-source PSD as gwinfer analyze); "
-                        "default: median-Welch PSD of each whole file")
+    p.add_argument(
+        "--psd-gps",
+        type=float,
+        default=None,
+        help="keep this GPS time +- 2 s out of the PSD estimate (off-source PSD as gwinfer analyze); "
+        "default: median-Welch PSD of each whole file",
+    )
     p.add_argument("--token", default=None, help="the server's bearer token")
     p.set_defaults(func=cmd_stream)

@@ -74,8 +74,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     for task, text in TASKS.items():
         p = subparsers.add_parser(task, help=text)
         _add_run_arguments(p, task)
-        p.add_argument("--nproc", type=int, default=1,
-                       help="data-parallel processes (torchrun; gloo on CPU, nccl on GPU) (default: 1)")
+        p.add_argument(
+            "--nproc",
+            type=int,
+            default=1,
+            help="data-parallel processes (torchrun; gloo on CPU, nccl on GPU) (default: 1)",
+        )
         p.set_defaults(func=cmd_run, task=task)
 
 

@@ -17,11 +17,14 @@ from gwinfer.serving.triton.launcher import ENV_VAR, TritonServer, check_install
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m gwinfer.cli.triton``."""
-    ap = argparse.ArgumentParser(prog="python -m gwinfer.cli.triton",
-                                 description="Find, check or run a real NVIDIA Triton server on a model repository.")
+    ap = argparse.ArgumentParser(
+        prog="python -m gwinfer.cli.triton",
+        description="Find, check or run a real NVIDIA Triton server on a model repository.",
+    )
     ap.add_argument("--repo", help="model repository to serve")
-    ap.add_argument("--env", default=None,
-                    help=f"venv with nvidia-pytriton or Triton install folder (default: ${ENV_VAR}, ...)")
+    ap.add_argument(
+        "--env", default=None, help=f"venv with nvidia-pytriton or Triton install folder (default: ${ENV_VAR}, ...)"
+    )
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--http-port", type=int, default=8000)
     ap.add_argument("--grpc-port", type=int, default=8001)
@@ -39,16 +42,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.check or not args.repo:
             print(f"tritonserver: {install.binary} (from {install.source})")
             if install.python:
-                print(f"python backend stub: {install.stub} (python {install.python['version']}, numpy "
-                      f"{install.python.get('numpy')}, onnxruntime {install.python.get('onnxruntime')})")
+                print(
+                    f"python backend stub: {install.stub} (python {install.python['version']}, numpy "
+                    f"{install.python.get('numpy')}, onnxruntime {install.python.get('onnxruntime')})"
+                )
             return 0
         server = TritonServer(args.repo, install, args.host, args.http_port, args.grpc_port, args.metrics)
         server.start()
     except GwinferError as err:
         print(f"triton: {err}", file=sys.stderr)
         return 1
-    print(f"tritonserver ready in {server.startup_s:.1f} s: HTTP {server.url}, gRPC {server.grpc_url}; "
-          f"log {server.log_path}\n{' '.join(server.command)}", flush=True)
+    print(
+        f"tritonserver ready in {server.startup_s:.1f} s: HTTP {server.url}, gRPC {server.grpc_url}; "
+        f"log {server.log_path}\n{' '.join(server.command)}",
+        flush=True,
+    )
     try:
         while server.proc is not None and server.proc.poll() is None:
             time.sleep(0.5)

@@ -36,7 +36,6 @@ from gwinfer.provenance import library_versions, write_json
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class ShardPlan:
     """Rows ``start:stop`` of ``split``'s parameters, stored in shard number ``index`` (global ``gid``)."""
@@ -98,14 +97,20 @@ def _check_writable(out: Path) -> None:
         raise GwinferError(f"cannot write the catalogue to {out}: {err.strerror}") from None
 
 
-def _manifest(cfg: CatalogueConfig, plans: list[ShardPlan], params: dict[str, np.ndarray], backend_versions: dict[str, str],
-              checksums: dict[str, str | None]) -> dict[str, Any]:
+def _manifest(
+    cfg: CatalogueConfig,
+    plans: list[ShardPlan],
+    params: dict[str, np.ndarray],
+    backend_versions: dict[str, str],
+    checksums: dict[str, str | None],
+) -> dict[str, Any]:
     splits = {
         split: {
             "count": int(len(params[split])),
             "shards": [
                 {"file": p.file, "count": p.stop - p.start, "sha256": checksums.get(p.file)}
-                for p in plans if p.split == split
+                for p in plans
+                if p.split == split
             ],
         }
         for split in SPLITS
@@ -137,8 +142,9 @@ def _read_checksum(out: Path, plan: ShardPlan) -> str | None:
     return None
 
 
-def waveform_stream(tasks: list[tuple[int, float, float, float]], backend: str, options: dict[str, float],
-                    grid: TimeGrid, workers: int) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
+def waveform_stream(
+    tasks: list[tuple[int, float, float, float]], backend: str, options: dict[str, float], grid: TimeGrid, workers: int
+) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
     """Yield ``(i, h22 complex64 | None, error | None)`` for tasks ``(i, q, s1z, s2z)``, in task order.
 
     ``workers > 1`` computes in a spawned process pool with one BLAS/OpenMP thread per worker.
@@ -152,9 +158,15 @@ def waveform_stream(tasks: list[tuple[int, float, float, float]], backend: str, 
         yield from pool.imap(_compute, tasks, chunksize=4)
 
 
-def compute_waveforms(params: np.ndarray, backend: str, grid: TimeGrid, workers: int = 1,
-                      options: dict[str, float] | None = None, progress: bool = False,
-                      desc: str = "waveforms") -> tuple[np.ndarray, list[dict[str, Any]]]:
+def compute_waveforms(
+    params: np.ndarray,
+    backend: str,
+    grid: TimeGrid,
+    workers: int = 1,
+    options: dict[str, float] | None = None,
+    progress: bool = False,
+    desc: str = "waveforms",
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """h22 (N, T) complex64 for (N, 3) parameters (q, s1z, s2z); failed rows are NaN and listed in failures."""
     from tqdm import tqdm
 
@@ -171,8 +183,9 @@ def compute_waveforms(params: np.ndarray, backend: str, grid: TimeGrid, workers:
     return out, failures
 
 
-def generate_catalogue(cfg: CatalogueConfig, out_dir: str | Path, workers: int | None = None,
-                       use_mpi: bool = False, progress: bool = True) -> dict[str, Any]:
+def generate_catalogue(
+    cfg: CatalogueConfig, out_dir: str | Path, workers: int | None = None, use_mpi: bool = False, progress: bool = True
+) -> dict[str, Any]:
     """Generate (or finish) the catalogue of ``cfg`` in ``out_dir``; return its manifest.
 
     ``workers`` processes compute waveforms (default: all cores; 1 per rank under MPI). Raises
@@ -203,8 +216,10 @@ def generate_catalogue(cfg: CatalogueConfig, out_dir: str | Path, workers: int |
     existing = read_manifest(out)
     if existing is not None and existing["config"] != to_dict(cfg):
         diff = _config_diff(existing["config"], to_dict(cfg))
-        raise GwinferError(f"{out} holds a catalogue made with another config (differs in {diff}); "
-                           "use another --out or the same config")
+        raise GwinferError(
+            f"{out} holds a catalogue made with another config (differs in {diff}); "
+            "use another --out or the same config"
+        )
 
     if comm is None:  # leftovers of a killed run (under MPI another rank may be writing its own)
         for stale in out.glob("*/.shard-*.tmp"):
@@ -217,13 +232,19 @@ def generate_catalogue(cfg: CatalogueConfig, out_dir: str | Path, workers: int |
     tasks = [(k, *map(float, params[p.split][i])) for k, p in enumerate(todo) for i in range(p.start, p.stop)]
     failures: list[dict[str, Any]] = []
     if tasks:
-        log.info("rank %d: %d shard(s), %d waveform(s) to generate with %d worker(s)", rank, len(todo), len(tasks), workers)
+        log.info(
+            "rank %d: %d shard(s), %d waveform(s) to generate with %d worker(s)", rank, len(todo), len(tasks), workers
+        )
         try:
             _run(out, cfg, todo, tasks, params, workers, failures, progress and rank == 0)
         except BaseException as err:
             if comm is not None and size > 1:  # the other ranks would wait at the barrier for ever
-                log.error("rank %d failed (%s: %s); aborting all ranks, finished shards are kept", rank,
-                          type(err).__name__, err)
+                log.error(
+                    "rank %d failed (%s: %s); aborting all ranks, finished shards are kept",
+                    rank,
+                    type(err).__name__,
+                    err,
+                )
                 comm.Abort(1)
             raise
 
@@ -247,8 +268,16 @@ def generate_catalogue(cfg: CatalogueConfig, out_dir: str | Path, workers: int |
     return manifest
 
 
-def _run(out: Path, cfg: CatalogueConfig, todo: list[ShardPlan], tasks: list[tuple], params: dict[str, np.ndarray],
-         workers: int, failures: list[dict[str, Any]], progress: bool) -> None:
+def _run(
+    out: Path,
+    cfg: CatalogueConfig,
+    todo: list[ShardPlan],
+    tasks: list[tuple],
+    params: dict[str, np.ndarray],
+    workers: int,
+    failures: list[dict[str, Any]],
+    progress: bool,
+) -> None:
     from tqdm import tqdm
 
     times = cfg.grid.times()
@@ -268,8 +297,13 @@ def _run(out: Path, cfg: CatalogueConfig, todo: list[ShardPlan], tasks: list[tup
                 rows.append(h)
             bar.update(1)
             if len(rows) == plan.stop - plan.start:  # complete and without failures
-                write_shard(out / plan.file, params[plan.split][plan.start:plan.stop], times, np.stack(rows),
-                            {**attrs, "split": plan.split, "shard": plan.index})
+                write_shard(
+                    out / plan.file,
+                    params[plan.split][plan.start : plan.stop],
+                    times,
+                    np.stack(rows),
+                    {**attrs, "split": plan.split, "shard": plan.index},
+                )
     finally:
         bar.close()
         if hasattr(results, "close"):

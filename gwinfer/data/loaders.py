@@ -42,8 +42,9 @@ def _check_finite(h: np.ndarray, where: str) -> None:
         raise GwinferError(f"{where}: waveform contains NaN or inf")
 
 
-def load_split(root: str | Path, split: str, grid: TimeGrid | None = None,
-               limit: int | None = None) -> tuple[np.ndarray, np.ndarray, TimeGrid]:
+def load_split(
+    root: str | Path, split: str, grid: TimeGrid | None = None, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray, TimeGrid]:
     """All of ``split`` in memory: params (N, 3) float64 [q, s1z, s2z], h22 (N, T) complex64, and its grid."""
     root = Path(root)
     source = catalogue_grid(root, split)
@@ -72,8 +73,14 @@ class CatalogueDataset:
     DataLoader workers: each process opens its own file handles.
     """
 
-    def __init__(self, root: str | Path, split: str, grid: TimeGrid | None = None, in_memory: bool = False,
-                 limit: int | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        grid: TimeGrid | None = None,
+        in_memory: bool = False,
+        limit: int | None = None,
+    ) -> None:
         self.root, self.split = Path(root), split
         self.source_grid = catalogue_grid(self.root, split)
         self.grid = grid or self.source_grid

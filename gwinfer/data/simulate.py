@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from gwinfer.parallel import pinned_pool
-from gwinfer.external import external_dir
 from gwinfer._version import __version__
 from gwinfer.errors import GwinferError
+from gwinfer.external import external_dir
+from gwinfer.parallel import pinned_pool
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,10 @@ class SimulationConfig:
         if not 0 < self.f_min < f_hi <= self.fs / 2:
             raise GwinferError(f"band [{self.f_min}, {f_hi}] Hz must satisfy 0 < f_min < f_max <= fs/2 = {self.fs / 2}")
         if self.psds and len(self.psds) != len(self.detectors):
-            raise GwinferError(f"psds lists {len(self.psds)} PSDs for {len(self.detectors)} detectors; give one per "
-                               f"detector (in the order {list(self.detectors)}) or none")
+            raise GwinferError(
+                f"psds lists {len(self.psds)} PSDs for {len(self.detectors)} detectors; give one per "
+                f"detector (in the order {list(self.detectors)}) or none"
+            )
         if not 0.0 <= self.time_offset <= self.duration:
             raise GwinferError(f"time_offset = {self.time_offset} s must lie in the segment [0, {self.duration}] s")
         if len(set(self.parameters)) != len(self.parameters):
@@ -188,7 +190,7 @@ class SignalModel:
         loaded = {spec: load_psd(spec) for spec in dict.fromkeys(specs.values())}
         self.psd = {det: loaded[spec][0] for det, spec in specs.items()}
         if len(loaded) == 1:
-            (_, self.psd_source, self.psd_sha256), = loaded.values()
+            ((_, self.psd_source, self.psd_sha256),) = loaded.values()
         else:  # one entry per detector
             self.psd_source = ",".join(f"{det}={loaded[spec][1]}" for det, spec in specs.items())
             self.psd_sha256 = ",".join(f"{det}={loaded[spec][2]}" for det, spec in specs.items())
@@ -201,8 +203,18 @@ class SignalModel:
         from gwinfer.detectors.signal import whitened_strain
 
         c = self.config
-        out = whitened_strain(params, c.detectors, self.psd, c.fs, c.duration, f_min=c.f_min, f_max=c.f_max,
-                              approximant=c.approximant, f_ref=c.f_ref, gps_start=c.gps_start)
+        out = whitened_strain(
+            params,
+            c.detectors,
+            self.psd,
+            c.fs,
+            c.duration,
+            f_min=c.f_min,
+            f_max=c.f_max,
+            approximant=c.approximant,
+            f_ref=c.f_ref,
+            gps_start=c.gps_start,
+        )
         return np.stack([out[d] for d in c.detectors])
 
 
@@ -223,8 +235,9 @@ def _compute(task: tuple[int, dict[str, float]]) -> tuple[int, np.ndarray | None
         return i, None, str(err)
 
 
-def _stream(config: SimulationConfig, tasks: list[tuple[int, dict[str, float]]],
-            workers: int) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
+def _stream(
+    config: SimulationConfig, tasks: list[tuple[int, dict[str, float]]], workers: int
+) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
     if workers <= 1:
         _init_worker(config.to_json())
         yield from map(_compute, tasks)
@@ -240,8 +253,7 @@ def draw_parameters(config: SimulationConfig) -> dict[str, np.ndarray]:
     return sample(config.load_prior(), config.n, config.seed)
 
 
-def simulate_signals(config: SimulationConfig, out_path: str | Path, workers: int = 1,
-                     progress: bool = True) -> Path:
+def simulate_signals(config: SimulationConfig, out_path: str | Path, workers: int = 1, progress: bool = True) -> Path:
     """Simulate ``config`` into the HDF5 file ``out_path`` (module docstring); return its path.
 
     ``workers > 1`` computes the signals in a spawned process pool. Any failed waveform aborts the run
@@ -276,9 +288,14 @@ def simulate_signals(config: SimulationConfig, out_path: str | Path, workers: in
     snr = np.sqrt(np.sum(np.square(signals, dtype=np.float64), axis=(1, 2)))
     pfile = prior_path(config.prior)
     psd_files = [spec for spec in dict.fromkeys(config.detector_psds.values()) if Path(spec).is_file()]
-    prov = provenance("simulation", asdict(config), parents=[pfile, *psd_files],
-                      libraries=("numpy", "scipy", "h5py", "lalsuite", "bilby"), seconds=round(seconds, 3),
-                      workers=workers)
+    prov = provenance(
+        "simulation",
+        asdict(config),
+        parents=[pfile, *psd_files],
+        libraries=("numpy", "scipy", "h5py", "lalsuite", "bilby"),
+        seconds=round(seconds, 3),
+        workers=workers,
+    )
     with atomic_path(out_path) as tmp:
         with h5py.File(tmp, "w") as f:
             ds = f.create_dataset("theta", data=theta)

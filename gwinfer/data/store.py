@@ -103,8 +103,10 @@ def split_shards(root: Path, split: str) -> list[Path]:
         paths = [root / s["file"] for s in manifest["splits"][split]["shards"]]
         missing = [p for p in paths if not p.exists()]
         if missing:
-            raise GwinferError(f"catalogue {root} is incomplete: {len(missing)} shard(s) of {split!r} missing "
-                               f"(first: {missing[0].name}); re-run the generate command to finish it")
+            raise GwinferError(
+                f"catalogue {root} is incomplete: {len(missing)} shard(s) of {split!r} missing "
+                f"(first: {missing[0].name}); re-run the generate command to finish it"
+            )
         return paths
     paths = sorted((root / split).glob("*.h5"))
     if not paths:

@@ -40,8 +40,7 @@ def injection_data(sim: Simulation, index: int, noise_seed: int = 0) -> tuple[np
     params = sim.parameters_of(int(index))
     if sim.signals.ndim != 3:
         raise GwinferError(f"{sim.path}: the simulation was read without its signals")
-    x = sim.signals[int(index)].astype(np.float32) + noise_realisation(noise_seed, 0, int(index),
-                                                                        sim.signals.shape[1:])
+    x = sim.signals[int(index)].astype(np.float32) + noise_realisation(noise_seed, 0, int(index), sim.signals.shape[1:])
     return x, params
 
 
@@ -53,8 +52,13 @@ class StrainDataset(Dataset):
     noise-free signals.
     """
 
-    def __init__(self, source: str | Path | Simulation, indices: np.ndarray | list[int] | None = None,
-                 seed: int = 0, noise_std: float = 1.0) -> None:
+    def __init__(
+        self,
+        source: str | Path | Simulation,
+        indices: np.ndarray | list[int] | None = None,
+        seed: int = 0,
+        noise_std: float = 1.0,
+    ) -> None:
         sim = source if isinstance(source, Simulation) else read_simulation(source)
         if sim.signals.ndim != 3:
             raise GwinferError(f"{sim.path}: the simulation was read without its signals")
@@ -106,7 +110,7 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
     if n - n_val < 1:
         raise GwinferError(f"{n} signals cannot be split into training and validation sets")
     perm = np.random.default_rng(seed).permutation(n)
-    return np.sort(perm[: n - n_val]), np.sort(perm[n - n_val:])
+    return np.sort(perm[: n - n_val]), np.sort(perm[n - n_val :])
 
 
 def simulation_config_of(metadata: dict[str, Any]) -> Any:
@@ -114,7 +118,9 @@ def simulation_config_of(metadata: dict[str, Any]) -> Any:
     from gwinfer.data.simulate import SimulationConfig
 
     if "simulation" not in metadata:
-        raise GwinferError("the model's metadata has no 'simulation' entry: it was not trained by gwinfer train-posterior")
+        raise GwinferError(
+            "the model's metadata has no 'simulation' entry: it was not trained by gwinfer train-posterior"
+        )
     return SimulationConfig.from_json(json.dumps(metadata["simulation"]))
 
 

@@ -27,7 +27,9 @@ def validate_catalogue(root: str | Path, progress: bool = False) -> dict[str, An
     root = Path(root)
     manifest = read_manifest(root)
     if manifest is None:
-        raise GwinferError(f"{root} has no manifest.json: not a gwinfer catalogue (bare shards can be read, not validated)")
+        raise GwinferError(
+            f"{root} has no manifest.json: not a gwinfer catalogue (bare shards can be read, not validated)"
+        )
     cfg = from_dict(CatalogueConfig, manifest["config"], "manifest config")
     expected = split_parameters(cfg)
     times = cfg.grid.times()
@@ -52,7 +54,7 @@ def validate_catalogue(root: str | Path, progress: bool = False) -> dict[str, An
             problems.append(f"{entry['file']}: unreadable ({err})")
             continue
         k = int(Path(entry["file"]).stem.split("-")[1])
-        want = expected[split][k * cfg.shard_size: k * cfg.shard_size + entry["count"]]
+        want = expected[split][k * cfg.shard_size : k * cfg.shard_size + entry["count"]]
         if params.shape != want.shape or not np.array_equal(params, want):
             problems.append(f"{entry['file']}: parameters differ from the ones the config defines")
         if t.shape != times.shape or not np.allclose(t, times, rtol=0, atol=1e-9):

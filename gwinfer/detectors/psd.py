@@ -22,8 +22,8 @@ from typing import Callable
 
 import numpy as np
 
-from gwinfer.external import external_dir
 from gwinfer.errors import GwinferError
+from gwinfer.external import external_dir
 
 #: The design curve stored with the project data (equal to lalsimulation's ...GWINC curve, see SOURCES.md).
 DEFAULT_PSD_FILE = external_dir() / "psd/aLIGO_ZERO_DET_high_P_psd.txt"

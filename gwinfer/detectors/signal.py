@@ -69,8 +69,13 @@ def padded_duration(params: Mapping[str, Any], duration: float, f_min: float) ->
 
 
 def fd_polarisations(
-    params: Mapping[str, Any], fs: float, total_duration: float, t_c: float,
-    approximant: str = "IMRPhenomPv2", f_min: float = 20.0, f_ref: float = 20.0,
+    params: Mapping[str, Any],
+    fs: float,
+    total_duration: float,
+    t_c: float,
+    approximant: str = "IMRPhenomPv2",
+    f_min: float = 20.0,
+    f_ref: float = 20.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(h+~, hx~) in strain/Hz on ``rfftfreq(fs * total_duration, 1/fs)``, coalescing ``t_c`` s after the
     buffer start (periodic with period ``total_duration``)."""
@@ -119,8 +124,13 @@ def _segment_setup(params: Mapping[str, Any], fs: float, duration: float, f_min:
 
 
 def td_waveform(
-    params: Mapping[str, Any], fs: float, duration: float, approximant: str = "IMRPhenomPv2",
-    f_min: float = 20.0, f_ref: float = 20.0, pad: float | None = None,
+    params: Mapping[str, Any],
+    fs: float,
+    duration: float,
+    approximant: str = "IMRPhenomPv2",
+    f_min: float = 20.0,
+    f_ref: float = 20.0,
+    pad: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(h+, hx) strain arrays of ``fs * duration`` samples with the coalescence at ``geocent_time`` s.
 
@@ -134,9 +144,17 @@ def td_waveform(
 
 
 def whitened_strain(
-    params: Mapping[str, Any], detectors: Sequence[str], psd: PSD | Mapping[str, PSD], fs: float, duration: float,
-    f_min: float = 20.0, f_max: float | None = None, approximant: str = "IMRPhenomPv2", f_ref: float = 20.0,
-    gps_start: float = 0.0, pad: float | None = None,
+    params: Mapping[str, Any],
+    detectors: Sequence[str],
+    psd: PSD | Mapping[str, PSD],
+    fs: float,
+    duration: float,
+    f_min: float = 20.0,
+    f_max: float | None = None,
+    approximant: str = "IMRPhenomPv2",
+    f_ref: float = 20.0,
+    gps_start: float = 0.0,
+    pad: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Noise-free whitened signal (``fs * duration`` samples) per detector, in the N(0, 1)-noise convention
     of :mod:`gwinfer.detectors.whitening` (add :func:`~gwinfer.detectors.whitening.whitened_noise` to train).

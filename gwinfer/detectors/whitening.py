@@ -105,8 +105,12 @@ def whiten(
 
 
 def colored_noise(
-    psd: PSD | np.ndarray, fs: float, duration: float, rng: np.random.Generator,
-    f_min: float | None = None, f_max: float | None = None,
+    psd: PSD | np.ndarray,
+    fs: float,
+    duration: float,
+    rng: np.random.Generator,
+    f_min: float | None = None,
+    f_max: float | None = None,
 ) -> np.ndarray:
     """Stationary Gaussian noise (strain) with one-sided PSD ``psd`` (1/Hz): ``fs * duration`` samples.
 

@@ -60,8 +60,9 @@ def _check_gps(ts: Any, gps: float, path: str | Path) -> tuple[float, float]:
     return start, end
 
 
-def event_psd(path: str | Path, gps: float, fs: float, seglen: float = 1.0, guard: float = GUARD,
-              series: Any = None) -> Any:
+def event_psd(
+    path: str | Path, gps: float, fs: float, seglen: float = 1.0, guard: float = GUARD, series: Any = None
+) -> Any:
     """Off-source median-Welch PSD (:class:`~gwinfer.detectors.psd.PSD`) of the strain file around ``gps``.
 
     Uses the longer of [file start, gps - guard] and [gps + guard, file end] (s), resampled to ``fs`` Hz.
@@ -74,12 +75,14 @@ def event_psd(path: str | Path, gps: float, fs: float, seglen: float = 1.0, guar
     start, end = _check_gps(ts, gps, path)
     i_lo = int(round((gps - guard - start) * fs))
     i_hi = int(round((gps + guard - start) * fs))
-    before, after = ts.value[: max(i_lo, 0)], ts.value[max(i_hi, 0):]
+    before, after = ts.value[: max(i_lo, 0)], ts.value[max(i_hi, 0) :]
     off = before if before.size >= after.size else after
     n_seg = int(off.size / (seglen * fs) * 2) - 1
     if n_seg < 20:
-        raise GwinferError(f"{path}: only {off.size / fs:.1f} s of off-source data ({n_seg} Welch segments of "
-                           f"{seglen} s); need >= 20 segments")
+        raise GwinferError(
+            f"{path}: only {off.size / fs:.1f} s of off-source data ({n_seg} Welch segments of "
+            f"{seglen} s); need >= 20 segments"
+        )
     return welch_psd(off, fs, seglen=seglen, average="median")
 
 
@@ -89,13 +92,13 @@ def write_psd(psd: Any, path: str | Path, header: Mapping[str, Any]) -> Path:
 
     p = Path(path)
     with atomic_path(p) as tmp:
-        np.savetxt(tmp, np.column_stack([psd.frequencies, psd.values]), fmt="%.10e",
-                   header=json.dumps(dict(header)))
+        np.savetxt(tmp, np.column_stack([psd.frequencies, psd.values]), fmt="%.10e", header=json.dumps(dict(header)))
     return p
 
 
-def whitened_segment(path: str | Path, gps: float, psd: Any, config: Any, context: float = 4.0,
-                     series: Any = None) -> tuple[np.ndarray, float]:
+def whitened_segment(
+    path: str | Path, gps: float, psd: Any, config: Any, context: float = 4.0, series: Any = None
+) -> tuple[np.ndarray, float]:
     """(whitened float32 segment (n_samples,), GPS start of the segment) of one detector.
 
     ``config``: the model's :class:`~gwinfer.data.simulate.SimulationConfig` (fs, duration, band,
@@ -111,17 +114,20 @@ def whitened_segment(path: str | Path, gps: float, psd: Any, config: Any, contex
     seg0 = gps - config.time_offset
     lo, hi = seg0 - context, seg0 + dur + context
     if lo < start or hi > end:
-        raise GwinferError(f"{path}: the segment and {context} s of context each side ([{lo:.2f}, {hi:.2f}] GPS s) "
-                           f"do not fit in the file ([{start:.2f}, {end:.2f}])")
+        raise GwinferError(
+            f"{path}: the segment and {context} s of context each side ([{lo:.2f}, {hi:.2f}] GPS s) "
+            f"do not fit in the file ([{start:.2f}, {end:.2f}])"
+        )
     i0 = int(round((lo - start) * fs))
     n_ctx, n = int(round(context * fs)), config.n_samples
-    stretch = ts.value[i0: i0 + 2 * n_ctx + n]
+    stretch = ts.value[i0 : i0 + 2 * n_ctx + n]
     w = whiten(stretch, psd, fs, config.f_min, config.f_max, alpha=2.0 / (2 * context + dur))
-    return w[n_ctx: n_ctx + n].astype(np.float32), start + i0 / fs + context
+    return w[n_ctx : n_ctx + n].astype(np.float32), start + i0 / fs + context
 
 
-def event_data(files: Mapping[str, str | Path], gps: float, config: Any, psd_seglen: float = 1.0,
-               guard: float = GUARD) -> tuple[np.ndarray, float, dict[str, Any]]:
+def event_data(
+    files: Mapping[str, str | Path], gps: float, config: Any, psd_seglen: float = 1.0, guard: float = GUARD
+) -> tuple[np.ndarray, float, dict[str, Any]]:
     """(x float32 (n_det, n_samples), segment GPS start, {detector: PSD}) for the model's detectors."""
     missing = [d for d in config.detectors if d not in files]
     if missing:
@@ -136,8 +142,14 @@ def event_data(files: Mapping[str, str | Path], gps: float, config: Any, psd_seg
     return np.stack(rows), float(starts[0]), psds
 
 
-def noise_check(model: Any, files: Mapping[str, str | Path], gps: float, config: Any, offsets: tuple[float, ...],
-                psd_seglen: float = 1.0) -> dict[str, float]:
+def noise_check(
+    model: Any,
+    files: Mapping[str, str | Path],
+    gps: float,
+    config: Any,
+    offsets: tuple[float, ...],
+    psd_seglen: float = 1.0,
+) -> dict[str, float]:
     """Variance of off-source whitened data, per sample and projected on an ``svd`` embedding's basis.
 
     ``offsets``: trigger-time shifts (s) giving signal-free segments. Returns means over detectors and
@@ -147,8 +159,14 @@ def noise_check(model: Any, files: Mapping[str, str | Path], gps: float, config:
 
     series = {d: load_series(files[d], config.fs) for d in config.detectors}
     psds = {d: event_psd(files[d], gps, config.fs, psd_seglen, series=series[d]) for d in config.detectors}
-    xs = np.stack([np.stack([whitened_segment(files[d], gps + o, psds[d], config, series=series[d])[0]
-                             for d in config.detectors]) for o in offsets])
+    xs = np.stack(
+        [
+            np.stack(
+                [whitened_segment(files[d], gps + o, psds[d], config, series=series[d])[0] for d in config.detectors]
+            )
+            for o in offsets
+        ]
+    )
     out = {"sample_variance": float(np.var(xs))}
     emb = getattr(model, "embedding", None)
     if emb is not None and hasattr(emb, "project"):
@@ -158,8 +176,9 @@ def noise_check(model: Any, files: Mapping[str, str | Path], gps: float, config:
     return out
 
 
-def _prior_supported_samples(model: Any, x: np.ndarray, n: int, names: list[str], config: Any,
-                             max_rounds: int = 20) -> tuple[dict[str, np.ndarray], float]:
+def _prior_supported_samples(
+    model: Any, x: np.ndarray, n: int, names: list[str], config: Any, max_rounds: int = 20
+) -> tuple[dict[str, np.ndarray], float]:
     """``n`` draws of ``model`` inside the support of the training prior (the flow leaks a little mass
     outside it, e.g. mass_ratio > 1 or spins beyond 0.99: those draws have zero prior probability and
     are rejected, as DINGO does) and the accepted fraction."""
@@ -178,13 +197,22 @@ def _prior_supported_samples(model: Any, x: np.ndarray, n: int, names: list[str]
         if total >= n:
             break
     if total < n:
-        raise GwinferError(f"only {total} of {drawn} posterior draws lie inside the training prior: the data "
-                           "are probably outside what the model was trained on")
+        raise GwinferError(
+            f"only {total} of {drawn} posterior draws lie inside the training prior: the data "
+            "are probably outside what the model was trained on"
+        )
     return {k: np.concatenate([b[k] for b in kept])[:n] for k in names}, total / drawn
 
 
-def analyze(model_path: str | Path, files: Mapping[str, str | Path], gps: float, out: str | Path, n: int = 50000,
-            psd_seglen: float = 1.0, corner: bool = True) -> dict[str, Any]:
+def analyze(
+    model_path: str | Path,
+    files: Mapping[str, str | Path],
+    gps: float,
+    out: str | Path,
+    n: int = 50000,
+    psd_seglen: float = 1.0,
+    corner: bool = True,
+) -> dict[str, Any]:
     """Posterior of the event at ``gps`` (GPS s) in the strain ``files`` ({detector: GWOSC HDF5}) with the
     posterior model ``model_path``; writes a bilby result (+ corner plot) to ``out``. Returns
     ``{"result", "corner", "seconds", "segment_start"}``."""
@@ -212,15 +240,39 @@ def analyze(model_path: str | Path, files: Mapping[str, str | Path], gps: float,
     t_sample = time.perf_counter() - t1
     if "geocent_time" in samples:
         samples["geocent_time"] = samples["geocent_time"] + seg0
-    meta_data = {"gwinfer": {
-        "model": str(model_path), "gps": gps, "segment_start": seg0, "n": n, "prior_acceptance": acceptance,
-        "data_seconds": t_data, "sampling_seconds": t_sample, "psd_seglen": psd_seglen,
-        "files": {d: {"path": str(p), "sha256": sha256_file(p)} for d, p in files.items()},
-        "provenance": json.dumps(provenance("event-posterior", {"gps": gps, "n": n, "psd_seglen": psd_seglen},
-                                            parents=[model_path, *files.values()])),
-    }}
-    result = make_result(samples, label=Path(out).stem, search_parameter_keys=names, meta_data=meta_data,
-                         sampling_time=t_sample, priors=None)
+    meta_data = {
+        "gwinfer": {
+            "model": str(model_path),
+            "gps": gps,
+            "segment_start": seg0,
+            "n": n,
+            "prior_acceptance": acceptance,
+            "data_seconds": t_data,
+            "sampling_seconds": t_sample,
+            "psd_seglen": psd_seglen,
+            "files": {d: {"path": str(p), "sha256": sha256_file(p)} for d, p in files.items()},
+            "provenance": json.dumps(
+                provenance(
+                    "event-posterior",
+                    {"gps": gps, "n": n, "psd_seglen": psd_seglen},
+                    parents=[model_path, *files.values()],
+                )
+            ),
+        }
+    }
+    result = make_result(
+        samples,
+        label=Path(out).stem,
+        search_parameter_keys=names,
+        meta_data=meta_data,
+        sampling_time=t_sample,
+        priors=None,
+    )
     paths = save_result(result, out, corner=corner)
-    return {"result": paths["result"], "corner": paths.get("corner"), "seconds": t_data + t_sample,
-            "segment_start": seg0, "posterior": result.posterior}
+    return {
+        "result": paths["result"],
+        "corner": paths.get("corner"),
+        "seconds": t_data + t_sample,
+        "segment_start": seg0,
+        "posterior": result.posterior,
+    }

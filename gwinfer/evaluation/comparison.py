@@ -29,8 +29,9 @@ def _thin(a: np.ndarray, max_samples: int) -> np.ndarray:
     return a[:: int(np.ceil(a.size / max_samples))]
 
 
-def jsd_1d(samples_a: Any, samples_b: Any, bins: int = 200, method: str = "kde",
-           max_samples: int = 20000) -> float | dict[str, float]:
+def jsd_1d(
+    samples_a: Any, samples_b: Any, bins: int = 200, method: str = "kde", max_samples: int = 20000
+) -> float | dict[str, float]:
     """Jensen-Shannon divergence (nats) of two 1-D sample sets, or per common key of two dicts (module docstring)."""
     from scipy.integrate import trapezoid
     from scipy.stats import gaussian_kde
@@ -59,7 +60,8 @@ def jsd_1d(samples_a: Any, samples_b: Any, bins: int = 200, method: str = "kde",
         m = 0.5 * (p + q)
         with np.errstate(divide="ignore", invalid="ignore"):
             val = 0.5 * np.sum(np.where(p > 0, p * np.log(p / m), 0.0)) + 0.5 * np.sum(
-                np.where(q > 0, q * np.log(q / m), 0.0))
+                np.where(q > 0, q * np.log(q / m), 0.0)
+            )
         return float(np.clip(val, 0.0, np.log(2.0)))
     a, b = _thin(a, max_samples), _thin(b, max_samples)
     if np.std(a) == 0 or np.std(b) == 0:
@@ -75,8 +77,9 @@ def jsd_1d(samples_a: Any, samples_b: Any, bins: int = 200, method: str = "kde",
     return float(np.clip(trapezoid(f, grid), 0.0, np.log(2.0)))
 
 
-def estimate_errors(samples: Mapping[str, Any], reference: Mapping[str, Any],
-                    level: float = 0.9) -> dict[str, dict[str, float]]:
+def estimate_errors(
+    samples: Mapping[str, Any], reference: Mapping[str, Any], level: float = 0.9
+) -> dict[str, dict[str, float]]:
     """Point-estimate and width errors of ``samples`` against ``reference`` posterior samples, per common key.
 
     For each parameter: ``median`` and ``reference_median``; ``relative_error`` =
@@ -98,7 +101,11 @@ def estimate_errors(samples: Mapping[str, Any], reference: Mapping[str, Any],
         width = rhi - rlo
         if not width > 0:
             raise GwinferError(f"estimate_errors: the reference samples of {k!r} have no spread")
-        out[k] = {"median": float(med), "reference_median": float(rmed),
-                  "relative_error": float(abs(med - rmed) / abs(rmed)) if rmed != 0 else float("inf"),
-                  "offset_in_widths": float((med - rmed) / width), "width_ratio": float((hi - lo) / width)}
+        out[k] = {
+            "median": float(med),
+            "reference_median": float(rmed),
+            "relative_error": float(abs(med - rmed) / abs(rmed)) if rmed != 0 else float("inf"),
+            "offset_in_widths": float((med - rmed) / width),
+            "width_ratio": float((hi - lo) / width),
+        }
     return out

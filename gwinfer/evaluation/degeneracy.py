@@ -20,9 +20,20 @@ SLICES = (("q", "s1z"), ("q", "s2z"), ("s1z", "s2z"))
 AXES = {"q": 0, "s1z": 1, "s2z": 2}
 
 
-def degeneracy_maps(q: float, s1: float, s2: float, out_dir: str | Path, *, backend: str = "IMRPhenomT",
-                    grid: TimeGrid | None = None, n: int = 31, q_range: tuple[float, float] = (1.0, 8.0),
-                    spin_range: tuple[float, float] = (-0.8, 0.8), workers: int = 2, progress: bool = True) -> dict[str, Any]:
+def degeneracy_maps(
+    q: float,
+    s1: float,
+    s2: float,
+    out_dir: str | Path,
+    *,
+    backend: str = "IMRPhenomT",
+    grid: TimeGrid | None = None,
+    n: int = 31,
+    q_range: tuple[float, float] = (1.0, 8.0),
+    spin_range: tuple[float, float] = (-0.8, 0.8),
+    workers: int = 2,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Compute the three slices on ``n x n`` points, write ``maps.npz``, ``maps.json`` and ``maps.png``.
 
     The reference is (q = m1/m2 >= 1, s1z, s2z) = (``q``, ``s1``, ``s2``); ``grid`` is the time grid (M) of
@@ -51,22 +62,33 @@ def degeneracy_maps(q: float, s1: float, s2: float, out_dir: str | Path, *, back
             raise GwinferError(f"{len(failures)} slice waveform(s) failed, first: {failures[0]}")
         ov = overlap_batch(np.repeat(ref, len(pts), axis=0), h, grid.dt).reshape(n, n)
         maps[f"{a}_{b}"] = ov
-        summary[f"{a}_{b}"] = {"fraction_above_0.97": float((ov >= 0.97).mean()), "max": float(ov.max()),
-                               "min": float(ov.min())}
+        summary[f"{a}_{b}"] = {
+            "fraction_above_0.97": float((ov >= 0.97).mean()),
+            "max": float(ov.max()),
+            "min": float(ov.min()),
+        }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "maps.npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **maps, **{k: v for k, v in ranges.items()})
-    cfg = {"reference": {"q": q, "s1z": s1, "s2z": s2}, "backend": backend, "grid": grid.to_dict(), "n": n,
-           "q_range": list(q_range), "spin_range": list(spin_range)}
+    cfg = {
+        "reference": {"q": q, "s1z": s1, "s2z": s2},
+        "backend": backend,
+        "grid": grid.to_dict(),
+        "n": n,
+        "q_range": list(q_range),
+        "spin_range": list(spin_range),
+    }
     result = {"summary": summary, "provenance": provenance("degeneracy", cfg, libraries=("numpy", "lalsuite"))}
     write_json(out / "maps.json", result)
     _plot(maps, ranges, (q, s1, s2), out / "maps.png")
     return result
 
 
-def _plot(maps: dict[str, np.ndarray], ranges: dict[str, np.ndarray], ref: tuple[float, float, float], path: Path) -> None:
+def _plot(
+    maps: dict[str, np.ndarray], ranges: dict[str, np.ndarray], ref: tuple[float, float, float], path: Path
+) -> None:
     """The three slices side by side (colour: overlap; contours at 0.97 and 0.99; star: the reference)."""
     from gwinfer.evaluation.figures import pyplot, save_png
 

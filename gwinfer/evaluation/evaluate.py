@@ -46,13 +46,21 @@ def _predict_rows(model: Any, h: np.ndarray, batch: int = 256) -> np.ndarray:
     out = []
     with torch.no_grad():
         for i in range(0, len(h), batch):
-            x = torch.from_numpy(np.stack([h[i:i + batch].real, h[i:i + batch].imag], axis=1).astype(np.float32))
+            x = torch.from_numpy(np.stack([h[i : i + batch].real, h[i : i + batch].imag], axis=1).astype(np.float32))
             out.append(model.predict(x).double().numpy())
     return np.concatenate(out) if out else np.zeros((0, 3))
 
 
-def run_split(model_path: str | Path, data: str | Path, split: str = "test", *, with_overlaps: bool = True,
-              workers: int = 2, limit: int | None = None, progress: bool = True) -> tuple[Evaluation, dict[str, Any]]:
+def run_split(
+    model_path: str | Path,
+    data: str | Path,
+    split: str = "test",
+    *,
+    with_overlaps: bool = True,
+    workers: int = 2,
+    limit: int | None = None,
+    progress: bool = True,
+) -> tuple[Evaluation, dict[str, Any]]:
     """Predict every waveform of ``split`` and (optionally) its overlap with the regenerated prediction.
 
     ``limit``: at most this many waveforms (default all); ``workers``: processes regenerating waveforms.
@@ -77,8 +85,11 @@ def run_split(model_path: str | Path, data: str | Path, split: str = "test", *, 
     options: dict[str, float] = {}
     if manifest is not None:
         if manifest["backend"]["name"] != approximant:
-            log.warning("catalogue made with %s, model trained on %s: reconstructions use the catalogue's backend",
-                        manifest["backend"]["name"], approximant)
+            log.warning(
+                "catalogue made with %s, model trained on %s: reconstructions use the catalogue's backend",
+                manifest["backend"]["name"],
+                approximant,
+            )
         approximant, options = manifest["backend"]["name"], dict(manifest["backend"].get("options") or {})
     elif approximant in ("IMRPhenomT", "IMRPhenomXAS", "SEOBNRv4_opt"):
         from gwinfer.config import from_dict
@@ -105,8 +116,12 @@ def run_split(model_path: str | Path, data: str | Path, split: str = "test", *, 
         truths.append(theta)
         preds.append(pred)
         if with_overlaps:
-            clipped = np.column_stack([np.clip(pred[:, 0], validity.q_min, validity.q_max),
-                                       np.clip(pred[:, 1:], -validity.spin_max, validity.spin_max)])
+            clipped = np.column_stack(
+                [
+                    np.clip(pred[:, 0], validity.q_min, validity.q_max),
+                    np.clip(pred[:, 1:], -validity.spin_max, validity.spin_max),
+                ]
+            )
             n_clipped += int(np.any(clipped != pred, axis=1).sum())
             rec, failures = compute_waveforms(clipped, approximant, full, workers=workers, options=options)
             if failures:
@@ -116,19 +131,40 @@ def run_split(model_path: str | Path, data: str | Path, split: str = "test", *, 
         n_done += len(theta)
         bar.update(len(theta))
     bar.close()
-    ev = Evaluation(np.concatenate(truths), np.concatenate(preds), np.concatenate(overlaps) if overlaps else None,
-                    full, approximant, options, n_clipped)
+    ev = Evaluation(
+        np.concatenate(truths),
+        np.concatenate(preds),
+        np.concatenate(overlaps) if overlaps else None,
+        full,
+        approximant,
+        options,
+        n_clipped,
+    )
     from gwinfer.models import resolve_model_path
 
     model_file = resolve_model_path(model_path)
-    info = {"model": {"path": str(model_file), "sha256": sha256_file(model_file), "kind": model.kind,
-                      "time_grid": model_grid.to_dict(), "approximant": meta.get("approximant")},
-            "data": {"path": str(root), "split": split, "backend": approximant, "grid": full.to_dict(),
-                     "manifest_sha256": sha256_file(root / "manifest.json") if manifest else None}}
+    info = {
+        "model": {
+            "path": str(model_file),
+            "sha256": sha256_file(model_file),
+            "kind": model.kind,
+            "time_grid": model_grid.to_dict(),
+            "approximant": meta.get("approximant"),
+        },
+        "data": {
+            "path": str(root),
+            "split": split,
+            "backend": approximant,
+            "grid": full.to_dict(),
+            "manifest_sha256": sha256_file(root / "manifest.json") if manifest else None,
+        },
+    }
     return ev, info
 
 
-def predict_to_file(model_path: str | Path, data: str | Path, split: str, out: str | Path, limit: int | None = None) -> Path:
+def predict_to_file(
+    model_path: str | Path, data: str | Path, split: str, out: str | Path, limit: int | None = None
+) -> Path:
     """``gwinfer predict``: write truth and predicted (q, s1z, s2z) of a split to HDF5 with provenance."""
     ev, info = run_split(model_path, data, split, with_overlaps=False, limit=limit)
     with atomic_path(out) as tmp:
@@ -150,9 +186,17 @@ def results_dict(ev: Evaluation, info: dict[str, Any]) -> dict[str, Any]:
     return res
 
 
-def evaluate_model(model_path: str | Path, data: str | Path, split: str = "test", json_path: str | Path | None = None,
-                   report_dir: str | Path | None = None, workers: int = 2, limit: int | None = None,
-                   progress: bool = True, title: str | None = None) -> dict[str, Any]:
+def evaluate_model(
+    model_path: str | Path,
+    data: str | Path,
+    split: str = "test",
+    json_path: str | Path | None = None,
+    report_dir: str | Path | None = None,
+    workers: int = 2,
+    limit: int | None = None,
+    progress: bool = True,
+    title: str | None = None,
+) -> dict[str, Any]:
     """``gwinfer evaluate``: the error table (results.json) and, with ``report_dir``, figures + index.html."""
     from gwinfer.evaluation.plots import (
         errors_across_manifold,
@@ -170,10 +214,14 @@ def evaluate_model(model_path: str | Path, data: str | Path, split: str = "test"
     if report_dir is not None:
         out = Path(report_dir)
         out.mkdir(parents=True, exist_ok=True)
-        figures = [overlap_histograms(ev, out / "overlap_by_q.png"),
-                   errors_across_manifold(ev, out / "errors_manifold.png"),
-                   overlap_maps(ev, out / "overlap_maps.png"),
-                   reconstruction_examples(ev, out / "examples.png")]
+        figures = [
+            overlap_histograms(ev, out / "overlap_by_q.png"),
+            errors_across_manifold(ev, out / "errors_manifold.png"),
+            overlap_maps(ev, out / "overlap_maps.png"),
+            reconstruction_examples(ev, out / "examples.png"),
+        ]
         np.savez_compressed(out / "per_waveform.npz", truth=ev.truth, prediction=ev.pred, overlap=ev.overlaps)
-        write_report(out, results, figures, title=title or f"{Path(model_path).parent.name}: {split} of {Path(data).name}")
+        write_report(
+            out, results, figures, title=title or f"{Path(model_path).parent.name}: {split} of {Path(data).name}"
+        )
     return results

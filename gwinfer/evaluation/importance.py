@@ -37,9 +37,14 @@ def _length(samples: Any) -> int:
     return np.asarray(samples).shape[0]
 
 
-def importance_sample(samples: Any, log_q: np.ndarray, log_likelihood_fn: Callable[[Any], np.ndarray],
-                      log_prior_fn: Callable[[Any], np.ndarray], seed: int = 0,
-                      n_resample: int | None = None) -> dict[str, Any]:
+def importance_sample(
+    samples: Any,
+    log_q: np.ndarray,
+    log_likelihood_fn: Callable[[Any], np.ndarray],
+    log_prior_fn: Callable[[Any], np.ndarray],
+    seed: int = 0,
+    n_resample: int | None = None,
+) -> dict[str, Any]:
     """Importance-weight ``samples`` (dict of (n,) arrays or an (n, D) array) drawn from q.
 
     ``log_q``: (n,) log density of q at each sample (the same parameterisation as the prior).
@@ -75,14 +80,28 @@ def importance_sample(samples: Any, log_q: np.ndarray, log_likelihood_fn: Callab
     m = max(1, int(ess)) if n_resample is None else int(n_resample)
     pick = np.random.default_rng(seed).choice(n, size=m, replace=True, p=w)
     std = float(np.sqrt(max(n / ess - 1.0, 0.0) / n))
-    return {"log_weights": log_w, "weights": w, "ess": ess, "efficiency": ess / n,
-            "log_evidence": float(log_norm - np.log(n)), "log_evidence_std": std, "samples": _take(samples, pick),
-            "n": n}
+    return {
+        "log_weights": log_w,
+        "weights": w,
+        "ess": ess,
+        "efficiency": ess / n,
+        "log_evidence": float(log_norm - np.log(n)),
+        "log_evidence_std": std,
+        "samples": _take(samples, pick),
+        "n": n,
+    }
 
 
-def importance_sample_estimator(estimator: Any, x: np.ndarray, config: SimulationConfig, names: Sequence[str],
-                                n: int = 5000, fixed: Mapping[str, float] | None = None,
-                                seed: int = 0, n_resample: int | None = None) -> dict[str, Any]:
+def importance_sample_estimator(
+    estimator: Any,
+    x: np.ndarray,
+    config: SimulationConfig,
+    names: Sequence[str],
+    n: int = 5000,
+    fixed: Mapping[str, float] | None = None,
+    seed: int = 0,
+    n_resample: int | None = None,
+) -> dict[str, Any]:
     """Importance-sample ``n`` draws of a posterior estimator for whitened data ``x`` (n_det, n_samples)
     against the exact likelihood and prior (:func:`importance_sample`): sample efficiency, ESS, log evidence
     and reweighted samples. ``names``: the estimator's parameters, in order; prior keys not in ``names``
@@ -98,5 +117,11 @@ def importance_sample_estimator(estimator: Any, x: np.ndarray, config: Simulatio
     xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
     theta, log_q = estimator.sample_and_log_prob(xt, int(n))
     samples = {k: theta[:, i].double().numpy() for i, k in enumerate(names)}
-    return importance_sample(samples, log_q.double().numpy(), log_likelihood_function(x, config, fixed),
-                             log_prior_function(config, list(names)), seed=seed, n_resample=n_resample)
+    return importance_sample(
+        samples,
+        log_q.double().numpy(),
+        log_likelihood_function(x, config, fixed),
+        log_prior_function(config, list(names)),
+        seed=seed,
+        n_resample=n_resample,
+    )

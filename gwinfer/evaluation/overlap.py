@@ -276,8 +276,16 @@ def _refine(a: np.ndarray, iterations: int = 10) -> tuple[np.ndarray, np.ndarray
 # public API
 
 
-def _compute(H: np.ndarray, S: np.ndarray, dt: float, chunk: int, refine: bool, backend: str,
-             names: tuple[str, str], batched: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _compute(
+    H: np.ndarray,
+    S: np.ndarray,
+    dt: float,
+    chunk: int,
+    refine: bool,
+    backend: str,
+    names: tuple[str, str],
+    batched: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(overlap, tau [unit of dt], phi [rad]) of every pair, computed in chunks (module docstring, Method)."""
     if backend not in _BACKENDS:
         raise GwinferError(f"backend = {backend!r} is not one of {', '.join(_BACKENDS)}")
@@ -310,8 +318,9 @@ def _compute(H: np.ndarray, S: np.ndarray, dt: float, chunk: int, refine: bool, 
     return ov, tau, phi
 
 
-def overlap_batch_with_shift(H: Any, S: Any, dt: float = 1.0, *, chunk: int = 256, refine: bool = True,
-                             backend: str = "numpy") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def overlap_batch_with_shift(
+    H: Any, S: Any, dt: float = 1.0, *, chunk: int = 256, refine: bool = True, backend: str = "numpy"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Overlaps of the pairs ``(H[i], S[i])`` with the maximising time and phase shifts.
 
     Parameters
@@ -337,15 +346,17 @@ def overlap_batch_with_shift(H: Any, S: Any, dt: float = 1.0, *, chunk: int = 25
     return _compute(_as_batch(H, "H"), _as_batch(S, "S"), dt, chunk, refine, backend, ("H", "S"), True)
 
 
-def overlap_batch(H: Any, S: Any, dt: float = 1.0, *, chunk: int = 256, refine: bool = True,
-                  backend: str = "numpy") -> np.ndarray:
+def overlap_batch(
+    H: Any, S: Any, dt: float = 1.0, *, chunk: int = 256, refine: bool = True, backend: str = "numpy"
+) -> np.ndarray:
     """Overlaps (dimensionless, in [0, 1]) of the pairs ``(H[i], S[i])``, shapes (N, T); see
     :func:`overlap_batch_with_shift` for the parameters."""
     return overlap_batch_with_shift(H, S, dt, chunk=chunk, refine=refine, backend=backend)[0]
 
 
-def overlap_with_shift(h: Any, s: Any, dt: float = 1.0, *, refine: bool = True,
-                       backend: str = "numpy") -> tuple[float, float, float]:
+def overlap_with_shift(
+    h: Any, s: Any, dt: float = 1.0, *, refine: bool = True, backend: str = "numpy"
+) -> tuple[float, float, float]:
     """Overlap of two 1-D series with the maximising shifts: ``(overlap, tau [unit of dt], phi [rad])``.
 
     ``s(t) ~ e^{i phi} h(t - tau)`` at the maximum.

@@ -24,7 +24,7 @@ def overlap_histograms(ev: Evaluation, path: Path) -> Path:
     fig, axes = plt.subplots(2, cols, figsize=(max(3.5 * cols, 9.0), 6), sharex=True, squeeze=False)
     mismatch = np.clip(1.0 - ev.overlaps, 1e-7, 1.0)
     bins = np.logspace(-7, 0, 36)
-    for ax in axes.ravel()[len(edges):]:
+    for ax in axes.ravel()[len(edges) :]:
         ax.axis("off")
     for ax, lo in zip(axes.ravel(), edges):
         sel = (q >= lo) & ((q < lo + 1) if lo + 1 < q.max() else (q <= lo + 1))  # the last slice keeps q_max
@@ -49,8 +49,14 @@ def errors_across_manifold(ev: Evaluation, path: Path) -> Path:
     for r, name in enumerate(("q", "s1", "s2")):
         for c in range(3):
             ax = axes[r, c]
-            ax.scatter(ev.truth[:, c], err[name], s=2, alpha=0.4, c=ev.overlaps if ev.overlaps is not None else None,
-                       cmap="viridis_r")
+            ax.scatter(
+                ev.truth[:, c],
+                err[name],
+                s=2,
+                alpha=0.4,
+                c=ev.overlaps if ev.overlaps is not None else None,
+                cmap="viridis_r",
+            )
             ax.axhline(0, color="k", lw=0.5)
             ax.set_xlabel(f"true {labels[c]}")
             ax.set_ylabel(f"predicted - true {labels[r]}")
@@ -64,8 +70,9 @@ def overlap_maps(ev: Evaluation, path: Path) -> Path:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     q, s1, s2 = ev.truth.T
-    for ax, (x, y, xl, yl) in zip(axes, [(q, s1, "q", "s1z"),
-                                         (symmetric_mass_ratio(q), sigma_eff(q, s1, s2), "eta", "sigma_eff")]):
+    for ax, (x, y, xl, yl) in zip(
+        axes, [(q, s1, "q", "s1z"), (symmetric_mass_ratio(q), sigma_eff(q, s1, s2), "eta", "sigma_eff")]
+    ):
         sc = ax.scatter(x, y, c=np.log10(np.clip(1 - ev.overlaps, 1e-7, 1)), s=6, cmap="magma_r", vmin=-5, vmax=-0.5)
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
@@ -84,7 +91,9 @@ def reconstruction_examples(ev: Evaluation, path: Path) -> Path:
     picks = {"lowest": order[0], "median": order[len(order) // 2], "highest": order[-1]}
     pred = np.column_stack([np.clip(ev.pred[:, 0], 1.0, None), ev.pred[:, 1:]])
     idx = list(picks.values())
-    h, _ = compute_waveforms(np.concatenate([ev.truth[idx], pred[idx]]), ev.backend, ev.grid, options=ev.backend_options)
+    h, _ = compute_waveforms(
+        np.concatenate([ev.truth[idx], pred[idx]]), ev.backend, ev.grid, options=ev.backend_options
+    )
     t = ev.grid.times()
     fig, axes = plt.subplots(3, 2, figsize=(14, 9), gridspec_kw={"width_ratios": [2, 1]})
     for r, (name, i) in enumerate(picks.items()):
@@ -96,8 +105,11 @@ def reconstruction_examples(ev: Evaluation, path: Path) -> Path:
             if c == 0:
                 tq, ts1, ts2 = ev.truth[i]
                 pq, ps1, ps2 = ev.pred[i]
-                ax.set_title(f"{name} overlap {ev.overlaps[i]:.4f}: true (q, s1, s2) = ({tq:.2f}, {ts1:.2f}, {ts2:.2f}), "
-                             f"predicted ({pq:.2f}, {ps1:.2f}, {ps2:.2f})", fontsize=9)
+                ax.set_title(
+                    f"{name} overlap {ev.overlaps[i]:.4f}: true (q, s1, s2) = ({tq:.2f}, {ts1:.2f}, {ts2:.2f}), "
+                    f"predicted ({pq:.2f}, {ps1:.2f}, {ps2:.2f})",
+                    fontsize=9,
+                )
                 ax.legend(loc="upper left", fontsize=8)
             ax.set_xlabel("t / M")
     fig.tight_layout()

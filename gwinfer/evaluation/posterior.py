@@ -46,8 +46,9 @@ def parameter_names(names: Sequence[str] | None, d: int) -> list[str]:
     return [str(n) for n in names]
 
 
-def sample_posterior(estimator: Any, x: Any, n: int, names: Sequence[str] | None = None,
-                     batch_size: int = 20000) -> dict[str, np.ndarray]:
+def sample_posterior(
+    estimator: Any, x: Any, n: int, names: Sequence[str] | None = None, batch_size: int = 20000
+) -> dict[str, np.ndarray]:
     """``n`` posterior samples of one observation ``x`` (shape ``x_shape``) as ``{name: float64 array (n,)}``.
 
     Samples are drawn in chunks of ``batch_size`` (memory). ``names`` default ``theta_0, theta_1, ...``.
@@ -94,10 +95,14 @@ def derived_parameters(samples: Mapping[str, Any]) -> dict[str, np.ndarray]:
         out.setdefault("chirp_mass", conversion.component_masses_to_chirp_mass(out["mass_1"], out["mass_2"]))
     elif "chirp_mass" in out and "mass_ratio" in out:
         out["mass_1"], out["mass_2"] = conversion.chirp_mass_and_mass_ratio_to_component_masses(
-            out["chirp_mass"], out["mass_ratio"])
+            out["chirp_mass"], out["mass_ratio"]
+        )
     if "chi_1" in out and "chi_2" in out and "mass_1" in out and "chi_eff" not in out:
-        spins = {"chi_1": out["chi_1"], "chi_2": out["chi_2"],
-                 "mass_ratio": conversion.component_masses_to_mass_ratio(out["mass_1"], out["mass_2"])}
+        spins = {
+            "chi_1": out["chi_1"],
+            "chi_2": out["chi_2"],
+            "mass_ratio": conversion.component_masses_to_mass_ratio(out["mass_1"], out["mass_2"]),
+        }
         out["chi_eff"] = np.asarray(conversion.generate_spin_parameters(spins)["chi_eff"], dtype=float)
     return out
 
@@ -115,10 +120,18 @@ def result_priors(keys: Sequence[str], priors: Mapping[str, Any] | None = None) 
     return prior_dict
 
 
-def make_result(samples: Mapping[str, np.ndarray], *, label: str = "gwinfer", search_parameter_keys:
-                Sequence[str] | None = None, injection_parameters: Mapping[str, float] | None = None,
-                priors: Any = None, meta_data: Mapping[str, Any] | None = None, log_q: np.ndarray | None = None,
-                derived: bool = True, sampling_time: float | None = None) -> Any:
+def make_result(
+    samples: Mapping[str, np.ndarray],
+    *,
+    label: str = "gwinfer",
+    search_parameter_keys: Sequence[str] | None = None,
+    injection_parameters: Mapping[str, float] | None = None,
+    priors: Any = None,
+    meta_data: Mapping[str, Any] | None = None,
+    log_q: np.ndarray | None = None,
+    derived: bool = True,
+    sampling_time: float | None = None,
+) -> Any:
     """A ``bilby.core.result.Result`` holding ``samples`` ({name: (n,) array}) as its posterior.
 
     ``derived`` adds the columns of :func:`derived_parameters` (``chirp_mass``/``mass_ratio`` or
@@ -139,10 +152,19 @@ def make_result(samples: Mapping[str, np.ndarray], *, label: str = "gwinfer", se
     inj = None
     if injection_parameters is not None:
         inj = {k: float(v) for k, v in injection_parameters.items()}
-    return Result(label=label, outdir=".", sampler="gwinfer", search_parameter_keys=keys,
-                  fixed_parameter_keys=[], constraint_parameter_keys=[],
-                  priors=result_priors(keys, priors), injection_parameters=inj,
-                  meta_data=dict(meta_data or {}), posterior=pd.DataFrame(cols), sampling_time=sampling_time)
+    return Result(
+        label=label,
+        outdir=".",
+        sampler="gwinfer",
+        search_parameter_keys=keys,
+        fixed_parameter_keys=[],
+        constraint_parameter_keys=[],
+        priors=result_priors(keys, priors),
+        injection_parameters=inj,
+        meta_data=dict(meta_data or {}),
+        posterior=pd.DataFrame(cols),
+        sampling_time=sampling_time,
+    )
 
 
 def result_paths(out: str | Path) -> tuple[Path, Path]:
@@ -153,8 +175,9 @@ def result_paths(out: str | Path) -> tuple[Path, Path]:
     return p, p.with_name(p.stem + "_corner.png")
 
 
-def save_result(result: Any, out: str | Path, corner: bool = True,
-                parameters: Sequence[str] | None = None) -> dict[str, Path]:
+def save_result(
+    result: Any, out: str | Path, corner: bool = True, parameters: Sequence[str] | None = None
+) -> dict[str, Path]:
     """Write ``result`` atomically (JSON or HDF5 by extension, see :func:`result_paths`) and, with ``corner``,
     its corner plot of ``parameters`` (default the search keys). Returns ``{"result", "corner"}`` paths."""
     from gwinfer.provenance import atomic_path
@@ -185,6 +208,7 @@ def save_corner(result: Any, path: str | Path, parameters: Sequence[str] | None 
     plotted: list[str] | dict[str, float | None] = {k: inj.get(k) for k in keys} if inj else keys
     pyplot()  # the Agg backend before bilby draws
     with quiet_bilby():
-        fig = result.plot_corner(parameters=plotted, save=False, quantiles=[0.05, 0.95], bins=40, smooth=0.9,
-                                 plot_datapoints=False)
+        fig = result.plot_corner(
+            parameters=plotted, save=False, quantiles=[0.05, 0.95], bins=40, smooth=0.9, plot_datapoints=False
+        )
     return save_png(fig, path, dpi=100)

@@ -41,16 +41,26 @@ def injection_results(samples: np.ndarray, truths: np.ndarray, names: Sequence[s
     s, t = np.asarray(samples, dtype=float), np.asarray(truths, dtype=float)
     keys = list(names)
     if s.ndim != 3 or t.shape != (s.shape[0], s.shape[2]) or len(keys) != s.shape[2]:
-        raise GwinferError(f"injection_results: samples {s.shape} must be (B, n, D), truths {t.shape} (B, D) and "
-                           f"{len(keys)} names given for D")
+        raise GwinferError(
+            f"injection_results: samples {s.shape} must be (B, n, D), truths {t.shape} (B, D) and "
+            f"{len(keys)} names given for D"
+        )
     priors = result_priors(keys)
-    return [Result(label=f"injection_{i}", search_parameter_keys=keys, priors=priors,
-                   posterior=pd.DataFrame(s[i], columns=keys),
-                   injection_parameters={k: float(v) for k, v in zip(keys, t[i])}) for i in range(s.shape[0])]
+    return [
+        Result(
+            label=f"injection_{i}",
+            search_parameter_keys=keys,
+            priors=priors,
+            posterior=pd.DataFrame(s[i], columns=keys),
+            injection_parameters={k: float(v) for k, v in zip(keys, t[i])},
+        )
+        for i in range(s.shape[0])
+    ]
 
 
-def pp_plot(results: Sequence[Any], names: Sequence[str], path: str | Path | None = None,
-            confidence: float = 0.9) -> dict[str, Any]:
+def pp_plot(
+    results: Sequence[Any], names: Sequence[str], path: str | Path | None = None, confidence: float = 0.9
+) -> dict[str, Any]:
     """``bilby.core.result.make_pp_plot`` of injection ``results`` (see :func:`injection_results`).
 
     The plot: fraction of injections within each credible interval vs the interval, one line per
@@ -71,13 +81,16 @@ def pp_plot(results: Sequence[Any], names: Sequence[str], path: str | Path | Non
     lines = [f"{_STYLES[(i // 8) % len(_STYLES)]}C{i % 8}" for i in range(len(keys))]
     pyplot()  # the Agg backend before bilby draws
     with quiet_bilby():
-        fig, pvals = make_pp_plot(list(results), save=False, confidence_interval=[confidence], keys=keys,
-                                  lines=lines)
+        fig, pvals = make_pp_plot(list(results), save=False, confidence_interval=[confidence], keys=keys, lines=lines)
     if list(pvals.names) != keys:
-        raise GwinferError(f"make_pp_plot returned p-values of {list(pvals.names)}; expected {keys} (every "
-                           "injection needs a float value of each parameter)")
-    out: dict[str, Any] = {"ks_pvalues": {k: float(p) for k, p in zip(keys, pvals.pvalues)},
-                           "combined_pvalue": float(pvals.combined_pvalue)}
+        raise GwinferError(
+            f"make_pp_plot returned p-values of {list(pvals.names)}; expected {keys} (every "
+            "injection needs a float value of each parameter)"
+        )
+    out: dict[str, Any] = {
+        "ks_pvalues": {k: float(p) for k, p in zip(keys, pvals.pvalues)},
+        "combined_pvalue": float(pvals.combined_pvalue),
+    }
     if path is None:
         pyplot().close(fig)
     else:
@@ -91,14 +104,17 @@ def _pp_data(data: Any, seed: int) -> tuple[Callable[[np.ndarray], tuple[np.ndar
 
     if isinstance(data, (str, Path)):
         data = StrainDataset(data, seed=seed)
-    if isinstance(data, StrainDataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__")
-                                           and not isinstance(data, tuple)):
+    if isinstance(data, StrainDataset) or (
+        hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, tuple)
+    ):
         ds = data
 
         def fetch(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             items = [ds[int(i)] for i in idx]
-            return (np.stack([np.asarray(t, dtype=np.float64) for t, _ in items]),
-                    np.stack([np.asarray(x, dtype=np.float32) for _, x in items]))
+            return (
+                np.stack([np.asarray(t, dtype=np.float64) for t, _ in items]),
+                np.stack([np.asarray(x, dtype=np.float32) for _, x in items]),
+            )
 
         return fetch, len(ds), getattr(ds, "names", None)
     if isinstance(data, tuple) and len(data) == 2:
@@ -109,9 +125,17 @@ def _pp_data(data: Any, seed: int) -> tuple[Callable[[np.ndarray], tuple[np.ndar
     raise GwinferError("pp data must be a simulation file, a StrainDataset or a (theta, x) pair of arrays")
 
 
-def pp_test(estimator: Any, data: Any, n_injections: int = 100, n_samples: int = 1000, seed: int = 0,
-            names: Sequence[str] | None = None, out_dir: str | Path | None = None,
-            max_batch_samples: int = 200_000, progress: bool = False) -> dict[str, Any]:
+def pp_test(
+    estimator: Any,
+    data: Any,
+    n_injections: int = 100,
+    n_samples: int = 1000,
+    seed: int = 0,
+    names: Sequence[str] | None = None,
+    out_dir: str | Path | None = None,
+    max_batch_samples: int = 200_000,
+    progress: bool = False,
+) -> dict[str, Any]:
     """p-p test of ``estimator`` on ``n_injections`` examples of ``data``.
 
     ``data``: a simulation file (noise from ``StrainDataset(path, seed=seed)``, epoch 0), a
@@ -140,7 +164,7 @@ def pp_test(estimator: Any, data: Any, n_injections: int = 100, n_samples: int =
     bar = tqdm(total=n_injections, disable=not progress, unit="inj", desc="p-p test")
     with torch.no_grad():
         for start in range(0, n_injections, batch):
-            theta, x = fetch(idx[start:start + batch])
+            theta, x = fetch(idx[start : start + batch])
             s = estimator.sample(torch.from_numpy(np.ascontiguousarray(x)), n_samples).double().numpy()
             levels.append(credible_levels(s, theta))
             keys = keys or parameter_names(names if names is not None else data_names, s.shape[2])
@@ -150,13 +174,30 @@ def pp_test(estimator: Any, data: Any, n_injections: int = 100, n_samples: int =
     seconds = time.perf_counter() - t0
     cl = np.concatenate(levels, axis=0)
     png = Path(out_dir) / "pp.png" if out_dir is not None else None
-    out: dict[str, Any] = {"names": keys, "indices": idx, "credible_levels": cl, "n_samples": n_samples,
-                           "seconds": seconds, **pp_plot(results, keys, png)}
+    out: dict[str, Any] = {
+        "names": keys,
+        "indices": idx,
+        "credible_levels": cl,
+        "n_samples": n_samples,
+        "seconds": seconds,
+        **pp_plot(results, keys, png),
+    }
     if out_dir is not None:
         from gwinfer.provenance import write_json
 
         out["json"] = Path(out_dir) / "pp.json"
-        write_json(out["json"], {"names": keys, "n_injections": n_injections, "n_samples": n_samples, "seed": seed,
-                                 "ks_pvalues": out["ks_pvalues"], "combined_pvalue": out["combined_pvalue"],
-                                 "seconds": out["seconds"], "indices": idx.tolist(), "credible_levels": cl.tolist()})
+        write_json(
+            out["json"],
+            {
+                "names": keys,
+                "n_injections": n_injections,
+                "n_samples": n_samples,
+                "seed": seed,
+                "ks_pvalues": out["ks_pvalues"],
+                "combined_pvalue": out["combined_pvalue"],
+                "seconds": out["seconds"],
+                "indices": idx.tolist(),
+                "credible_levels": cl.tolist(),
+            },
+        )
     return out

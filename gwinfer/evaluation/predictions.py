@@ -37,8 +37,10 @@ class Evaluation:
 
     def columns(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(prediction, truth) as ``{"q", "s1", "s2"}`` -> (N,) arrays."""
-        return ({k: self.pred[:, i] for i, k in enumerate(COLUMNS)},
-                {k: self.truth[:, i] for i, k in enumerate(COLUMNS)})
+        return (
+            {k: self.pred[:, i] for i, k in enumerate(COLUMNS)},
+            {k: self.truth[:, i] for i, k in enumerate(COLUMNS)},
+        )
 
     def errors(self) -> dict[str, np.ndarray]:
         """Prediction minus truth of q, s1, s2, sigma_eff, S_eff, each (N,) and dimensionless."""

@@ -106,9 +106,14 @@ def _threshold_key(t: float) -> str:
     return f"{t:.2f}" if round(t, 2) == t else repr(float(t))
 
 
-def error_table(pred: Mapping[str, Any], true: Mapping[str, Any], overlaps: Any,
-                thresholds: Sequence[float] = (0.97, 0.90, 0.85), *,
-                strict: Sequence[float] = _PAPER_STRICT) -> dict[str, Any]:
+def error_table(
+    pred: Mapping[str, Any],
+    true: Mapping[str, Any],
+    overlaps: Any,
+    thresholds: Sequence[float] = (0.97, 0.90, 0.85),
+    *,
+    strict: Sequence[float] = _PAPER_STRICT,
+) -> dict[str, Any]:
     """The paper's error table.
 
     Parameters
@@ -183,8 +188,11 @@ def format_table(result: Mapping[str, Any], reference: Mapping[str, Any] | None 
     fr = result.get("overlap_fraction_below", {})
     if fr:
         ref_fr = reference.get("overlap_fraction_below", {}) if reference is not None else {}
-        lines += ["", "| overlap fraction below | this run | reference |" if ref_fr else "| overlap fraction below | this run |",
-                  "|---|---|---|" if ref_fr else "|---|---|"]
+        lines += [
+            "",
+            "| overlap fraction below | this run | reference |" if ref_fr else "| overlap fraction below | this run |",
+            "|---|---|---|" if ref_fr else "|---|---|",
+        ]
         for key, val in fr.items():
             op = "<" if key in {_threshold_key(t) for t in _PAPER_STRICT} else "<="
             cells = f"| {op} {key} | {val:.4f} |"

@@ -73,8 +73,9 @@ class WhitenedGaussianLikelihood(Likelihood):
         return self._noise
 
 
-def reference_priors(config: SimulationConfig, search: Sequence[str] | None,
-                     fixed: Mapping[str, float] | None) -> tuple[Any, list[str]]:
+def reference_priors(
+    config: SimulationConfig, search: Sequence[str] | None, fixed: Mapping[str, float] | None
+) -> tuple[Any, list[str]]:
     """(PriorDict, searched keys): the simulation's prior with every unsearched key fixed to ``fixed[key]``."""
     from bilby.core.prior import DeltaFunction
 
@@ -92,11 +93,20 @@ def reference_priors(config: SimulationConfig, search: Sequence[str] | None,
     return prior, search
 
 
-def reference_posterior(x: np.ndarray, config: SimulationConfig, *, injection_parameters: Mapping[str, float]
-                        | None = None, search: Sequence[str] | None = None, fixed: Mapping[str, float] | None = None,
-                        nlive: int = 500, seed: int = 0, label: str = "reference", outdir: str | None = None,
-                        sampler_kwargs: Mapping[str, Any] | None = None, meta_data: Mapping[str, Any] | None = None
-                        ) -> Any:
+def reference_posterior(
+    x: np.ndarray,
+    config: SimulationConfig,
+    *,
+    injection_parameters: Mapping[str, float] | None = None,
+    search: Sequence[str] | None = None,
+    fixed: Mapping[str, float] | None = None,
+    nlive: int = 500,
+    seed: int = 0,
+    label: str = "reference",
+    outdir: str | None = None,
+    sampler_kwargs: Mapping[str, Any] | None = None,
+    meta_data: Mapping[str, Any] | None = None,
+) -> Any:
     """bilby/dynesty posterior of whitened data ``x`` (n_det, n_samples) under ``config``'s model and prior.
 
     ``search``: parameters to sample (default ``config.parameters``); the prior's other sampled keys are
@@ -127,9 +137,20 @@ def reference_posterior(x: np.ndarray, config: SimulationConfig, *, injection_pa
     brandom.Generator.rng = np.random.default_rng(seed)  # bilby draws the equal-weight posterior with it
     try:
         with quiet_bilby(), tempfile.TemporaryDirectory(prefix="gwinfer-reference-") as tmp:
-            result = bilby.run_sampler(likelihood, prior, label=label, outdir=outdir or tmp, sampler="dynesty",
-                                       nlive=nlive, seed=seed, injection_parameters=inj, save=False, plot=False,
-                                       meta_data=dict(meta_data or {}), **kwargs)
+            result = bilby.run_sampler(
+                likelihood,
+                prior,
+                label=label,
+                outdir=outdir or tmp,
+                sampler="dynesty",
+                nlive=nlive,
+                seed=seed,
+                injection_parameters=inj,
+                save=False,
+                plot=False,
+                meta_data=dict(meta_data or {}),
+                **kwargs,
+            )
     finally:
         brandom.Generator.rng = saved_rng
     result.outdir = outdir or "."
@@ -137,8 +158,9 @@ def reference_posterior(x: np.ndarray, config: SimulationConfig, *, injection_pa
     return result
 
 
-def log_likelihood_function(x: np.ndarray, config: SimulationConfig,
-                            fixed: Mapping[str, float] | None = None) -> LogDensity:
+def log_likelihood_function(
+    x: np.ndarray, config: SimulationConfig, fixed: Mapping[str, float] | None = None
+) -> LogDensity:
     """Vectorised ``f(samples: {name: (n,)}) -> (n,)`` log likelihood of :class:`WhitenedGaussianLikelihood`."""
     like = WhitenedGaussianLikelihood(x, SignalModel(config), fixed)
 

@@ -86,8 +86,9 @@ def write_payload(path: str | Path, payload: dict[str, Any]) -> Path:
     return Path(path)
 
 
-def read_payload(path: Path, file_format: str, what: str,
-                 map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def read_payload(
+    path: Path, file_format: str, what: str, map_location: str | torch.device = "cpu"
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(spec, state, metadata) of the model file ``path`` of ``file_format`` (or a checkpoint of one).
 
     ``what`` names the file kind in the one-line errors ("model", "estimator"). The metadata gets

@@ -110,8 +110,9 @@ def _as_shape(s: Any) -> tuple[int, ...]:
     raise GwinferError(f"x_shape = {s!r} must be an integer or a list of integers")
 
 
-def build_estimator(spec: dict[str, Any], theta_dim: int | None = None,
-                    x_shape: int | tuple[int, ...] | None = None) -> PosteriorEstimator:
+def build_estimator(
+    spec: dict[str, Any], theta_dim: int | None = None, x_shape: int | tuple[int, ...] | None = None
+) -> PosteriorEstimator:
     """A fresh (unfitted) estimator from ``spec = {"kind", "config", "theta_dim", "x_shape"}``.
 
     ``theta_dim``/``x_shape`` arguments fill in (or must agree with) the spec's entries.
@@ -148,8 +149,9 @@ def save_estimator(path: str | Path, model: PosteriorEstimator, *, metadata: dic
     return write_payload(path, estimator_payload(model, dict(metadata or {})))
 
 
-def load_estimator(path: str | Path,
-                   map_location: str | torch.device = "cpu") -> tuple[PosteriorEstimator, dict[str, Any]]:
+def load_estimator(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[PosteriorEstimator, dict[str, Any]]:
     """Load an estimator file, folder or trainer checkpoint; returns (estimator in eval mode, metadata)."""
     p = Path(path)
     if p.is_dir():

@@ -10,16 +10,22 @@ from __future__ import annotations
 
 from gwinfer.registry import Registry
 
-POINT_ESTIMATORS = Registry("model kind", {
-    "wavenet": "gwinfer.models.point.wavenet:WaveNet",
-    "reduced_basis": "gwinfer.models.point.reduced_basis:ReducedBasisModel",
-})
+POINT_ESTIMATORS = Registry(
+    "model kind",
+    {
+        "wavenet": "gwinfer.models.point.wavenet:WaveNet",
+        "reduced_basis": "gwinfer.models.point.reduced_basis:ReducedBasisModel",
+    },
+)
 
-POSTERIOR_ESTIMATORS = Registry("posterior kind", {
-    "gaussian": "gwinfer.models.posterior.gaussian:GaussianPosterior",
-    "maf": "gwinfer.models.posterior.flows:MAFPosterior",
-    "nsf": "gwinfer.models.posterior.flows:NSFPosterior",
-    "iaf": "gwinfer.models.posterior.flows:IAFPosterior",
-    "cvae": "gwinfer.models.posterior.cvae:CVAEPosterior",
-    "cvae_plus": "gwinfer.models.posterior.cvae:CVAEPlus",
-})
+POSTERIOR_ESTIMATORS = Registry(
+    "posterior kind",
+    {
+        "gaussian": "gwinfer.models.posterior.gaussian:GaussianPosterior",
+        "maf": "gwinfer.models.posterior.flows:MAFPosterior",
+        "nsf": "gwinfer.models.posterior.flows:NSFPosterior",
+        "iaf": "gwinfer.models.posterior.flows:IAFPosterior",
+        "cvae": "gwinfer.models.posterior.cvae:CVAEPosterior",
+        "cvae_plus": "gwinfer.models.posterior.cvae:CVAEPlus",
+    },
+)

@@ -45,7 +45,7 @@ class Standardizer(nn.Module):
         if not isinstance(data, Tensor):
             raise GwinferError(f"standardizer data must be a torch tensor, got {type(data).__name__}")
         k = len(self.shape)
-        if data.ndim < k + 1 or tuple(data.shape[data.ndim - k:]) != self.shape:
+        if data.ndim < k + 1 or tuple(data.shape[data.ndim - k :]) != self.shape:
             trail = "".join(f", {n}" for n in self.shape)
             raise GwinferError(f"standardizer data has shape {tuple(data.shape)}; expected (batch{trail})")
         d = data.detach().to(torch.float64)

@@ -52,8 +52,9 @@ def complete_parameters(sample: dict[str, Any]) -> dict[str, Any]:
         out["mass_1"], out["mass_2"] = m1, q * m1
     if "chi_1" in out and "chi_2" in out and "mass_1" in out:
         m1, m2 = np.asarray(out["mass_1"], dtype=float), np.asarray(out["mass_2"], dtype=float)
-        out.setdefault("chi_eff", (m1 * np.asarray(out["chi_1"], float) + m2 * np.asarray(out["chi_2"], float))
-                       / (m1 + m2))
+        out.setdefault(
+            "chi_eff", (m1 * np.asarray(out["chi_1"], float) + m2 * np.asarray(out["chi_2"], float)) / (m1 + m2)
+        )
     return out
 
 
@@ -108,7 +109,9 @@ def load_prior(path_or_name: str | Path, time_offset: float = 0.0) -> Any:
         elif type(tp) is Uniform:
             prior["geocent_time"] = Uniform(tp.minimum + time_offset, tp.maximum + time_offset, name="geocent_time")
         else:
-            raise GwinferError(f"{path.name}: time_offset needs a Uniform or fixed geocent_time prior, not {type(tp).__name__}")
+            raise GwinferError(
+                f"{path.name}: time_offset needs a Uniform or fixed geocent_time prior, not {type(tp).__name__}"
+            )
     return prior
 
 

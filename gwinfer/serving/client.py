@@ -32,8 +32,9 @@ def tensor_specs(entries: list[dict[str, Any]]) -> dict[str, tuple[str, list[int
     return {t["name"]: (t["datatype"], [int(d) for d in t["shape"]]) for t in entries}
 
 
-def make_input(module: Any, np_dtype: Any, specs: dict[str, tuple[str, list[int]]], name: str, value: Any,
-               binary: bool = True) -> Any:
+def make_input(
+    module: Any, np_dtype: Any, specs: dict[str, tuple[str, list[int]]], name: str, value: Any, binary: bool = True
+) -> Any:
     """A ``module.InferInput`` (tritonclient.http or .http.aio) of ``value`` for input ``name`` of ``specs``,
     cast to its datatype; one-line GwinferError if the shape does not fit."""
     datatype, shape = specs[name]
@@ -48,8 +49,9 @@ def make_input(module: Any, np_dtype: Any, specs: dict[str, tuple[str, list[int]
 Specs = dict[str, tuple[str, list[int]]]  # {name: (datatype, shape)} of a model's inputs or outputs
 
 
-def request_tensors(module: Any, np_dtype: Any, model: str, in_specs: Specs, out_specs: Specs,
-                    inputs: dict[str, Any], binary: bool) -> tuple[list[Any], list[Any]]:
+def request_tensors(
+    module: Any, np_dtype: Any, model: str, in_specs: Specs, out_specs: Specs, inputs: dict[str, Any], binary: bool
+) -> tuple[list[Any], list[Any]]:
     """(InferInputs, InferRequestedOutputs) of ``module`` (tritonclient.http or .http.aio) for ``inputs``
     {name: array}, exactly the model's inputs; every output requested."""
     if set(inputs) != set(in_specs):
@@ -61,8 +63,15 @@ def request_tensors(module: Any, np_dtype: Any, model: str, in_specs: Specs, out
 class ServedModel:
     """A model served over KServe v2 HTTP, called like a function on numpy arrays (binary tensors)."""
 
-    def __init__(self, url: str, name: str, version: str = "", token: str | None = None,
-                 binary: bool = True, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        version: str = "",
+        token: str | None = None,
+        binary: bool = True,
+        timeout: float = 60.0,
+    ) -> None:
         import tritonclient.http as httpclient
         from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
@@ -104,15 +113,29 @@ class ServedModel:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def infer(self, inputs: dict[str, Any], *, sequence_id: int | str = 0, sequence_start: bool = False,
-              sequence_end: bool = False) -> dict[str, np.ndarray]:
+    def infer(
+        self,
+        inputs: dict[str, Any],
+        *,
+        sequence_id: int | str = 0,
+        sequence_start: bool = False,
+        sequence_end: bool = False,
+    ) -> dict[str, np.ndarray]:
         """All outputs {name: array} for inputs {name: array} (names as in the server's metadata)."""
-        tensors, outs = request_tensors(self._http, self._np_dtype, self.name, self.inputs, self.outputs, inputs,
-                                        self.binary)
+        tensors, outs = request_tensors(
+            self._http, self._np_dtype, self.name, self.inputs, self.outputs, inputs, self.binary
+        )
         try:
-            res = self.client.infer(self.name, tensors, model_version=self.version, outputs=outs,
-                                    headers=self.headers, sequence_id=sequence_id,
-                                    sequence_start=sequence_start, sequence_end=sequence_end)
+            res = self.client.infer(
+                self.name,
+                tensors,
+                model_version=self.version,
+                outputs=outs,
+                headers=self.headers,
+                sequence_id=sequence_id,
+                sequence_start=sequence_start,
+                sequence_end=sequence_end,
+            )
         except self._exc as err:
             raise GwinferError(f"inference on {self.name!r} failed: {err.message()}") from None
         return {n: res.as_numpy(n) for n in self.outputs}
@@ -125,9 +148,18 @@ class ServedModel:
         return out[next(iter(self.outputs))]
 
 
-def sample_posterior(url: str | ServedModel, name: str, strain: Any, n: int, seed: int | None = None, *,
-                     version: str = "", token: str | None = None, return_log_prob: bool = False,
-                     max_request_values: int = MAX_REQUEST_VALUES) -> Any:
+def sample_posterior(
+    url: str | ServedModel,
+    name: str,
+    strain: Any,
+    n: int,
+    seed: int | None = None,
+    *,
+    version: str = "",
+    token: str | None = None,
+    return_log_prob: bool = False,
+    max_request_values: int = MAX_REQUEST_VALUES,
+) -> Any:
     """``n`` posterior samples from an exported posterior model, as ``{parameter name: array}``.
 
     ``url``: the server (``"127.0.0.1:8000"``; a new connection, metadata and config requests each call)
@@ -148,8 +180,10 @@ def sample_posterior(url: str | ServedModel, name: str, strain: Any, n: int, see
     model = ServedModel(url, name, version=version, token=token) if own else url
     try:
         if "noise" not in model.inputs or set(model.outputs) != {"samples", "log_prob"} or len(model.inputs) != 2:
-            raise GwinferError(f"model {model.name!r} is not an exported posterior (inputs {sorted(model.inputs)}, "
-                               f"outputs {sorted(model.outputs)})")
+            raise GwinferError(
+                f"model {model.name!r} is not an exported posterior (inputs {sorted(model.inputs)}, "
+                f"outputs {sorted(model.outputs)})"
+            )
         x_name = next(k for k in model.inputs if k != "noise")
         x_shape = model.inputs[x_name][1][1:]
         d = model.inputs["noise"][1][-1]
@@ -158,7 +192,9 @@ def sample_posterior(url: str | ServedModel, name: str, strain: Any, n: int, see
         if single:
             x = x[None]
         elif x.ndim != len(x_shape) + 1 or list(x.shape[1:]) != x_shape:
-            raise GwinferError(f"strain has shape {x.shape}; model {model.name!r} takes {x_shape} or (batch, {x_shape})")
+            raise GwinferError(
+                f"strain has shape {x.shape}; model {model.name!r} takes {x_shape} or (batch, {x_shape})"
+            )
         cfg = model.model_config()
         names = parameter_names_of(cfg) or [f"theta_{i}" for i in range(d)]
         if len(names) != d:
@@ -201,8 +237,7 @@ class AsyncServedModel:
     sequence_start=, sequence_end=)`` returns every output; ``await model.close()`` (or ``async with``).
     """
 
-    def __init__(self, url: str, name: str, version: str = "", token: str | None = None,
-                 timeout: float = 60.0) -> None:
+    def __init__(self, url: str, name: str, version: str = "", token: str | None = None, timeout: float = 60.0) -> None:
         import tritonclient.http.aio as aioclient
         from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
@@ -217,8 +252,9 @@ class AsyncServedModel:
         self.outputs: dict[str, tuple[str, list[int]]] = {}
 
     @classmethod
-    async def open(cls, url: str, name: str, version: str = "", token: str | None = None,
-                   timeout: float = 60.0) -> AsyncServedModel:
+    async def open(
+        cls, url: str, name: str, version: str = "", token: str | None = None, timeout: float = 60.0
+    ) -> AsyncServedModel:
         """Connect and read the model's metadata and configuration (one-line GwinferError on failure)."""
         self = cls(url, name, version, token, timeout)
         try:
@@ -249,15 +285,29 @@ class AsyncServedModel:
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
 
-    async def infer(self, inputs: dict[str, Any], *, sequence_id: int | str = 0, sequence_start: bool = False,
-                    sequence_end: bool = False) -> dict[str, np.ndarray]:
+    async def infer(
+        self,
+        inputs: dict[str, Any],
+        *,
+        sequence_id: int | str = 0,
+        sequence_start: bool = False,
+        sequence_end: bool = False,
+    ) -> dict[str, np.ndarray]:
         """All outputs {name: array} for inputs {name: array} (names as in the server's metadata)."""
-        tensors, outs = request_tensors(self._http, self._np_dtype, self.name, self.inputs, self.outputs, inputs,
-                                        binary=True)
+        tensors, outs = request_tensors(
+            self._http, self._np_dtype, self.name, self.inputs, self.outputs, inputs, binary=True
+        )
         try:
-            res = await self.client.infer(self.name, tensors, model_version=self.version, outputs=outs,
-                                          headers=self.headers, sequence_id=sequence_id,
-                                          sequence_start=sequence_start, sequence_end=sequence_end)
+            res = await self.client.infer(
+                self.name,
+                tensors,
+                model_version=self.version,
+                outputs=outs,
+                headers=self.headers,
+                sequence_id=sequence_id,
+                sequence_start=sequence_start,
+                sequence_end=sequence_end,
+            )
         except self._exc as err:
             raise GwinferError(f"inference on {self.name!r} failed: {err.message()}") from None
         return {n: res.as_numpy(n) for n in self.outputs}

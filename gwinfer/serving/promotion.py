@@ -36,8 +36,7 @@ def server_url(url: str) -> str:
     return url if "://" in url else f"http://{url}"
 
 
-def http_json(method: str, url: str, token: str | None = None, body: dict | None = None,
-              timeout: float = 60.0) -> Any:
+def http_json(method: str, url: str, token: str | None = None, body: dict | None = None, timeout: float = 60.0) -> Any:
     """The decoded JSON answer of one request; a one-line GwinferError for HTTP and connection errors."""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method)
@@ -76,38 +75,57 @@ def fmt_number(x: Any) -> str:
     return "n/a" if x is None else f"{x:.4g}"
 
 
-def check_monitor(mon: dict[str, Any], model: str, version: int, production: int | None,
-                  min_count: int | None, max_mean_abs_diff: float | None,
-                  max_rel_rms_diff: float | None) -> str:
+def check_monitor(
+    mon: dict[str, Any],
+    model: str,
+    version: int,
+    production: int | None,
+    min_count: int | None,
+    max_mean_abs_diff: float | None,
+    max_rel_rms_diff: float | None,
+) -> str:
     """A one-line summary of a monitor snapshot that passes the thresholds; else a one-line GwinferError."""
     dev = mon.get("development")
     if dev is None:
-        raise GwinferError(f"refusing: the server has no development version of {model!r} to compare "
-                           f"(label version {version} with --stage development first)")
+        raise GwinferError(
+            f"refusing: the server has no development version of {model!r} to compare "
+            f"(label version {version} with --stage development first)"
+        )
     if str(dev) != str(version):
         raise GwinferError(f"refusing: the server compares development version {dev} of {model!r}, not {version}")
     if production is not None and str(mon.get("production")) != str(production):
-        raise GwinferError(f"refusing: the server's production version of {model!r} is {mon.get('production')}, "
-                           f"labels.json says {production}; load the model on the server first")
+        raise GwinferError(
+            f"refusing: the server's production version of {model!r} is {mon.get('production')}, "
+            f"labels.json says {production}; load the model on the server first"
+        )
     count, errors = int(mon.get("count", 0)), int(mon.get("errors", 0))
     if errors:
-        raise GwinferError(f"refusing: development version {version} failed on {errors} mirrored request(s): "
-                           f"{mon.get('last_error', '')}")
+        raise GwinferError(
+            f"refusing: development version {version} failed on {errors} mirrored request(s): "
+            f"{mon.get('last_error', '')}"
+        )
     if min_count is not None and count < min_count:
-        raise GwinferError(f"refusing: only {count} mirrored inference(s) compared for {model!r} "
-                           f"(--min-count {min_count})")
+        raise GwinferError(
+            f"refusing: only {count} mirrored inference(s) compared for {model!r} (--min-count {min_count})"
+        )
     parts = []
     for name, o in sorted((mon.get("outputs") or {}).items()):
         if int(o.get("nonfinite", 0)):
-            raise GwinferError(f"refusing: output {name!r} of version {version} differs by a non-finite amount "
-                               f"in {o['nonfinite']} element(s)")
+            raise GwinferError(
+                f"refusing: output {name!r} of version {version} differs by a non-finite amount "
+                f"in {o['nonfinite']} element(s)"
+            )
         mad, rel = o.get("mean_abs_diff"), o.get("rel_rms_diff")
         if max_mean_abs_diff is not None and not (mad is not None and mad <= max_mean_abs_diff):
-            raise GwinferError(f"refusing: mean_abs_diff of output {name!r} is {fmt_number(mad)} > {max_mean_abs_diff:g} "
-                               f"over {count} inference(s)")
+            raise GwinferError(
+                f"refusing: mean_abs_diff of output {name!r} is {fmt_number(mad)} > {max_mean_abs_diff:g} "
+                f"over {count} inference(s)"
+            )
         if max_rel_rms_diff is not None and not (rel is not None and rel <= max_rel_rms_diff):
-            raise GwinferError(f"refusing: rel_rms_diff of output {name!r} is {fmt_number(rel)} > {max_rel_rms_diff:g} "
-                               f"over {count} inference(s)")
+            raise GwinferError(
+                f"refusing: rel_rms_diff of output {name!r} is {fmt_number(rel)} > {max_rel_rms_diff:g} "
+                f"over {count} inference(s)"
+            )
         parts.append(f"{name}: mean |diff| {fmt_number(mad)}, rel rms {fmt_number(rel)}")
     if not parts and (max_mean_abs_diff is not None or max_rel_rms_diff is not None):
         raise GwinferError(f"refusing: no output of {model!r} has been compared yet")
@@ -115,10 +133,20 @@ def check_monitor(mon: dict[str, Any], model: str, version: int, production: int
 
 
 # --- promote -------------------------------------------------------------------------------------------
-def promote(repo: str | Path, model: str, version: int, stage: str = "production", url: str | None = None,
-            token: str | None = None, min_count: int | None = None, max_mean_abs_diff: float | None = None,
-            max_rel_rms_diff: float | None = None, keep_previous: bool = False, triton_policy: bool = True,
-            timeout: float = 60.0) -> dict[str, Any]:
+def promote(
+    repo: str | Path,
+    model: str,
+    version: int,
+    stage: str = "production",
+    url: str | None = None,
+    token: str | None = None,
+    min_count: int | None = None,
+    max_mean_abs_diff: float | None = None,
+    max_rel_rms_diff: float | None = None,
+    keep_previous: bool = False,
+    triton_policy: bool = True,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
     """Label ``version`` of ``model`` as production (or development); returns a summary dict.
 
     Steps (any failure is a one-line GwinferError and leaves everything unchanged):
@@ -147,8 +175,11 @@ def promote(repo: str | Path, model: str, version: int, stage: str = "production
     versions = list_versions(model_dir)
     if version not in versions:
         raise GwinferError(f"unknown version {version} of model {model!r}; versions: {versions}")
-    thresholds = {"--min-count": min_count, "--max-mean-abs-diff": max_mean_abs_diff,
-                  "--max-rel-rms-diff": max_rel_rms_diff}
+    thresholds = {
+        "--min-count": min_count,
+        "--max-mean-abs-diff": max_mean_abs_diff,
+        "--max-rel-rms-diff": max_rel_rms_diff,
+    }
     given = [k for k, v in thresholds.items() if v is not None]
     if given and stage != "production":
         raise GwinferError(f"{', '.join(given)} apply to promotion to production, not to --stage {stage}")
@@ -161,21 +192,28 @@ def promote(repo: str | Path, model: str, version: int, stage: str = "production
     old = read_labels(model_dir, check_versions=False)  # labels naming a deleted version can be repaired
     if stage == "development":
         if old is None:
-            raise GwinferError(f"model {model!r} has no production label yet; first run gwinfer promote --model "
-                               f"{model} --version N with N the version that serves production now")
+            raise GwinferError(
+                f"model {model!r} has no production label yet; first run gwinfer promote --model "
+                f"{model} --version N with N the version that serves production now"
+            )
         if version == old.production:
             raise GwinferError(f"version {version} is the production version of {model!r}")
     elif old is not None and old.production == version:
-        return {"model": model, "labels": old.to_json(), "changed": False,
-                "message": f"{model}: version {version} is already production; nothing to do"}
+        return {
+            "model": model,
+            "labels": old.to_json(),
+            "changed": False,
+            "message": f"{model}: version {version} is already production; nothing to do",
+        }
 
     cfg = read_config(model_dir)
     check_version_runs(model_dir, cfg, version)
     summary = ""
     if given:
         mon = http_json("GET", monitor_url(url, model), token, timeout=timeout)
-        summary = check_monitor(mon, model, version, old.production if old else None, min_count,
-                                max_mean_abs_diff, max_rel_rms_diff)
+        summary = check_monitor(
+            mon, model, version, old.production if old else None, min_count, max_mean_abs_diff, max_rel_rms_diff
+        )
 
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if stage == "development":
@@ -203,12 +241,18 @@ def promote(repo: str | Path, model: str, version: int, stage: str = "production
             if new_config_text is not None:
                 restore(config_path, old_config_text)
             raise GwinferError(f"labels.json left unchanged: the server did not load the new labels ({err})") from None
-    before = (f"production {old.production}" + (f", development {old.development}" if old.development else "")
-              if old else "no labels")
+    before = (
+        f"production {old.production}" + (f", development {old.development}" if old.development else "")
+        if old
+        else "no labels"
+    )
     after = f"production {new.production}" + (f", development {new.development}" if new.development else "")
-    message = (f"{model}: {before} -> {after}" + (f" ({summary})" if summary else "")
-               + (f"; config.pbtxt version_policy specific [{new.production}]" if new_config_text else "")
-               + (f"; server {server_url(url)} switched" if url else ""))
+    message = (
+        f"{model}: {before} -> {after}"
+        + (f" ({summary})" if summary else "")
+        + (f"; config.pbtxt version_policy specific [{new.production}]" if new_config_text else "")
+        + (f"; server {server_url(url)} switched" if url else "")
+    )
     log.debug("%s", message)
     return {"model": model, "labels": new.to_json(), "changed": True, "server": loaded, "message": message}
 

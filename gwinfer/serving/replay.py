@@ -41,19 +41,33 @@ class StreamSpec:
         params = model.parameters
         need = [k for k in ("stream_kernel", "stream_stride", "detectors", "sample_rate", "f_min") if k not in params]
         if need or set(model.inputs) != {"update", "noise"}:
-            raise GwinferError(f"model {model.name!r} is not a streaming posterior entry with its data settings "
-                               f"(inputs {sorted(model.inputs)}, missing config parameters {need}); export it with "
-                               f"gwinfer export --stream-stride from an estimator trained by gwinfer")
+            raise GwinferError(
+                f"model {model.name!r} is not a streaming posterior entry with its data settings "
+                f"(inputs {sorted(model.inputs)}, missing config parameters {need}); export it with "
+                f"gwinfer export --stream-stride from an estimator trained by gwinfer"
+            )
         d = model.inputs["noise"][1][-1]
-        names = (params.get("parameter_names") or "").split(",") if params.get("parameter_names") else [
-            f"theta_{i}" for i in range(d)]
+        names = (
+            (params.get("parameter_names") or "").split(",")
+            if params.get("parameter_names")
+            else [f"theta_{i}" for i in range(d)]
+        )
         f_max = params.get("f_max")
-        return cls(params["detectors"].split(","), float(params["sample_rate"]), int(params["stream_kernel"]),
-                   int(params["stream_stride"]), float(params["f_min"]), float(f_max) if f_max else None, names, d)
+        return cls(
+            params["detectors"].split(","),
+            float(params["sample_rate"]),
+            int(params["stream_kernel"]),
+            int(params["stream_stride"]),
+            float(params["f_min"]),
+            float(f_max) if f_max else None,
+            names,
+            d,
+        )
 
 
-def prepare_strain(files: dict[str, str | Path], spec: StreamSpec, psd_gps: float | None = None,
-                   psd_seglen: float = 1.0) -> tuple[np.ndarray, float, dict[str, Any]]:
+def prepare_strain(
+    files: dict[str, str | Path], spec: StreamSpec, psd_gps: float | None = None, psd_seglen: float = 1.0
+) -> tuple[np.ndarray, float, dict[str, Any]]:
     """(whitened float32 strain (n_det, n) in the model's detector order, GPS time of sample 0 (s), info).
 
     Each file is read and resampled to the model's rate as ``gwinfer analyze`` does
@@ -107,10 +121,20 @@ def summarize(samples: np.ndarray, names: list[str], window_start: float) -> dic
     return out
 
 
-async def replay_strain(url: str, name: str, files: dict[str, str | Path], *, chunk: float = 1.0,
-                        n_samples: int = 1000, seed: int | None = 0, start: float | None = None,
-                        psd_gps: float | None = None, token: str | None = None, sequence_id: int | None = None,
-                        keep_samples: bool = False) -> dict[str, Any]:
+async def replay_strain(
+    url: str,
+    name: str,
+    files: dict[str, str | Path],
+    *,
+    chunk: float = 1.0,
+    n_samples: int = 1000,
+    seed: int | None = 0,
+    start: float | None = None,
+    psd_gps: float | None = None,
+    token: str | None = None,
+    sequence_id: int | None = None,
+    keep_samples: bool = False,
+) -> dict[str, Any]:
     """Replay GWOSC strain files through a streaming posterior entry in ``chunk``-second pieces.
 
     ``files``: {detector: GWOSC HDF5}, exactly the model's detectors. The strain is prepared once
@@ -127,29 +151,50 @@ async def replay_strain(url: str, name: str, files: dict[str, str | Path], *, ch
         spec = StreamSpec.from_model(model)
         step = chunk * spec.sample_rate
         if abs(step - spec.stride) > 1e-6:
-            raise GwinferError(f"chunk {chunk:g} s = {step:g} samples at {spec.sample_rate:g} Hz does not match the "
-                               f"stride of {name!r}, {spec.stride} samples ({spec.stride / spec.sample_rate:g} s)")
+            raise GwinferError(
+                f"chunk {chunk:g} s = {step:g} samples at {spec.sample_rate:g} Hz does not match the "
+                f"stride of {name!r}, {spec.stride} samples ({spec.stride / spec.sample_rate:g} s)"
+            )
         strain, t0, info = prepare_strain(files, spec, psd_gps)
         i0 = 0 if start is None else int(round((start - t0) * spec.sample_rate))
         n_chunks = (strain.shape[1] - i0) // spec.stride
         if not 0 <= i0 or n_chunks < 1:
-            raise GwinferError(f"start = {start} GPS s leaves no {chunk:g} s chunk in the data "
-                               f"([{t0:.3f}, {t0 + strain.shape[1] / spec.sample_rate:.3f}])")
+            raise GwinferError(
+                f"start = {start} GPS s leaves no {chunk:g} s chunk in the data "
+                f"([{t0:.3f}, {t0 + strain.shape[1] / spec.sample_rate:.3f}])"
+            )
         seq = sequence_id if sequence_id is not None else int(np.random.default_rng().integers(1, 2**62))
         rows, kept = [], []
         for k in range(n_chunks):
             a = i0 + k * spec.stride
             z = chunk_noise(seed, k, n_samples, spec.theta_dim)
-            out = await model.infer({"update": strain[None, :, a:a + spec.stride], "noise": z}, sequence_id=seq,
-                                    sequence_start=k == 0, sequence_end=k == n_chunks - 1)
+            out = await model.infer(
+                {"update": strain[None, :, a : a + spec.stride], "noise": z},
+                sequence_id=seq,
+                sequence_start=k == 0,
+                sequence_end=k == n_chunks - 1,
+            )
             gps_end = t0 + (a + spec.stride) / spec.sample_rate
             samples = out["samples"][0]
-            rows.append({"chunk": k, "gps_end": gps_end, "ready": bool(out["ready"].reshape(-1)[0]),
-                         **summarize(samples, spec.parameter_names, gps_end - spec.kernel / spec.sample_rate)})
+            rows.append(
+                {
+                    "chunk": k,
+                    "gps_end": gps_end,
+                    "ready": bool(out["ready"].reshape(-1)[0]),
+                    **summarize(samples, spec.parameter_names, gps_end - spec.kernel / spec.sample_rate),
+                }
+            )
             if keep_samples:
                 kept.append(samples)
-    return {"rows": rows, "spec": spec, "strain": strain, "t0": t0, "start_index": i0, "psds": info["psds"],
-            "samples": kept}
+    return {
+        "rows": rows,
+        "spec": spec,
+        "strain": strain,
+        "t0": t0,
+        "start_index": i0,
+        "psds": info["psds"],
+        "samples": kept,
+    }
 
 
 def write_stream_table(rows: list[dict[str, Any]], out: str | Path, record: dict[str, Any]) -> Path:
@@ -182,9 +227,19 @@ def write_stream_table(rows: list[dict[str, Any]], out: str | Path, record: dict
     return p
 
 
-def stream_strain(url: str, name: str, files: dict[str, str | Path], out: str | Path, *, chunk: float = 1.0,
-                  n_samples: int = 1000, seed: int | None = 0, start: float | None = None,
-                  psd_gps: float | None = None, token: str | None = None) -> dict[str, Any]:
+def stream_strain(
+    url: str,
+    name: str,
+    files: dict[str, str | Path],
+    out: str | Path,
+    *,
+    chunk: float = 1.0,
+    n_samples: int = 1000,
+    seed: int | None = 0,
+    start: float | None = None,
+    psd_gps: float | None = None,
+    token: str | None = None,
+) -> dict[str, Any]:
     """:func:`replay_strain` then :func:`write_stream_table` with provenance (``gwinfer stream``).
 
     The record holds the call's settings, the server's model name/version/config parameters, the input
@@ -194,20 +249,37 @@ def stream_strain(url: str, name: str, files: dict[str, str | Path], out: str | 
 
     from gwinfer.provenance import provenance
 
-    res = asyncio.run(replay_strain(url, name, files, chunk=chunk, n_samples=n_samples, seed=seed, start=start,
-                                    psd_gps=psd_gps, token=token))
+    res = asyncio.run(
+        replay_strain(
+            url, name, files, chunk=chunk, n_samples=n_samples, seed=seed, start=start, psd_gps=psd_gps, token=token
+        )
+    )
     spec = res["spec"]
     record = provenance(
         "stream-posterior",
-        {"url": url, "model": name, "chunk_s": chunk, "n_samples": n_samples, "seed": seed, "start": start,
-         "psd_gps": psd_gps, "files": {d: str(p) for d, p in files.items()}},
+        {
+            "url": url,
+            "model": name,
+            "chunk_s": chunk,
+            "n_samples": n_samples,
+            "seed": seed,
+            "start": start,
+            "psd_gps": psd_gps,
+            "files": {d: str(p) for d, p in files.items()},
+        },
         parents=[files[d] for d in spec.detectors],
-        model={"detectors": spec.detectors, "sample_rate": spec.sample_rate, "kernel": spec.kernel,
-               "stride": spec.stride, "f_min": spec.f_min, "f_max": spec.f_max,
-               "parameter_names": spec.parameter_names},
+        model={
+            "detectors": spec.detectors,
+            "sample_rate": spec.sample_rate,
+            "kernel": spec.kernel,
+            "stride": spec.stride,
+            "f_min": spec.f_min,
+            "f_max": spec.f_max,
+            "parameter_names": spec.parameter_names,
+        },
         whitening="whole file once on the client (median-Welch PSD; see gwinfer.serving.replay.prepare_strain)",
         columns="gps_end: GPS s of the window end; <param>_median/_q05/_q95 over the request's samples; "
-                "geocent_time in GPS s",
+        "geocent_time in GPS s",
     )
     res["out"] = write_stream_table(res["rows"], out, record)
     return res

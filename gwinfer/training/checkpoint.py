@@ -66,8 +66,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise GwinferError(f"checkpoint {p} does not exist")
     try:
         state = torch.load(p, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError,
-            KeyError, AttributeError, TypeError) as err:
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        OSError,
+        zipfile.BadZipFile,
+        ValueError,
+        KeyError,
+        AttributeError,
+        TypeError,
+    ) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise GwinferError(f"checkpoint {p} is corrupt or not a torch file ({first})") from None
     if not isinstance(state, dict) or state.get("checkpoint_format") != FORMAT:
@@ -85,9 +94,15 @@ def capture_rng_state() -> dict[str, Any]:
     return {
         "torch": torch.get_rng_state(),
         "cuda": [torch.cuda.get_rng_state(i) for i in range(torch.cuda.device_count())]
-        if torch.cuda.is_available() else [],
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-                  "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        if torch.cuda.is_available()
+        else [],
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "python": {"version": int(version), "internal": list(internal), "gauss_next": gauss_next},
     }
 
@@ -99,8 +114,9 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         for i, s in enumerate(state.get("cuda", [])[: torch.cuda.device_count()]):
             torch.cuda.set_rng_state(s.cpu().to(torch.uint8), i)
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     py = state["python"]
     random.setstate((py["version"], tuple(py["internal"]), py["gauss_next"]))
 

@@ -100,8 +100,7 @@ class TrainConfig:
         """Batch size of one rank [samples]; the global batch must split evenly over ``world_size``."""
         if world_size < 1 or self.batch_size % world_size != 0 or self.batch_size < world_size:
             raise GwinferError(
-                f"batch_size = {self.batch_size} must be a positive multiple of the number of processes "
-                f"({world_size})"
+                f"batch_size = {self.batch_size} must be a positive multiple of the number of processes ({world_size})"
             )
         return self.batch_size // world_size
 

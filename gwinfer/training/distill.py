@@ -85,8 +85,8 @@ from gwinfer.errors import GwinferError
 from gwinfer.models.builder import spec_class
 from gwinfer.models.posterior.base import PosteriorEstimator
 from gwinfer.models.posterior.gaussian import GaussianPosterior
-from gwinfer.models.standardize import Standardizer
 from gwinfer.models.posterior.svd_embedding import SVDEmbedding
+from gwinfer.models.standardize import Standardizer
 from gwinfer.training.run import Run, Source, fit_and_save, load_sections, run_metadata, seed_everything, train_settings
 
 log = logging.getLogger(__name__)
@@ -171,8 +171,10 @@ def _keep(values: list[int], depth: float) -> list[int]:
 
 
 def _check_ratio(width: Any, depth: Any) -> tuple[float, float]:
-    return (number("student.ratio.width", width, 0.0, 1.0, open_low=True),
-            number("student.ratio.depth", depth, 0.0, 1.0, open_low=True))
+    return (
+        number("student.ratio.width", width, 0.0, 1.0, open_low=True),
+        number("student.ratio.depth", depth, 0.0, 1.0, open_low=True),
+    )
 
 
 def scaled_spec(teacher_spec: dict[str, Any], width: float = 0.5, depth: float = 0.5) -> dict[str, Any]:
@@ -275,8 +277,10 @@ def tempered_sample(estimator: PosteriorEstimator, c: Tensor, n: int, temperatur
         z = flow.base.sample((n,))
         mean = flow.base.mean
         return flow.transform.inv(mean + scale * (z - mean)).transpose(0, 1)
-    raise GwinferError(f"a {estimator.kind!r} teacher cannot be tempered (temperature {temperature}); "
-                       f"use temperature 1 or a teacher of kind {', '.join(TEMPERABLE_KINDS)}")
+    raise GwinferError(
+        f"a {estimator.kind!r} teacher cannot be tempered (temperature {temperature}); "
+        f"use temperature 1 or a teacher of kind {', '.join(TEMPERABLE_KINDS)}"
+    )
 
 
 class Distiller(nn.Module):
@@ -291,8 +295,15 @@ class Distiller(nn.Module):
     teacher, student and distillation settings.
     """
 
-    def __init__(self, teacher: PosteriorEstimator, student: PosteriorEstimator, config: DistillConfig, *,
-                 epochs: int | None = None, teacher_id: str | None = None) -> None:
+    def __init__(
+        self,
+        teacher: PosteriorEstimator,
+        student: PosteriorEstimator,
+        config: DistillConfig,
+        *,
+        epochs: int | None = None,
+        teacher_id: str | None = None,
+    ) -> None:
         super().__init__()
         for name, m in (("teacher", teacher), ("student", student)):
             if not isinstance(m, PosteriorEstimator):
@@ -307,11 +318,14 @@ class Distiller(nn.Module):
             )
         teacher._check_ready()
         if config.uses_forward_kl and student.kind not in EXACT_DENSITY_KINDS:
-            raise GwinferError(f"matching {config.matching!r} needs a student with an exact density "
-                               f"({', '.join(EXACT_DENSITY_KINDS)}), not {student.kind!r}")
+            raise GwinferError(
+                f"matching {config.matching!r} needs a student with an exact density "
+                f"({', '.join(EXACT_DENSITY_KINDS)}), not {student.kind!r}"
+            )
         if config.uses_forward_kl and config.tempered and teacher.kind not in TEMPERABLE_KINDS:
-            raise GwinferError(f"a {teacher.kind!r} teacher cannot be tempered: set distill.temperature_start and "
-                               "temperature_end to 1")
+            raise GwinferError(
+                f"a {teacher.kind!r} teacher cannot be tempered: set distill.temperature_start and temperature_end to 1"
+            )
         self.config = config
         self.teacher = teacher.eval().requires_grad_(False)
         self.student = student
@@ -338,12 +352,16 @@ class Distiller(nn.Module):
 
     def spec(self) -> dict[str, Any]:
         """Plain data identifying this distillation (checked by the trainer when resuming)."""
-        return {"kind": "distiller", "teacher": self.teacher.spec(), "teacher_id": self.teacher_id,
-                "student": self.student.spec(), "distill": to_dict(self.config)}
+        return {
+            "kind": "distiller",
+            "teacher": self.teacher.spec(),
+            "teacher_id": self.teacher_id,
+            "student": self.student.spec(),
+            "distill": to_dict(self.config),
+        }
 
     @torch.no_grad()
-    def fit_standardization(self, theta: Tensor, x: Tensor, signals: Tensor | None = None,
-                            chunk: int = 256) -> None:
+    def fit_standardization(self, theta: Tensor, x: Tensor, signals: Tensor | None = None, chunk: int = 256) -> None:
         """Give the student the teacher's fitted theta/x standardisation (so both work in one space), fit a
         student ``svd`` embedding's basis on the (teacher-)standardised ``signals`` (default ``x``) and,
         for feature matching, the teacher-context standardisation on the contexts of ``x``."""
@@ -440,28 +458,41 @@ class EpochHook(Dataset):
 
 
 # ------------------------------------------------------------------------------------------ entry point
-def _check_teacher_data(teacher: PosteriorEstimator, tmeta: dict[str, Any], sim: Any, x_shape: tuple[int, ...],
-                        teacher_path: Path) -> None:
+def _check_teacher_data(
+    teacher: PosteriorEstimator, tmeta: dict[str, Any], sim: Any, x_shape: tuple[int, ...], teacher_path: Path
+) -> None:
     names = tmeta.get("names")
     if names is not None and list(names) != list(sim.names):
         raise GwinferError(f"{sim.path} holds parameters {list(sim.names)}; the teacher {teacher_path} infers {names}")
     if teacher.theta_dim != len(sim.names) or tuple(teacher.x_shape) != tuple(x_shape):
-        raise GwinferError(f"the teacher {teacher_path} takes x of shape {list(teacher.x_shape)} and "
-                           f"{teacher.theta_dim} parameters; {sim.path} has {list(x_shape)} and {len(sim.names)}")
+        raise GwinferError(
+            f"the teacher {teacher_path} takes x of shape {list(teacher.x_shape)} and "
+            f"{teacher.theta_dim} parameters; {sim.path} has {list(x_shape)} and {len(sim.names)}"
+        )
     t_psd, d_psd = tmeta.get("psd_sha256"), sim.attrs.get("psd_sha256")
     if t_psd not in (None, "None") and d_psd is not None and str(t_psd) != str(d_psd):
-        raise GwinferError(f"the teacher {teacher_path} was trained on data whitened with another PSD "
-                           f"(sha256 {str(t_psd)[:12]}... vs {str(d_psd)[:12]}... in {sim.path})")
+        raise GwinferError(
+            f"the teacher {teacher_path} was trained on data whitened with another PSD "
+            f"(sha256 {str(t_psd)[:12]}... vs {str(d_psd)[:12]}... in {sim.path})"
+        )
     t_sim = tmeta.get("simulation") or {}
     d_sim = json.loads(sim.config.to_json())
-    diff = [f"{k}: {t_sim[k]!r} vs {d_sim.get(k)!r}" for k in ("detectors", "fs", "duration", "f_min", "f_max")
-            if k in t_sim and t_sim[k] != d_sim.get(k)]
+    diff = [
+        f"{k}: {t_sim[k]!r} vs {d_sim.get(k)!r}"
+        for k in ("detectors", "fs", "duration", "f_min", "f_max")
+        if k in t_sim and t_sim[k] != d_sim.get(k)
+    ]
     if diff:
         raise GwinferError(f"the teacher {teacher_path} was trained on other data than {sim.path} ({'; '.join(diff)})")
 
 
-def distill(teacher_path: str | Path, source: Source, out_dir: str | Path, resume: bool = True,
-            overrides: dict[str, Any] | None = None) -> Path:
+def distill(
+    teacher_path: str | Path,
+    source: Source,
+    out_dir: str | Path,
+    resume: bool = True,
+    overrides: dict[str, Any] | None = None,
+) -> Path:
     """Distil the teacher file ``teacher_path`` into a student described by ``source`` (YAML or dict with
     data/student/distill/train); return ``out_dir/model.pt`` (the student, a ``save_estimator`` file).
 
@@ -494,22 +525,53 @@ def distill(teacher_path: str | Path, source: Source, out_dir: str | Path, resum
     distiller.fit_standardization(*fit_examples(train_set, data.fit_samples))
 
     n_teacher, n_student = n_parameters(teacher), n_parameters(student)
-    experiment = {"data": to_dict(data), "student": raw["student"], "model": spec, "distill": to_dict(dcfg),
-                  "train": to_dict(train_cfg)}
+    experiment = {
+        "data": to_dict(data),
+        "student": raw["student"],
+        "model": spec,
+        "distill": to_dict(dcfg),
+        "train": to_dict(train_cfg),
+    }
     metadata: dict[str, Any] = {
         **data_metadata(sim),
         "distillation": {
-            "teacher_path": str(tpath), "teacher_sha256": teacher_sha, "teacher_spec": teacher.spec(),
-            "teacher_training": tmeta.get("training"), "teacher_experiment": tmeta.get("experiment"),
+            "teacher_path": str(tpath),
+            "teacher_sha256": teacher_sha,
+            "teacher_spec": teacher.spec(),
+            "teacher_training": tmeta.get("training"),
+            "teacher_experiment": tmeta.get("experiment"),
             "config": to_dict(dcfg),
             "temperature_schedule": [dcfg.temperature_at(e, train_cfg.epochs) for e in range(train_cfg.epochs)],
             "n_parameters": {"teacher": n_teacher, "student": n_student},
         },
-        **run_metadata("distilled-posterior-model", source, experiment, parents=[data.simulation, tpath],
-                       libraries=("torch", "numpy", "zuko"), teacher=str(tpath)),
+        **run_metadata(
+            "distilled-posterior-model",
+            source,
+            experiment,
+            parents=[data.simulation, tpath],
+            libraries=("torch", "numpy", "zuko"),
+            teacher=str(tpath),
+        ),
     }
-    log.info("distilling %s (%d parameters) into a %s student (%d parameters), matching %s, alpha %g",
-             tpath, n_teacher, student.kind, n_student, dcfg.matching, dcfg.alpha)
-    return fit_and_save(Run(distiller, EpochHook(train_set, distiller), val_set, train_cfg, metadata,
-                            lambda path: save_estimator(path, student.cpu(), metadata=metadata),
-                            "student (val loss = its NLL)"), out_dir, resume)
+    log.info(
+        "distilling %s (%d parameters) into a %s student (%d parameters), matching %s, alpha %g",
+        tpath,
+        n_teacher,
+        student.kind,
+        n_student,
+        dcfg.matching,
+        dcfg.alpha,
+    )
+    return fit_and_save(
+        Run(
+            distiller,
+            EpochHook(train_set, distiller),
+            val_set,
+            train_cfg,
+            metadata,
+            lambda path: save_estimator(path, student.cpu(), metadata=metadata),
+            "student (val loss = its NLL)",
+        ),
+        out_dir,
+        resume,
+    )

@@ -112,8 +112,9 @@ def torchrun_command(nproc: int, args: Sequence[str], *, module: bool = True) ->
     return cmd + (["-m"] if module else []) + [str(a) for a in args]
 
 
-def launch_torchrun(nproc: int, module_args: Sequence[str], *, env: Mapping[str, str] | None = None,
-                    timeout: float | None = None) -> int:
+def launch_torchrun(
+    nproc: int, module_args: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = None
+) -> int:
     """Run ``module_args[0]`` as a module in ``nproc`` local processes under torchrun; return the exit code."""
     cmd = torchrun_command(nproc, module_args, module=True)
     full_env = dict(os.environ if env is None else env)
@@ -153,20 +154,35 @@ class SkipSampler(Sampler[int]):
         return max(0, len(self.sampler) - self.skip)
 
 
-def train_loader(dataset: Dataset, info: DistInfo, per_rank_batch: int, *, seed: int, epoch: int,
-                 skip_batches: int = 0, num_workers: int = 0) -> DataLoader:
+def train_loader(
+    dataset: Dataset,
+    info: DistInfo,
+    per_rank_batch: int,
+    *,
+    seed: int,
+    epoch: int,
+    skip_batches: int = 0,
+    num_workers: int = 0,
+) -> DataLoader:
     """This rank's loader for ``epoch``: order fixed by (seed, epoch), first ``skip_batches`` left out.
 
     Rank r of W takes elements r, r + W, ... of one permutation of the whole set, so with equal
     per-rank batches the W local batches of a step together form the world-size-1 batch of that step.
     The loader has its own generator (seed, epoch), so iterating it never touches the global RNG.
     """
-    sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
-                                 seed=seed, drop_last=False)
+    sampler = DistributedSampler(
+        dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=seed, drop_last=False
+    )
     sampler.set_epoch(epoch)
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return DataLoader(dataset, batch_size=per_rank_batch, sampler=SkipSampler(sampler, skip_batches * per_rank_batch),
-                      num_workers=num_workers, generator=generator, pin_memory=info.device.type == "cuda")
+    return DataLoader(
+        dataset,
+        batch_size=per_rank_batch,
+        sampler=SkipSampler(sampler, skip_batches * per_rank_batch),
+        num_workers=num_workers,
+        generator=generator,
+        pin_memory=info.device.type == "cuda",
+    )
 
 
 def steps_per_epoch(n_samples: int, info: DistInfo, per_rank_batch: int) -> int:
@@ -178,8 +194,9 @@ def steps_per_epoch(n_samples: int, info: DistInfo, per_rank_batch: int) -> int:
 def val_loader(dataset: Dataset, info: DistInfo, per_rank_batch: int, num_workers: int = 0) -> DataLoader:
     """This rank's share (elements rank, rank + W, ...) of the validation set, in order, no padding."""
     shard = Subset(dataset, range(info.rank, len(dataset), info.world_size))
-    return DataLoader(shard, batch_size=per_rank_batch, shuffle=False, num_workers=num_workers,
-                      pin_memory=info.device.type == "cuda")
+    return DataLoader(
+        shard, batch_size=per_rank_batch, shuffle=False, num_workers=num_workers, pin_memory=info.device.type == "cuda"
+    )
 
 
 def all_reduce(values: Sequence[float], info: DistInfo, op: str = "sum") -> list[float]:

@@ -64,8 +64,14 @@ class LambAlg2(Lamb):
     state_dict always holds the configured values.
     """
 
-    def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 weight_decay: float = 0.0, eps: float = LAMB_EPS) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        weight_decay: float = 0.0,
+        eps: float = LAMB_EPS,
+    ) -> None:
         super().__init__(params, lr=lr, betas=betas, weight_decay=weight_decay, eps=eps, **LAMB_OPTIONS)
 
     @torch.no_grad()

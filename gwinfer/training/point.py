@@ -77,13 +77,17 @@ def catalogue_record(root: Path) -> dict[str, Any]:
 
     manifest = read_manifest(root) or {}
     manifest_path = root / "manifest.json"
-    return {"path": str(root), "name": (manifest.get("config") or {}).get("name", root.name),
-            "approximant": (manifest.get("backend") or {}).get("name", "unknown"),
-            "manifest_sha256": sha256_file(manifest_path) if manifest_path.exists() else None}
+    return {
+        "path": str(root),
+        "name": (manifest.get("config") or {}).get("name", root.name),
+        "approximant": (manifest.get("backend") or {}).get("name", "unknown"),
+        "manifest_sha256": sha256_file(manifest_path) if manifest_path.exists() else None,
+    }
 
 
-def train_point(config_path: Source, out_dir: str | Path, resume: bool = True,
-                overrides: dict[str, Any] | None = None) -> Path:
+def train_point(
+    config_path: Source, out_dir: str | Path, resume: bool = True, overrides: dict[str, Any] | None = None
+) -> Path:
     """Train the point-estimator experiment ``config_path`` into ``out_dir``; return the path of ``model.pt``."""
     import torch
     from torch.utils.data import ConcatDataset
@@ -97,10 +101,13 @@ def train_point(config_path: Source, out_dir: str | Path, resume: bool = True,
     train_cfg = train_settings(raw, overrides)
     roots = [Path(c) for c in (data.catalogue, *data.catalogues)]
     grid = data.grid(catalogue_grid(roots[0], data.train_split))
-    train_set = ConcatDataset([CatalogueDataset(r, data.train_split, grid=grid, in_memory=data.in_memory,
-                                                limit=data.limit_train) for r in roots])
-    val_set = ConcatDataset([CatalogueDataset(r, data.val_split, grid=grid, in_memory=data.in_memory)
-                             for r in roots])
+    train_set = ConcatDataset(
+        [
+            CatalogueDataset(r, data.train_split, grid=grid, in_memory=data.in_memory, limit=data.limit_train)
+            for r in roots
+        ]
+    )
+    val_set = ConcatDataset([CatalogueDataset(r, data.val_split, grid=grid, in_memory=data.in_memory) for r in roots])
     seed_everything(train_cfg.seed)
     model = build_model(raw["model"], n_samples=grid.n)
     theta, x = zip(*(train_set[i] for i in even_sample(len(train_set), data.fit_samples)))
@@ -113,9 +120,23 @@ def train_point(config_path: Source, out_dir: str | Path, resume: bool = True,
         "approximants": [c["approximant"] for c in sources],
         "catalogue": sources[0],
         "catalogues": sources,
-        **run_metadata("model", config_path, {"data": to_dict(data), "model": raw["model"], "train": to_dict(train_cfg)},
-                       parents=[r / "manifest.json" for r in roots if (r / "manifest.json").exists()],
-                       libraries=("torch", "numpy")),
+        **run_metadata(
+            "model",
+            config_path,
+            {"data": to_dict(data), "model": raw["model"], "train": to_dict(train_cfg)},
+            parents=[r / "manifest.json" for r in roots if (r / "manifest.json").exists()],
+            libraries=("torch", "numpy"),
+        ),
     }
-    return fit_and_save(Run(model, train_set, val_set, train_cfg, metadata,
-                            lambda path: save_model(path, model.cpu(), metadata=metadata)), out_dir, resume)
+    return fit_and_save(
+        Run(
+            model,
+            train_set,
+            val_set,
+            train_cfg,
+            metadata,
+            lambda path: save_model(path, model.cpu(), metadata=metadata),
+        ),
+        out_dir,
+        resume,
+    )

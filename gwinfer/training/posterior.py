@@ -22,7 +22,16 @@ from gwinfer.config import from_dict, to_dict
 from gwinfer.data.simulate import Simulation, read_simulation
 from gwinfer.data.strain_dataset import StrainDataset, split_indices
 from gwinfer.errors import GwinferError
-from gwinfer.training.run import Run, Source, even_sample, fit_and_save, load_sections, run_metadata, seed_everything, train_settings
+from gwinfer.training.run import (
+    Run,
+    Source,
+    even_sample,
+    fit_and_save,
+    load_sections,
+    run_metadata,
+    seed_everything,
+    train_settings,
+)
 
 
 @dataclass(frozen=True)
@@ -99,13 +108,16 @@ def initial_estimator(path: str | Path, spec: dict[str, Any], theta_dim: int, x_
         raise GwinferError(f"init_from {path}: {err}") from None
     want = build_estimator(dict(spec), theta_dim=theta_dim, x_shape=x_shape).spec()
     if model.spec() != want:
-        raise GwinferError(f"init_from {path}: its model ({model.spec()['kind']}, {model.spec()['config']}) is "
-                           f"not the experiment's ({want['kind']}, {want['config']})")
+        raise GwinferError(
+            f"init_from {path}: its model ({model.spec()['kind']}, {model.spec()['config']}) is "
+            f"not the experiment's ({want['kind']}, {want['config']})"
+        )
     return model.train()
 
 
-def train_posterior(source: Source, out_dir: str | Path, resume: bool = True,
-                    overrides: dict[str, Any] | None = None) -> Path:
+def train_posterior(
+    source: Source, out_dir: str | Path, resume: bool = True, overrides: dict[str, Any] | None = None
+) -> Path:
     """Train the posterior experiment ``source`` into ``out_dir``; return the path of ``out_dir/model.pt``.
 
     ``model.pt`` is a :func:`gwinfer.models.save_estimator` file whose metadata holds the simulation config
@@ -126,11 +138,32 @@ def train_posterior(source: Source, out_dir: str | Path, resume: bool = True,
         model = build_estimator(dict(raw["model"]), theta_dim=len(sim.names), x_shape=train_set.x_shape)
         model.fit_standardization(*fit_examples(train_set, data.fit_samples))
 
-    experiment = {"data": to_dict(data), "model": raw["model"], "train": to_dict(train_cfg),
-                  **({"init_from": str(init)} if init else {})}
-    metadata = {**data_metadata(sim),
-                **run_metadata("posterior-model", source, experiment, parents=[data.simulation, *([init] if init else [])],
-                               libraries=("torch", "numpy", "zuko"))}
-    return fit_and_save(Run(model, train_set, val_set, train_cfg, metadata,
-                            lambda path: save_estimator(path, model.cpu(), metadata=metadata), "posterior model"),
-                        out_dir, resume)
+    experiment = {
+        "data": to_dict(data),
+        "model": raw["model"],
+        "train": to_dict(train_cfg),
+        **({"init_from": str(init)} if init else {}),
+    }
+    metadata = {
+        **data_metadata(sim),
+        **run_metadata(
+            "posterior-model",
+            source,
+            experiment,
+            parents=[data.simulation, *([init] if init else [])],
+            libraries=("torch", "numpy", "zuko"),
+        ),
+    }
+    return fit_and_save(
+        Run(
+            model,
+            train_set,
+            val_set,
+            train_cfg,
+            metadata,
+            lambda path: save_estimator(path, model.cpu(), metadata=metadata),
+            "posterior model",
+        ),
+        out_dir,
+        resume,
+    )

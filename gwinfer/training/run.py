@@ -45,8 +45,10 @@ def load_sections(source: Source, required: Sequence[str], optional: Sequence[st
     unknown = sorted(set(raw) - set(accepted))
     missing = [s for s in required if s not in raw]
     if unknown or missing:
-        raise GwinferError(f"{what} has sections {', '.join(accepted)}, of which {', '.join(required)} are "
-                           f"required (got {sorted(raw)})")
+        raise GwinferError(
+            f"{what} has sections {', '.join(accepted)}, of which {', '.join(required)} are "
+            f"required (got {sorted(raw)})"
+        )
     for key in ("train", "distill"):
         if raw.get(key) is not None and not isinstance(raw[key], dict):
             raise GwinferError(f"the {key} section must be a mapping")
@@ -76,8 +78,14 @@ def even_sample(n_total: int, n_fit: int) -> list[int]:
     return np.linspace(0, n_total - 1, n_fit).round().astype(int).tolist()
 
 
-def run_metadata(kind: str, source: Source, experiment: dict[str, Any], parents: Sequence[str | Path],
-                 libraries: Sequence[str], **inputs: str) -> dict[str, Any]:
+def run_metadata(
+    kind: str,
+    source: Source,
+    experiment: dict[str, Any],
+    parents: Sequence[str | Path],
+    libraries: Sequence[str],
+    **inputs: str,
+) -> dict[str, Any]:
     """``experiment``, ``command`` and ``provenance`` entries of a model file's metadata.
 
     ``parents``: the files the model was made from (config, data, teacher, ...); ``inputs``: named inputs
@@ -87,8 +95,12 @@ def run_metadata(kind: str, source: Source, experiment: dict[str, Any], parents:
     return {
         "experiment": experiment,
         "command": " ".join(sys.argv),
-        "provenance": provenance(kind, {"experiment": source_label(source), **inputs},
-                                 parents=[*parents, *config_files], libraries=tuple(libraries)),
+        "provenance": provenance(
+            kind,
+            {"experiment": source_label(source), **inputs},
+            parents=[*parents, *config_files],
+            libraries=tuple(libraries),
+        ),
     }
 
 

@@ -30,8 +30,16 @@ from gwinfer.config import to_dict
 from gwinfer.errors import GwinferError
 from gwinfer.provenance import atomic_path, provenance
 from gwinfer.training import distributed as D
-from gwinfer.training.checkpoint import (FORMAT, FORMAT_VERSION, capture_rng_state, check_plain, load_checkpoint,
-                                         restore_rng_state, save_checkpoint, seed_everything)
+from gwinfer.training.checkpoint import (
+    FORMAT,
+    FORMAT_VERSION,
+    capture_rng_state,
+    check_plain,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+    seed_everything,
+)
 from gwinfer.training.config import RESUMABLE_CHANGES, TrainConfig
 from gwinfer.training.optim import build_optimizer, build_scheduler
 
@@ -60,8 +68,16 @@ class Trainer:
     ``metadata`` (plain data, e.g. the data's provenance) is stored in every checkpoint untouched.
     """
 
-    def __init__(self, model: nn.Module, train_set: Dataset, val_set: Dataset | None, config: TrainConfig,
-                 out_dir: str | Path, *, metadata: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        train_set: Dataset,
+        val_set: Dataset | None,
+        config: TrainConfig,
+        out_dir: str | Path,
+        *,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
         if not isinstance(config, TrainConfig):
             raise GwinferError(f"config must be a TrainConfig, got {type(config).__name__}")
         if not isinstance(model, nn.Module) or not callable(getattr(model, "loss", None)):
@@ -130,16 +146,23 @@ class Trainer:
             if tb is not None:
                 tb.close()
         D.barrier(self.info)
-        return {"history": st["history"], "best_val_loss": st["best_val_loss"], "best_epoch": st["best_epoch"],
-                "epochs_completed": st["epoch"], "global_step": st["global_step"], "stopped": stopped or "completed"}
+        return {
+            "history": st["history"],
+            "best_val_loss": st["best_val_loss"],
+            "best_epoch": st["best_epoch"],
+            "epochs_completed": st["epoch"],
+            "global_step": st["global_step"],
+            "stopped": stopped or "completed",
+        }
 
     def restore_best(self) -> None:
         """Load the best (else the latest) checkpoint's weights into the model, e.g. before exporting it."""
         path = self.best_path if self.best_path.exists() else self.checkpoint_path
         self.model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model_state"])
 
-    def fit_and_save(self, save: Callable[[Path], Any], metadata: dict[str, Any], resume: bool = True,
-                     what: str = "model") -> tuple[dict[str, Any], Path]:
+    def fit_and_save(
+        self, save: Callable[[Path], Any], metadata: dict[str, Any], resume: bool = True, what: str = "model"
+    ) -> tuple[dict[str, Any], Path]:
         """:meth:`fit`, then on the main rank: the best weights back (:meth:`restore_best`), the training
         summary into ``metadata["training"]`` and ``save(out_dir / "model.pt")``, which writes the model
         file with that metadata (also after an interruption: the best model so far). Returns
@@ -148,10 +171,17 @@ class Trainer:
         out = self.out_dir / "model.pt"
         if self.info.is_main:
             self.restore_best()
-            metadata["training"] = {k: result[k] for k in ("best_val_loss", "best_epoch", "epochs_completed", "stopped")}
+            metadata["training"] = {
+                k: result[k] for k in ("best_val_loss", "best_epoch", "epochs_completed", "stopped")
+            }
             save(out)
-            log.info("%s written to %s (best val loss %.5g at epoch %s)", what, out, result["best_val_loss"],
-                     result["best_epoch"])
+            log.info(
+                "%s written to %s (best val loss %.5g at epoch %s)",
+                what,
+                out,
+                result["best_val_loss"],
+                result["best_epoch"],
+            )
         return result, out
 
     # ------------------------------------------------------------------ one epoch
@@ -163,10 +193,24 @@ class Trainer:
         partial = st.pop("partial_epoch", None) or {"loss_sum": 0.0, "count": 0, "seconds": 0.0}
         loss_sum = partial["loss_sum"] if info.is_main else 0.0
         count = partial["count"] if info.is_main else 0
-        loader = D.train_loader(self.train_set, info, self.per_rank_batch, seed=cfg.seed, epoch=epoch,
-                                skip_batches=skip, num_workers=cfg.num_workers)
-        bar = tqdm(total=self.steps_per_epoch, initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
-                   leave=False, mininterval=1.0, disable=None if info.is_main else True)
+        loader = D.train_loader(
+            self.train_set,
+            info,
+            self.per_rank_batch,
+            seed=cfg.seed,
+            epoch=epoch,
+            skip_batches=skip,
+            num_workers=cfg.num_workers,
+        )
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            initial=skip,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            unit="step",
+            leave=False,
+            mininterval=1.0,
+            disable=None if info.is_main else True,
+        )
         module.train()
         t0, seen, interrupted = time.perf_counter(), 0, False
         # the loss stays on the device between checks: one host sync every log_every_steps (and at the end)
@@ -192,8 +236,11 @@ class Trainer:
             running += loss.detach().double() * n
             count, seen = count + n, seen + n
             bar.update(1)
-            check = (st["global_step"] % cfg.log_every_steps == 0 or st["step_in_epoch"] == self.steps_per_epoch
-                     or (info.world_size == 1 and self._stop))
+            check = (
+                st["global_step"] % cfg.log_every_steps == 0
+                or st["step_in_epoch"] == self.steps_per_epoch
+                or (info.world_size == 1 and self._stop)
+            )
             if not check:
                 continue
             loss_sum = float(running)
@@ -232,8 +279,9 @@ class Trainer:
         total, count = D.all_reduce([total, count], self.info)
         return total / count
 
-    def _end_epoch(self, st: dict[str, Any], loss_sum: float, count: float, seconds: float, t_start: float,
-                   tb: Any) -> str | None:
+    def _end_epoch(
+        self, st: dict[str, Any], loss_sum: float, count: float, seconds: float, t_start: float, tb: Any
+    ) -> str | None:
         cfg, info = self.config, self.info
         val = self._validate()
         loss_sum, count = D.all_reduce([loss_sum, count], info)
@@ -242,9 +290,15 @@ class Trainer:
         score = train_loss if val is None else val
         st["epoch"] += 1
         st["step_in_epoch"] = 0
-        row = {"epoch": st["epoch"], "step": st["global_step"], "train_loss": train_loss,
-               "val_loss": float("nan") if val is None else val, "lr": self.scheduler.get_last_lr()[0],
-               "epoch_seconds": seconds, "samples_per_second": count / max(seconds, 1e-9)}
+        row = {
+            "epoch": st["epoch"],
+            "step": st["global_step"],
+            "train_loss": train_loss,
+            "val_loss": float("nan") if val is None else val,
+            "lr": self.scheduler.get_last_lr()[0],
+            "epoch_seconds": seconds,
+            "samples_per_second": count / max(seconds, 1e-9),
+        }
         st["history"].append(row)
         improved = math.isfinite(score) and score < st["best_val_loss"] - cfg.min_delta
         if improved:
@@ -259,9 +313,17 @@ class Trainer:
         elif stop and st["epoch"] < cfg.epochs:
             stopped = "interrupted"
         if info.is_main:
-            log.info("epoch %d/%d: train %.6g, val %.6g, lr %.3g, %.1f s, %.0f samples/s%s", st["epoch"], cfg.epochs,
-                     train_loss, row["val_loss"], row["lr"], seconds, row["samples_per_second"],
-                     f" ({stopped})" if stopped else "")
+            log.info(
+                "epoch %d/%d: train %.6g, val %.6g, lr %.3g, %.1f s, %.0f samples/s%s",
+                st["epoch"],
+                cfg.epochs,
+                train_loss,
+                row["val_loss"],
+                row["lr"],
+                seconds,
+                row["samples_per_second"],
+                f" ({stopped})" if stopped else "",
+            )
             self._write_csv(st["history"])
             if tb is not None:
                 for key in ("train_loss", "val_loss", "lr", "samples_per_second"):
@@ -272,8 +334,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def _load(self, resume: bool) -> dict[str, Any]:
-        fresh = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_val_loss": math.inf, "best_epoch": 0,
-                 "epochs_without_improvement": 0, "history": [], "partial_epoch": None}
+        fresh = {
+            "epoch": 0,
+            "step_in_epoch": 0,
+            "global_step": 0,
+            "best_val_loss": math.inf,
+            "best_epoch": 0,
+            "epochs_without_improvement": 0,
+            "history": [],
+            "partial_epoch": None,
+        }
         if not (resume and self.checkpoint_path.is_file()):
             if self.info.is_main:  # starting over: no stale best model or log of an earlier run
                 for stale in (self.best_path, self.out_dir / "log.csv"):
@@ -287,14 +357,18 @@ class Trainer:
             self.optimizer.load_state_dict(ck["optimizer_state"])
             self.scheduler.load_state_dict(ck["scheduler_state"])
         except (RuntimeError, ValueError, KeyError) as err:
-            raise GwinferError(f"checkpoint {self.checkpoint_path} does not fit this model: "
-                               f"{str(err).strip().splitlines()[0][:200]}") from None
+            raise GwinferError(
+                f"checkpoint {self.checkpoint_path} does not fit this model: {str(err).strip().splitlines()[0][:200]}"
+            ) from None
         rng = ck["rng_states"]
         if len(rng) == self.info.world_size:
             restore_rng_state(rng[self.info.rank])
         else:
-            log.warning("checkpoint written by %d processes, resuming with %d: random streams are reseeded",
-                        len(rng), self.info.world_size)
+            log.warning(
+                "checkpoint written by %d processes, resuming with %d: random streams are reseeded",
+                len(rng),
+                self.info.world_size,
+            )
             seed_everything(self.config.seed + self.info.rank + 7919 * ck["epoch"])
         st = {k: ck[k] for k in fresh}
         if self.info.is_main:
@@ -304,34 +378,62 @@ class Trainer:
     def _check_compatible(self, ck: dict[str, Any]) -> None:
         where = f"checkpoint {self.checkpoint_path}"
         old, new = ck.get("config", {}), to_dict(self.config)
-        diff = [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new
-                if k not in RESUMABLE_CHANGES and old.get(k) != new[k]]
+        diff = [
+            f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k]
+        ]
         if diff:
-            raise GwinferError(f"{where} was made with a different config ({'; '.join(diff)}); "
-                               "use another out_dir or fit(resume=False)")
+            raise GwinferError(
+                f"{where} was made with a different config ({'; '.join(diff)}); "
+                "use another out_dir or fit(resume=False)"
+            )
         if ck.get("model_class") != _class_name(self.model) or ck.get("model_spec") != self.spec:
             raise GwinferError(
                 f"{where} holds a different model ({ck.get('model_class')}, spec {ck.get('model_spec')})"
             )
         if ck.get("n_train") != len(self.train_set):  # type: ignore[arg-type]
-            raise GwinferError(f"{where} was trained on {ck.get('n_train')} samples, this training set has "
-                               f"{len(self.train_set)}")  # type: ignore[arg-type]
+            raise GwinferError(
+                f"{where} was trained on {ck.get('n_train')} samples, this training set has {len(self.train_set)}"
+            )  # type: ignore[arg-type]
 
     def _save(self, st: dict[str, Any], stopped: str | None, *, best: bool) -> None:
         rng = D.gather_objects(capture_rng_state(), self.info)
         if not self.info.is_main:
             return
         state = {
-            "checkpoint_format": FORMAT, "checkpoint_format_version": FORMAT_VERSION, "gwinfer_version": __version__,
-            "provenance": self._provenance, "model_class": _class_name(self.model), "model_spec": self.spec,
-            "model_state": self.model.state_dict(), "optimizer_state": self.optimizer.state_dict(),
-            "scheduler_state": self.scheduler.state_dict(), "rng_states": rng, "world_size": self.info.world_size,
+            "checkpoint_format": FORMAT,
+            "checkpoint_format_version": FORMAT_VERSION,
+            "gwinfer_version": __version__,
+            "provenance": self._provenance,
+            "model_class": _class_name(self.model),
+            "model_spec": self.spec,
+            "model_state": self.model.state_dict(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "scheduler_state": self.scheduler.state_dict(),
+            "rng_states": rng,
+            "world_size": self.info.world_size,
             "n_train": len(self.train_set),  # type: ignore[arg-type]
-            "data_position": {"seed": self.config.seed, "sampler_epoch": st["epoch"],
-                              "step_in_epoch": st["step_in_epoch"], "per_rank_batch": self.per_rank_batch},
-            "stopped": stopped, "config": to_dict(self.config), "metadata": self.metadata,
-            **{k: st.get(k) for k in ("epoch", "step_in_epoch", "global_step", "best_val_loss", "best_epoch",
-                                      "epochs_without_improvement", "history", "partial_epoch")},
+            "data_position": {
+                "seed": self.config.seed,
+                "sampler_epoch": st["epoch"],
+                "step_in_epoch": st["step_in_epoch"],
+                "per_rank_batch": self.per_rank_batch,
+            },
+            "stopped": stopped,
+            "config": to_dict(self.config),
+            "metadata": self.metadata,
+            **{
+                k: st.get(k)
+                for k in (
+                    "epoch",
+                    "step_in_epoch",
+                    "global_step",
+                    "best_val_loss",
+                    "best_epoch",
+                    "epochs_without_improvement",
+                    "history",
+                    "partial_epoch",
+                )
+            },
         }
         save_checkpoint(self.checkpoint_path, state)
         if best:
@@ -360,8 +462,7 @@ class Trainer:
         if self._stop:
             return  # the copy torchrun forwards of a Ctrl-C the terminal already delivered
         self._stop, self._stop_time = True, now
-        log.warning("received %s: finishing the current step, then writing a checkpoint",
-                    signal.Signals(signum).name)
+        log.warning("received %s: finishing the current step, then writing a checkpoint", signal.Signals(signum).name)
 
     def _install_signal_handlers(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():

@@ -11,13 +11,16 @@ from gwinfer.registry import Registry
 from gwinfer.waveforms.base import ValidityRange, WaveformBackend, align_to_grid, peak_time
 
 DEFAULT_BACKEND = "IMRPhenomT"
-BACKENDS = Registry("waveform backend", {
-    "IMRPhenomT": "gwinfer.waveforms.lal:LALBackend",
-    "IMRPhenomXAS": "gwinfer.waveforms.lal:LALBackend",
-    "SEOBNRv4_opt": "gwinfer.waveforms.lal:LALBackend",
-    "SEOBNRv5": "gwinfer.waveforms.seobnr:SEOBNRv5Backend",
-    "NRHybSur3dq8": "gwinfer.waveforms.surrogate:NRHybSur3dq8Backend",
-})
+BACKENDS = Registry(
+    "waveform backend",
+    {
+        "IMRPhenomT": "gwinfer.waveforms.lal:LALBackend",
+        "IMRPhenomXAS": "gwinfer.waveforms.lal:LALBackend",
+        "SEOBNRv4_opt": "gwinfer.waveforms.lal:LALBackend",
+        "SEOBNRv5": "gwinfer.waveforms.seobnr:SEOBNRv5Backend",
+        "NRHybSur3dq8": "gwinfer.waveforms.surrogate:NRHybSur3dq8Backend",
+    },
+)
 
 
 def get_backend(name: str = DEFAULT_BACKEND, **options: float) -> WaveformBackend:
@@ -25,4 +28,12 @@ def get_backend(name: str = DEFAULT_BACKEND, **options: float) -> WaveformBacken
     return BACKENDS.get_kind(name)(name, **options)
 
 
-__all__ = ["BACKENDS", "DEFAULT_BACKEND", "ValidityRange", "WaveformBackend", "align_to_grid", "get_backend", "peak_time"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_BACKEND",
+    "ValidityRange",
+    "WaveformBackend",
+    "align_to_grid",
+    "get_backend",
+    "peak_time",
+]

@@ -18,11 +18,25 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2] / "gwinfer"
-LAYERS: list[tuple[str, ...]] = [("core",), ("physics",), ("waveforms", "detectors"), ("data",), ("models",),
-                                 ("training",), ("evaluation",), ("serving",), ("cli",)]
+LAYERS: list[tuple[str, ...]] = [
+    ("core",),
+    ("physics",),
+    ("waveforms", "detectors"),
+    ("data",),
+    ("models",),
+    ("training",),
+    ("evaluation",),
+    ("serving",),
+    ("cli",),
+]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
-FORBIDDEN = {"physics": ("torch",), "waveforms": ("torch",), "detectors": ("torch",),
-             "models": ("lalsimulation", "lal"), "training": ("lalsimulation", "lal")}
+FORBIDDEN = {
+    "physics": ("torch",),
+    "waveforms": ("torch",),
+    "detectors": ("torch",),
+    "models": ("lalsimulation", "lal"),
+    "training": ("lalsimulation", "lal"),
+}
 #: the Triton python-backend model files run inside Triton's stub and must not import gwinfer at all
 STANDALONE = ("triton_python_model", "triton_stream_model")
 
@@ -108,7 +122,7 @@ def test_no_import_cycles():
         stack.append(node)
         for nxt in sorted(g.get(node, ())):
             if state.get(nxt) == 1:
-                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+                cycles.append(" -> ".join(stack[stack.index(nxt) :] + [nxt]))
             elif nxt in g and state.get(nxt) is None:
                 visit(nxt, stack)
         stack.pop()
@@ -121,15 +135,23 @@ def test_no_import_cycles():
 
 
 def test_no_private_names_across_modules():
-    bad = [f"{module_name(p)}:{line} imports {n} from {mod}" for p in source_files()
-           for mod, names, line in imports(p) if mod.startswith("gwinfer")
-           for n in names if n.startswith("_") and not n.startswith("__")]
+    bad = [
+        f"{module_name(p)}:{line} imports {n} from {mod}"
+        for p in source_files()
+        for mod, names, line in imports(p)
+        if mod.startswith("gwinfer")
+        for n in names
+        if n.startswith("_") and not n.startswith("__")
+    ]
     assert not bad, "private names imported across modules:\n" + "\n".join(bad)
 
 
 def test_argparse_only_in_the_cli():
-    bad = [module_name(p) for p in source_files() if package_of(module_name(p)) != "cli"
-           and any(mod == "argparse" for mod, _, _ in imports(p))]
+    bad = [
+        module_name(p)
+        for p in source_files()
+        if package_of(module_name(p)) != "cli" and any(mod == "argparse" for mod, _, _ in imports(p))
+    ]
     assert not bad, f"argparse outside gwinfer/cli: {bad}"
 
 
@@ -140,7 +162,11 @@ def test_every_layer_exists(layer):
 
 def test_upper_layers_use_the_public_models_api():
     """evaluation, serving and cli reach models only through ``gwinfer.models``' public names."""
-    bad = [f"{module_name(p)}:{line} imports {mod}" for p in source_files()
-           if package_of(module_name(p)) in ("evaluation", "serving", "cli")
-           for mod, _, line in imports(p) if mod.startswith("gwinfer.models.")]
+    bad = [
+        f"{module_name(p)}:{line} imports {mod}"
+        for p in source_files()
+        if package_of(module_name(p)) in ("evaluation", "serving", "cli")
+        for mod, _, line in imports(p)
+        if mod.startswith("gwinfer.models.")
+    ]
     assert not bad, "use `from gwinfer.models import ...`:\n" + "\n".join(bad)

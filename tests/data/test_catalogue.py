@@ -15,6 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from support import MICRO, ROOT
 
 from gwinfer.config import from_dict, load_yaml
 from gwinfer.data.generate import generate_catalogue
@@ -23,8 +24,6 @@ from gwinfer.data.loaders import CatalogueDataset, load_split
 from gwinfer.data.validate import validate_catalogue
 from gwinfer.errors import GwinferError
 from gwinfer.physics import TimeGrid
-
-from support import MICRO, ROOT
 
 GWINFER = [sys.executable, "-m", "gwinfer.cli"]
 
@@ -70,9 +69,18 @@ def test_random_mode_is_seeded_and_off_grid() -> None:
     assert not np.array_equal(a, c)
 
 
-@pytest.mark.parametrize("bad,match", [({"dq": 0.0}, "dq"), ({"ds": -0.1}, "ds"), ({"dt": -1.0}, "dt"),
-                                       ({"q_min": 0.5}, "q range"), ({"spin_max": 1.2}, "spin range"),
-                                       ({"t_end": -5.0}, "peak"), ({"colour": 1}, "unknown")])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ({"dq": 0.0}, "dq"),
+        ({"ds": -0.1}, "ds"),
+        ({"dt": -1.0}, "dt"),
+        ({"q_min": 0.5}, "q range"),
+        ({"spin_max": 1.2}, "spin range"),
+        ({"t_end": -5.0}, "peak"),
+        ({"colour": 1}, "unknown"),
+    ],
+)
 def test_bad_config_values(bad: dict, match: str) -> None:
     with pytest.raises(GwinferError, match=match):
         from_dict(CatalogueConfig, {**MICRO, **bad})
@@ -106,8 +114,11 @@ def test_interrupted_generation_resumes_to_identical_checksums(tmp_path: Path, m
     cfg_path = tmp_path / "micro.yaml"
     cfg_path.write_text(json.dumps(MICRO))  # JSON is YAML
     out = tmp_path / "cat"
-    proc = subprocess.Popen([*GWINFER, "generate", "--config", str(cfg_path), "--out", str(out), "--workers", "1",
-                             "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*GWINFER, "generate", "--config", str(cfg_path), "--out", str(out), "--workers", "1", "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "train/shard-00001.h5.sha256").exists():
         time.sleep(0.05)
@@ -115,8 +126,12 @@ def test_interrupted_generation_resumes_to_identical_checksums(tmp_path: Path, m
     proc.wait()
     done = sorted(p.name for p in (out / "train").glob("*.h5"))
     assert 1 <= len(done) < 4, done
-    r = subprocess.run([*GWINFER, "generate", "--config", str(cfg_path), "--out", str(out), "--workers", "2", "--quiet"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [*GWINFER, "generate", "--config", str(cfg_path), "--out", str(out), "--workers", "2", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert checksums(out) == checksums(micro_catalogue)
     assert validate_catalogue(out)["ok"]
@@ -186,7 +201,9 @@ def test_cli_errors_are_one_line(tmp_path: Path, micro_catalogue: Path) -> None:
 def test_info_and_validate_commands(micro_catalogue: Path) -> None:
     r = subprocess.run([*GWINFER, "info", "--json", str(micro_catalogue)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and json.loads(r.stdout)["config"]["name"] == "micro"
-    r = subprocess.run([*GWINFER, "validate", "--quiet", str(micro_catalogue)], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [*GWINFER, "validate", "--quiet", str(micro_catalogue)], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0 and "OK: 35 waveforms" in r.stdout
 
 
@@ -238,8 +255,26 @@ def test_mpi_generation_matches_pool(tmp_path: Path, micro_catalogue: Path) -> N
     cfg_path.write_text(json.dumps(MICRO))
     out = tmp_path / "mpi"
     env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
-    r = subprocess.run(["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", "2", *GWINFER, "generate", "--mpi",
-                        "--config", str(cfg_path), "--out", str(out), "--quiet"],
-                       capture_output=True, text=True, timeout=120, env=env)
+    r = subprocess.run(
+        [
+            "mpirun",
+            "--allow-run-as-root",
+            "--oversubscribe",
+            "-n",
+            "2",
+            *GWINFER,
+            "generate",
+            "--mpi",
+            "--config",
+            str(cfg_path),
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert checksums(out) == checksums(micro_catalogue)

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from gwinfer.external import external_dir
 from gwinfer.detectors import (
-    PLUS, PSD, antenna_pattern, band_fraction, colored_noise, cut, project, read_strain, td_waveform, time_delay,
-    welch_psd, whiten, whiten_fd, whitened_noise, whitened_strain,
+    PLUS,
+    PSD,
+    antenna_pattern,
+    band_fraction,
+    colored_noise,
+    cut,
+    project,
+    read_strain,
+    td_waveform,
+    time_delay,
+    welch_psd,
+    whiten,
+    whiten_fd,
+    whitened_noise,
+    whitened_strain,
 )  # fmt: skip
 from gwinfer.detectors.whitening import psd_array
 from gwinfer.errors import GwinferError
+from gwinfer.external import external_dir
 
 EXT = external_dir()
 PSD_FILE = EXT / "psd/aLIGO_ZERO_DET_high_P_psd.txt"
@@ -204,7 +215,9 @@ def test_gw150914_off_source_whitens_to_unit_variance(h1):
     assert abs(w.var() - 1) < 0.1, w.var()
     # the same at the native 4096 Hz, without resampling
     off4 = cut(h1, 1126259453.0, 6.0, 6.0, fs=4096.0)
-    w4 = whiten(cut(h1, 1126259472.5, 5.0, 5.0).value, welch_psd(off4.value, 4096.0, seglen=1.0), 4096.0, 20.0, alpha=0.1)
+    w4 = whiten(
+        cut(h1, 1126259472.5, 5.0, 5.0).value, welch_psd(off4.value, 4096.0, seglen=1.0), 4096.0, 20.0, alpha=0.1
+    )
     assert abs(w4[4096:-4096].var() - 1) < 0.1, w4.var()
 
 

@@ -34,9 +34,19 @@ pytestmark = pytest.mark.skipif(not H1.is_file(), reason=f"GWOSC strain not foun
 
 
 def hl_config(**kw) -> SimulationConfig:
-    base = dict(prior="hl-o1", n=10, fs=1024.0, duration=2.0, detectors=("H1", "L1"),
-                psds=(str(REPO / "configs/psd/GW150914-H1.txt"), str(REPO / "configs/psd/GW150914-L1.txt")),
-                f_min=20.0, f_max=400.0, parameters=tuple(NAMES), gps_start=GPS - 1.5, time_offset=1.5)
+    base = dict(
+        prior="hl-o1",
+        n=10,
+        fs=1024.0,
+        duration=2.0,
+        detectors=("H1", "L1"),
+        psds=(str(REPO / "configs/psd/GW150914-H1.txt"), str(REPO / "configs/psd/GW150914-L1.txt")),
+        f_min=20.0,
+        f_max=400.0,
+        parameters=tuple(NAMES),
+        gps_start=GPS - 1.5,
+        time_offset=1.5,
+    )
     return SimulationConfig(**{**base, **kw})
 
 
@@ -45,9 +55,18 @@ def tiny_model(tmp_path_factory):
     """An untrained svd+IAF estimator carrying the two-detector simulation config (what analyze reads)."""
     torch.manual_seed(0)
     cfg = hl_config()
-    model = build_estimator({"kind": "iaf", "config": {"embedding": {"kind": "svd", "components": 16, "hidden": [16],
-                                                                     "context_dim": 8}, "transforms": 2,
-                                                       "hidden": [16]}}, len(NAMES), (2, cfg.n_samples))
+    model = build_estimator(
+        {
+            "kind": "iaf",
+            "config": {
+                "embedding": {"kind": "svd", "components": 16, "hidden": [16], "context_dim": 8},
+                "transforms": 2,
+                "hidden": [16],
+            },
+        },
+        len(NAMES),
+        (2, cfg.n_samples),
+    )
     theta = torch.tensor([[28.0, 0.8, 0.0, 0.0, 500.0, 1.0, 1.5]]) + 0.1 * torch.randn(64, len(NAMES))
     model.fit_standardization(theta, torch.randn(64, 2, cfg.n_samples))
     path = tmp_path_factory.mktemp("model") / "model.pt"
@@ -107,8 +126,27 @@ def test_analyze_writes_a_bilby_result(tiny_model, tmp_path):
 
 
 def test_analyze_cli_and_bad_input(tiny_model, tmp_path, capsys):
-    assert main(["analyze", "--model", str(tiny_model), "--h1", str(H1), "--l1", str(L1), "--gps", str(GPS),
-                 "--n", "200", "--out", str(tmp_path / "r.json"), "--no-corner"]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                "--model",
+                str(tiny_model),
+                "--h1",
+                str(H1),
+                "--l1",
+                str(L1),
+                "--gps",
+                str(GPS),
+                "--n",
+                "200",
+                "--out",
+                str(tmp_path / "r.json"),
+                "--no-corner",
+            ]
+        )
+        == 0
+    )
     assert "chirp_mass" in capsys.readouterr().out
     # NaN (a gap) in the data
     gap = tmp_path / "gap.hdf5"
@@ -137,8 +175,9 @@ def test_psd_cli_and_bad_psd_file(tmp_path):
     assert main(["psd", "--strain", str(H1), "--gps", str(GPS), "--out", str(out)]) == 0
     header = json.loads(out.read_text().splitlines()[0].lstrip("# "))
     assert header["parents"][0]["sha256"].startswith("fa170ebc")
-    np.testing.assert_allclose(np.loadtxt(out)[:, 1], np.loadtxt(REPO / "configs/psd/GW150914-H1.txt")[:, 1],
-                               rtol=1e-6)  # the committed file is reproducible
+    np.testing.assert_allclose(
+        np.loadtxt(out)[:, 1], np.loadtxt(REPO / "configs/psd/GW150914-H1.txt")[:, 1], rtol=1e-6
+    )  # the committed file is reproducible
     bad = tmp_path / "bad_psd.txt"
     bad.write_text("10 1e-46\n20 0\n30 1e-46\n")
     with pytest.raises(GwinferError, match="PSD"):

@@ -17,8 +17,15 @@ def test_bilby_pp_pvalues_equal_scipy_on_gwinfer_levels(tmp_path, conjugate_gaus
     rng = np.random.default_rng(21)
     theta = rng.normal(size=(120, 4))
     x = (theta + 0.5 * rng.normal(size=theta.shape)).astype(np.float32)
-    out = pp_test(conjugate_gaussian(0.5, shift=0.1), (theta, x), n_injections=100, n_samples=300, seed=2,
-                  names=["a", "b", "c", "d"], out_dir=tmp_path)
+    out = pp_test(
+        conjugate_gaussian(0.5, shift=0.1),
+        (theta, x),
+        n_injections=100,
+        n_samples=300,
+        seed=2,
+        names=["a", "b", "c", "d"],
+        out_dir=tmp_path,
+    )
     cl = out["credible_levels"]
     ks = {k: kstest(cl[:, i], "uniform").pvalue for i, k in enumerate(out["names"])}
     assert out["ks_pvalues"] == ks

@@ -60,6 +60,7 @@ def test_error_table_structure_and_values():
     assert all(set(r) == ROW_KEYS for r in res["table"].values())
     assert list(res["overlap_fraction_below"]) == ["0.97", "0.90", "0.85"]
     assert res["n"] == 2001
+
     # errors are prediction - truth; effective spins from the formulas, computed here independently
     def sig(q, a, b):
         return (q * a + b) / (1 + q)

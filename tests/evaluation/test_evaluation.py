@@ -23,11 +23,15 @@ def trained(tmp_path_factory, micro_catalogue: Path) -> Path:
 
     out = tmp_path_factory.mktemp("run")
     cfg = out / "exp.yaml"
-    cfg.write_text(json.dumps({
-        "data": {"catalogue": str(micro_catalogue), "t_start": -4000.0, "t_end": 100.0, "dt": 4.0},
-        "model": {"kind": "reduced_basis", "config": {"n_components": 4, "hidden": 32, "depth": 2, "dt": 4.0}},
-        "train": {"epochs": 3, "batch_size": 9, "lr": 1e-3, "tensorboard": False, "early_stopping_patience": 0},
-    }))
+    cfg.write_text(
+        json.dumps(
+            {
+                "data": {"catalogue": str(micro_catalogue), "t_start": -4000.0, "t_end": 100.0, "dt": 4.0},
+                "model": {"kind": "reduced_basis", "config": {"n_components": 4, "hidden": 32, "depth": 2, "dt": 4.0}},
+                "train": {"epochs": 3, "batch_size": 9, "lr": 1e-3, "tensorboard": False, "early_stopping_patience": 0},
+            }
+        )
+    )
     return train_point(cfg, out / "run")
 
 
@@ -47,9 +51,28 @@ def test_evaluate_writes_the_paper_table(trained: Path, micro_catalogue: Path, t
     from gwinfer.waveforms import get_backend
 
     res_path, report = tmp_path / "results.json", tmp_path / "report"
-    r = subprocess.run([*GWINFER, "evaluate", "--model", str(trained), "--data", str(micro_catalogue), "--split", "test",
-                        "--json", str(res_path), "--report", str(report), "--quiet", "--workers", "1"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            *GWINFER,
+            "evaluate",
+            "--model",
+            str(trained),
+            "--data",
+            str(micro_catalogue),
+            "--split",
+            "test",
+            "--json",
+            str(res_path),
+            "--report",
+            str(report),
+            "--quiet",
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     res = json.loads(res_path.read_text())
     assert set(res["table"]) == {"q", "s1", "s2", "sigma_eff", "S_eff", "overlap"}
@@ -76,8 +99,12 @@ def test_predict_and_bare_catalogue(trained: Path, micro_catalogue: Path, tmp_pa
     bare = tmp_path / "bare"
     shutil.copytree(micro_catalogue / "val", bare / "val")
     out = tmp_path / "preds.h5"
-    r = subprocess.run([*GWINFER, "predict", "--model", str(trained), "--data", str(bare), "--split", "val",
-                        "--out", str(out)], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [*GWINFER, "predict", "--model", str(trained), "--data", str(bare), "--split", "val", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     with h5py.File(out) as f:
         assert f["prediction"].shape == (4, 3) and "provenance" in f.attrs
@@ -100,8 +127,12 @@ def test_bad_inputs_one_line(trained: Path, micro_catalogue: Path, tmp_path: Pat
     with h5py.File(micro_catalogue / "test/shard-00000.h5") as src, h5py.File(short / "test/s.h5", "w") as dst:
         keep = src["times"][:] >= -2000.0
         dst["params"], dst["times"], dst["h22"] = src["params"][:], src["times"][keep], src["h22"][:, keep]
-    r = subprocess.run([*GWINFER, "evaluate", "--model", str(trained), "--data", str(short)], capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [*GWINFER, "evaluate", "--model", str(trained), "--data", str(short)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "cannot provide" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -109,8 +140,18 @@ def test_degeneracy_maps(tmp_path: Path) -> None:
     from gwinfer.evaluation.degeneracy import degeneracy_maps
     from gwinfer.physics import TimeGrid
 
-    res = degeneracy_maps(4.5, 0.0, 0.0, tmp_path, grid=TimeGrid(-2000.0, 100.0, 2.0), n=5, workers=1, progress=False,
-                          q_range=(1.0, 8.0), spin_range=(-0.8, 0.8))
+    res = degeneracy_maps(
+        4.5,
+        0.0,
+        0.0,
+        tmp_path,
+        grid=TimeGrid(-2000.0, 100.0, 2.0),
+        n=5,
+        workers=1,
+        progress=False,
+        q_range=(1.0, 8.0),
+        spin_range=(-0.8, 0.8),
+    )
     maps = np.load(tmp_path / "maps.npz")
     # the reference itself sits at the centre of every slice: overlap 1 there, lower elsewhere
     for name in ("q_s1z", "q_s2z", "s1z_s2z"):

@@ -20,8 +20,9 @@ from gwinfer.evaluation.overlap import (
 # test signals
 
 
-def tapered_chirp(T: int, f0: float = 0.01, f1: float = 0.2, p: float = 3.0, phi0: float = 0.3,
-                  margin: int = 200) -> np.ndarray:
+def tapered_chirp(
+    T: int, f0: float = 0.01, f1: float = 0.2, p: float = 3.0, phi0: float = 0.3, margin: int = 200
+) -> np.ndarray:
     """Complex chirp (frequency f0 -> f1 cycles/sample), growing amplitude, Hann edges, zero margins."""
     n = T - 2 * margin
     x = np.arange(n) / n
@@ -106,8 +107,12 @@ def brute_force_overlap(h_fun, s_fun, T: int) -> tuple[float, float, float]:
     grid = k_best + np.arange(-1.0, 1.0 + 1e-9, 0.01)
     vals = np.array([abs(corr(t)) for t in grid])
     i = int(np.argmax(vals))
-    res = minimize_scalar(lambda t: -abs(corr(t)), bounds=(grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]),
-                          method="bounded", options={"xatol": 1e-7})
+    res = minimize_scalar(
+        lambda t: -abs(corr(t)),
+        bounds=(grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]),
+        method="bounded",
+        options={"xatol": 1e-7},
+    )
     tau = float(res.x) if -res.fun > vals[i] else float(grid[i])
     C = corr(tau)
     return abs(C) / norm, tau, float(np.angle(C))
@@ -265,8 +270,9 @@ def test_batch_equals_scalar_and_chunking_is_invisible():
     np.testing.assert_allclose(ob, scalar[:, 0], rtol=0, atol=1e-12)
     np.testing.assert_allclose(tb, scalar[:, 1], rtol=0, atol=1e-7)
     np.testing.assert_allclose(overlap_batch(H, S, chunk=256), ob, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(overlap_batch(H, S, refine=False),
-                               [overlap(h, s, refine=False) for h, s in zip(H, S)], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        overlap_batch(H, S, refine=False), [overlap(h, s, refine=False) for h, s in zip(H, S)], rtol=0, atol=1e-12
+    )
     assert np.all(overlap_batch(H, S, refine=False) <= ob + 1e-12)
 
 
@@ -278,8 +284,9 @@ def test_torch_backend_matches_numpy():
     o_t, t_t, p_t = overlap_batch_with_shift(H, S, chunk=2, backend="torch")
     np.testing.assert_allclose(o_t, o_np, rtol=0, atol=1e-12)
     np.testing.assert_allclose(t_t, t_np, rtol=0, atol=1e-7)
-    np.testing.assert_allclose(overlap_batch(H, S, refine=False, backend="torch"),
-                               overlap_batch(H, S, refine=False), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        overlap_batch(H, S, refine=False, backend="torch"), overlap_batch(H, S, refine=False), rtol=0, atol=1e-12
+    )
 
 
 def test_real_input_and_short_series():

@@ -44,8 +44,23 @@ def sim_path(tmp_path_factory):
     """64 gw5d signals written through ``gwinfer simulate`` (YAML config, n overridden)."""
     d = tmp_path_factory.mktemp("sim")
     (d / "sim.yaml").write_text("prior: gw5d\nn: 1000\nseed: 0\ndetectors: [plus]\n")
-    assert _run(["simulate", "--config", str(d / "sim.yaml"), "--out", str(d / "sim.h5"), "--n", str(N_SIM),
-                 "--seed", "3", "--quiet"]) == 0
+    assert (
+        _run(
+            [
+                "simulate",
+                "--config",
+                str(d / "sim.yaml"),
+                "--out",
+                str(d / "sim.h5"),
+                "--n",
+                str(N_SIM),
+                "--seed",
+                "3",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return d / "sim.h5"
 
 
@@ -131,9 +146,11 @@ def test_trainer_sets_the_noise_epoch(sim_path, tmp_path):
 
     seen: list[int] = []
     ds = Recording(sim_path, indices=range(16))
-    model = build_estimator({"kind": "gaussian", "config": {"embedding": {"kind": "mlp", "context_dim": 4,
-                                                                          "hidden": [8]}, "hidden": [8]}},
-                            theta_dim=5, x_shape=(1, 1024))
+    model = build_estimator(
+        {"kind": "gaussian", "config": {"embedding": {"kind": "mlp", "context_dim": 4, "hidden": [8]}, "hidden": [8]}},
+        theta_dim=5,
+        x_shape=(1, 1024),
+    )
     model.fit_standardization(ds.theta, ds.signals)
     cfg = TrainConfig(epochs=3, batch_size=8, tensorboard=False, device="cpu", early_stopping_patience=0)
     Trainer(model, ds, None, cfg, tmp_path).fit()  # the shared trainer calls set_epoch itself
@@ -175,8 +192,10 @@ def test_jsd_identical_and_dict():
 def test_estimate_errors_on_gaussians():
     # N(31, 2) against a reference N(30, 1): the medians are the means, the central 90 % widths 2 x 1.645 sigma
     rng = np.random.default_rng(13)
-    out = estimate_errors({"m": rng.normal(31.0, 2.0, 200000), "s": rng.normal(0.0, 1.0, 200000)},
-                          {"m": rng.normal(30.0, 1.0, 200000), "s": rng.normal(0.1, 0.5, 200000), "x": [1, 2]})
+    out = estimate_errors(
+        {"m": rng.normal(31.0, 2.0, 200000), "s": rng.normal(0.0, 1.0, 200000)},
+        {"m": rng.normal(30.0, 1.0, 200000), "s": rng.normal(0.1, 0.5, 200000), "x": [1, 2]},
+    )
     assert set(out) == {"m", "s"}
     m = out["m"]
     assert m["relative_error"] == pytest.approx(1 / 30, rel=0.02)
@@ -219,9 +238,12 @@ def test_importance_sampling_evidence_on_gaussian_toy():
     np.testing.assert_allclose(r["weights"].sum(), 1.0)
     # samples outside the prior support get zero weight and skip the likelihood
     calls = []
-    r = importance_sample({"a": np.array([0.5, -1.0, 2.0])}, np.zeros(3),
-                          lambda s: calls.append(len(s["a"])) or np.zeros(len(s["a"])),
-                          lambda s: np.where(s["a"] > 0, 0.0, -np.inf))
+    r = importance_sample(
+        {"a": np.array([0.5, -1.0, 2.0])},
+        np.zeros(3),
+        lambda s: calls.append(len(s["a"])) or np.zeros(len(s["a"])),
+        lambda s: np.where(s["a"] > 0, 0.0, -np.inf),
+    )
     assert calls == [2] and r["weights"][1] == 0.0 and r["ess"] == pytest.approx(2.0)
 
 
@@ -230,8 +252,15 @@ def test_pp_test_exact_vs_shifted_posterior(tmp_path, conjugate_gaussian):
     rng = np.random.default_rng(14)
     theta = rng.normal(size=(400, 3))
     x = (theta + 0.7 * rng.normal(size=theta.shape)).astype(np.float32)
-    good = pp_test(conjugate_gaussian(0.7), (theta, x), n_injections=300, n_samples=400, seed=1,
-                   names=["a", "b", "c"], out_dir=tmp_path)
+    good = pp_test(
+        conjugate_gaussian(0.7),
+        (theta, x),
+        n_injections=300,
+        n_samples=400,
+        seed=1,
+        names=["a", "b", "c"],
+        out_dir=tmp_path,
+    )
     assert good["credible_levels"].shape == (300, 3) and len(set(good["indices"])) == 300
     assert min(good["ks_pvalues"].values()) > 0.01 and good["combined_pvalue"] > 0.01
     assert (tmp_path / "pp.png").stat().st_size > 10_000
@@ -246,15 +275,23 @@ def test_pp_test_exact_vs_shifted_posterior(tmp_path, conjugate_gaussian):
 def test_train_sample_pp_and_bilby_results(sim_path, tmp_path):
     import bilby
 
-    from gwinfer.training.posterior import train_posterior
     from gwinfer.models import load_estimator
+    from gwinfer.training.posterior import train_posterior
 
     experiment = {
         "data": {"simulation": str(sim_path), "val_fraction": 0.25, "fit_samples": 32},
-        "model": {"kind": "maf", "config": {"embedding": {"kind": "mlp", "context_dim": 8, "hidden": [16]},
-                                            "transforms": 2, "hidden": [16]}},
-        "train": {"epochs": 2, "batch_size": 16, "lr": 1e-3, "tensorboard": False, "device": "cpu",
-                  "early_stopping_patience": 0},
+        "model": {
+            "kind": "maf",
+            "config": {"embedding": {"kind": "mlp", "context_dim": 8, "hidden": [16]}, "transforms": 2, "hidden": [16]},
+        },
+        "train": {
+            "epochs": 2,
+            "batch_size": 16,
+            "lr": 1e-3,
+            "tensorboard": False,
+            "device": "cpu",
+            "early_stopping_patience": 0,
+        },
     }
     model_path = train_posterior(experiment, tmp_path / "run")
     model, meta = load_estimator(model_path)
@@ -273,26 +310,83 @@ def test_train_sample_pp_and_bilby_results(sim_path, tmp_path):
         back = bilby.result.read_in_result(str(paths["result"]))
         assert back.search_parameter_keys == meta["names"]
         np.testing.assert_allclose(back.posterior["mass_1"].to_numpy(), s["mass_1"])
-        np.testing.assert_allclose(back.posterior["chirp_mass"].to_numpy(),
-                                   (s["mass_1"] * s["mass_2"]) ** 0.6 / (s["mass_1"] + s["mass_2"]) ** 0.2)
+        np.testing.assert_allclose(
+            back.posterior["chirp_mass"].to_numpy(),
+            (s["mass_1"] * s["mass_2"]) ** 0.6 / (s["mass_1"] + s["mass_2"]) ** 0.2,
+        )
         assert back.injection_parameters["phase"] == pytest.approx(params["phase"])
         assert back.meta_data["gwinfer"]["n"] == 300
     assert (tmp_path / "res_corner.png").stat().st_size > 10_000
 
     # CLI handlers: sample (injection) and pp on the simulation file
-    assert _run(["sample", "--model", str(model_path), "--data", str(sim_path), "--injection", "2", "--n", "200",
-                 "--out", str(tmp_path / "cli"), "--no-corner"]) == 0
+    assert (
+        _run(
+            [
+                "sample",
+                "--model",
+                str(model_path),
+                "--data",
+                str(sim_path),
+                "--injection",
+                "2",
+                "--n",
+                "200",
+                "--out",
+                str(tmp_path / "cli"),
+                "--no-corner",
+            ]
+        )
+        == 0
+    )
     back = bilby.result.read_in_result(str(tmp_path / "cli.json"))
     assert len(back.posterior) == 200 and back.injection_parameters["mass_1"] == pytest.approx(params["mass_1"])
-    assert _run(["sample", "--model", str(model_path), "--data", str(sim_path), "--injection", "2", "--n", "100",
-                 "--out", str(tmp_path / "cli-is"), "--no-corner", "--importance-sample"]) == 0
+    assert (
+        _run(
+            [
+                "sample",
+                "--model",
+                str(model_path),
+                "--data",
+                str(sim_path),
+                "--injection",
+                "2",
+                "--n",
+                "100",
+                "--out",
+                str(tmp_path / "cli-is"),
+                "--no-corner",
+                "--importance-sample",
+            ]
+        )
+        == 0
+    )
     rew = bilby.result.read_in_result(str(tmp_path / "cli-is_reweighted.json"))
     info = rew.meta_data["gwinfer"]["importance_sampling"]
-    assert len(rew.posterior) == 100 and 0 < info["efficiency"] <= 1 and info["ess"] == pytest.approx(
-        info["efficiency"] * 100)
+    assert (
+        len(rew.posterior) == 100
+        and 0 < info["efficiency"] <= 1
+        and info["ess"] == pytest.approx(info["efficiency"] * 100)
+    )
     assert rew.log_evidence == pytest.approx(info["log_evidence"])
-    assert _run(["pp", "--model", str(model_path), "--data", str(sim_path), "--n-injections", "10", "--n-samples",
-                 "50", "--out", str(tmp_path / "pp"), "--quiet"]) == 0
+    assert (
+        _run(
+            [
+                "pp",
+                "--model",
+                str(model_path),
+                "--data",
+                str(sim_path),
+                "--n-injections",
+                "10",
+                "--n-samples",
+                "50",
+                "--out",
+                str(tmp_path / "pp"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     pp = json.loads((tmp_path / "pp" / "pp.json").read_text())
     assert set(pp["ks_pvalues"]) == set(meta["names"]) and len(pp["credible_levels"]) == 10
     from gwinfer.evaluation.importance import importance_sample_estimator
@@ -307,17 +401,29 @@ def test_fine_tune_starts_from_the_file(sim_path, tmp_path):
     """init_from: the run starts from the file's weights and standardisation (a 1e-12 learning rate leaves
     them where they were, while a fresh build would be random), records the parent, and refuses a file
     of another architecture."""
-    from gwinfer.training.posterior import train_posterior
     from gwinfer.models import load_estimator
+    from gwinfer.training.posterior import train_posterior
 
-    model_cfg = {"kind": "iaf", "config": {"embedding": {"kind": "mlp", "context_dim": 8, "hidden": [16]},
-                                           "transforms": 2, "hidden": [16]}}
-    base = {"data": {"simulation": str(sim_path), "val_fraction": 0.25, "fit_samples": 32}, "model": model_cfg,
-            "train": {"epochs": 1, "batch_size": 16, "lr": 1e-3, "tensorboard": False, "device": "cpu",
-                      "early_stopping_patience": 0}}
+    model_cfg = {
+        "kind": "iaf",
+        "config": {"embedding": {"kind": "mlp", "context_dim": 8, "hidden": [16]}, "transforms": 2, "hidden": [16]},
+    }
+    base = {
+        "data": {"simulation": str(sim_path), "val_fraction": 0.25, "fit_samples": 32},
+        "model": model_cfg,
+        "train": {
+            "epochs": 1,
+            "batch_size": 16,
+            "lr": 1e-3,
+            "tensorboard": False,
+            "device": "cpu",
+            "early_stopping_patience": 0,
+        },
+    }
     first = train_posterior(base, tmp_path / "base")
-    tuned = train_posterior({**base, "init_from": str(first), "train": {**base["train"], "lr": 1e-12}},
-                            tmp_path / "tuned")
+    tuned = train_posterior(
+        {**base, "init_from": str(first), "train": {**base["train"], "lr": 1e-12}}, tmp_path / "tuned"
+    )
     (m0, _), (m1, meta) = load_estimator(first), load_estimator(tuned)
     for (k, a), b in zip(m0.state_dict().items(), m1.state_dict().values()):
         torch.testing.assert_close(b, a, atol=1e-9, rtol=0, msg=k)
@@ -337,8 +443,15 @@ def test_reference_sampler_matches_grid_posterior(sim_path, tmp_path):
     sim = read_simulation(sim_path)
     i = int(np.argsort(sim.snr)[len(sim) // 2])
     x, params = injection_data(sim, i, noise_seed=2)
-    result = reference_posterior(x, sim.config, injection_parameters=params, search=["luminosity_distance"],
-                                 nlive=50, seed=3, sampler_kwargs={"sample": "unif"})
+    result = reference_posterior(
+        x,
+        sim.config,
+        injection_parameters=params,
+        search=["luminosity_distance"],
+        nlive=50,
+        seed=3,
+        sampler_kwargs={"sample": "unif"},
+    )
     d = result.posterior["luminosity_distance"].to_numpy()
     lo, hi = np.quantile(d, [0.05, 0.95])
     assert lo < params["luminosity_distance"] < hi
@@ -358,18 +471,42 @@ def test_reference_sampler_matches_grid_posterior(sim_path, tmp_path):
 
     q = stats.norm(mean, 1.5 * std)
     t = q.rvs(1500, random_state=np.random.default_rng(4))
-    r = importance_sample({"luminosity_distance": t}, q.logpdf(t), f, log_prior_function(sim.config,
-                                                                                        ["luminosity_distance"]))
+    r = importance_sample(
+        {"luminosity_distance": t}, q.logpdf(t), f, log_prior_function(sim.config, ["luminosity_distance"])
+    )
     assert abs(r["log_evidence"] - log_z) < max(4 * r["log_evidence_std"], 0.02) and r["efficiency"] > 0.3
     like = WhitenedGaussianLikelihood(x, SignalModel(sim.config), fixed=params)
     assert like.log_likelihood({"luminosity_distance": 2000.0}) == pytest.approx(
-        f({"luminosity_distance": np.array([2000.0])})[0])
+        f({"luminosity_distance": np.array([2000.0])})[0]
+    )
     paths = save_result(result, tmp_path / "ref.json", corner=False)
     assert paths["result"].is_file()
     # the CLI handler runs the same sampler on the same data (injection_data with the noise seed)
-    assert _run(["reference", "--data", str(sim_path), "--injection", str(i), "--noise-seed", "2", "--out",
-                 str(tmp_path / "cli-ref.hdf5"), "--nlive", "50", "--search", "luminosity_distance", "--sample",
-                 "unif", "--seed", "3", "--no-corner"]) == 0
+    assert (
+        _run(
+            [
+                "reference",
+                "--data",
+                str(sim_path),
+                "--injection",
+                str(i),
+                "--noise-seed",
+                "2",
+                "--out",
+                str(tmp_path / "cli-ref.hdf5"),
+                "--nlive",
+                "50",
+                "--search",
+                "luminosity_distance",
+                "--sample",
+                "unif",
+                "--seed",
+                "3",
+                "--no-corner",
+            ]
+        )
+        == 0
+    )
     import bilby
 
     back = bilby.result.read_in_result(str(tmp_path / "cli-ref.hdf5"))

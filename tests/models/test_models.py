@@ -48,8 +48,17 @@ def synthetic(n: int, n_samples: int = T, seed: int = 0) -> tuple[torch.Tensor, 
 
 
 def tiny_wavenet(head: str = "physics", **kw) -> WaveNet:
-    cfg = dict(channels=8, skip_channels=8, out_channels=4, kernel_size=3, max_dilation=8, n_stacks=1,
-               last_n=8, leaf_hidden=(16,), head=head)
+    cfg = dict(
+        channels=8,
+        skip_channels=8,
+        out_channels=4,
+        kernel_size=3,
+        max_dilation=8,
+        n_stacks=1,
+        last_n=8,
+        leaf_hidden=(16,),
+        head=head,
+    )
     cfg.update(kw)
     return WaveNet(WaveNetConfig(**cfg), n_samples=T)
 
@@ -142,8 +151,13 @@ def test_save_load_roundtrip(name, data, tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded.predict(x), model.predict(x))
     # a trainer checkpoint: the same keys plus optimiser state, no "format" entry
-    ckpt = {"model_state": model.state_dict(), "model_spec": model.spec(), "metadata": meta,
-            "optimizer_state": {"step": 3}, "epoch": 2}
+    ckpt = {
+        "model_state": model.state_dict(),
+        "model_spec": model.spec(),
+        "metadata": meta,
+        "optimizer_state": {"step": 3},
+        "epoch": 2,
+    }
     torch.save(ckpt, tmp_path / "ckpt.pt")
     loaded2, _ = load_model(tmp_path / "ckpt.pt")
     with torch.no_grad():
@@ -335,8 +349,10 @@ def test_tiny_overfit(name, steps):
     # in a subprocess with the Makefile's glibc malloc tuning (without it small CPU training steps are
     # dominated by mmap/munmap page faults, ~7x slower here) and one thread (tiny ops; shared cores)
     env = dict(os.environ, MALLOC_MMAP_MAX_="0", MALLOC_TRIM_THRESHOLD_="10000000000", OMP_NUM_THREADS="1")
-    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); " \
-           f"from test_models import _overfit; print(*_overfit({name!r}, {steps}))"
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        f"from test_models import _overfit; print(*_overfit({name!r}, {steps}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     first, last = map(float, out.stdout.split()[-2:])

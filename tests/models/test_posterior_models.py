@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from gwinfer.errors import GwinferError
-from gwinfer.models.posterior.cvae import CVAEPlus, CVAEPosterior
-from gwinfer.models.posterior.flows import IAFPosterior, MAFPosterior
 from gwinfer.models.builder import build_estimator, estimator_kinds, load_estimator, save_estimator
 from gwinfer.models.posterior.base import PosteriorEstimator
+from gwinfer.models.posterior.cvae import CVAEPlus, CVAEPosterior
+from gwinfer.models.posterior.flows import IAFPosterior, MAFPosterior
 from gwinfer.models.posterior.resnet1d import ResNet1D, ResNet1DConfig
 
 KINDS = ["gaussian", "maf", "nsf", "iaf", "cvae", "cvae_plus"]
@@ -35,14 +35,28 @@ def tiny_config(kind: str, context_dim: int = 8, hidden: int = 16, **extra) -> d
     elif kind in ("maf", "nsf", "iaf"):
         cfg.update(transforms=2, hidden=[hidden, hidden])
     else:
-        cfg.update(latent_dim=2, hidden=[hidden], is_samples=16, flow_transforms=2, flow_hidden=[hidden],
-                   kl_schedule="constant")
+        cfg.update(
+            latent_dim=2,
+            hidden=[hidden],
+            is_samples=16,
+            flow_transforms=2,
+            flow_hidden=[hidden],
+            kl_schedule="constant",
+        )
     cfg.update(extra)
     return cfg
 
 
-def make(kind: str, theta_dim: int = 2, x_shape=(3,), n_fit: int = 512, theta_mean: float = 1.0,
-         theta_std: float = 3.0, seed: int = 0, **extra) -> PosteriorEstimator:
+def make(
+    kind: str,
+    theta_dim: int = 2,
+    x_shape=(3,),
+    n_fit: int = 512,
+    theta_mean: float = 1.0,
+    theta_std: float = 3.0,
+    seed: int = 0,
+    **extra,
+) -> PosteriorEstimator:
     """A fitted (untrained) estimator; standardisation far from identity so Jacobian errors show."""
     torch.manual_seed(seed)
     model = build_estimator({"kind": kind, "config": tiny_config(kind, **extra)}, theta_dim, x_shape)
@@ -86,8 +100,7 @@ def test_output_shapes(kind):
 @pytest.mark.parametrize("kind", ["maf", "cvae_plus"])
 def test_resnet_embedding_for_strain(kind):
     resnet = {"channels": [4, 8], "kernel_size": 3, "stride": 2, "pool_size": 2}
-    model = make(kind, theta_dim=2, x_shape=(2, 32),
-                 embedding={"kind": "auto", "context_dim": 8, "resnet": resnet})
+    model = make(kind, theta_dim=2, x_shape=(2, 32), embedding={"kind": "auto", "context_dim": 8, "resnet": resnet})
     assert isinstance(model.embedding, ResNet1D)
     x = torch.randn(3, 2, 32)
     assert model.log_prob(torch.randn(3, 2), x).shape == (3,)
@@ -143,8 +156,14 @@ def test_gradients_reach_every_parameter(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_1d_normalises_and_samples_agree(kind):
     mean0, std0 = 1.0, 3.0
-    model = make(kind, theta_dim=1, x_shape=(2,), theta_mean=mean0, theta_std=std0,
-                 **({"is_samples": 64} if kind in CVAE_KINDS else {}))
+    model = make(
+        kind,
+        theta_dim=1,
+        x_shape=(2,),
+        theta_mean=mean0,
+        theta_std=std0,
+        **({"is_samples": 64} if kind in CVAE_KINDS else {}),
+    )
     x1 = torch.tensor([[2.3, 1.7]])
     grid = torch.linspace(mean0 - 12 * std0, mean0 + 12 * std0, 4001)
     p = grid_log_prob(model, x1, grid[:, None]).double().exp()
@@ -157,8 +176,9 @@ def test_1d_normalises_and_samples_agree(kind):
     torch.manual_seed(1)
     s = model.sample(x1[0], 20000)[:, 0].double()
     assert abs(s.mean().item() - mu) < 0.05 * sd, f"{kind}: sample mean {s.mean():.3f} vs grid {mu:.3f}"
-    assert abs(s.std().item() / sd - 1.0) < (0.04 if kind in FLOW_KINDS else 0.08), \
+    assert abs(s.std().item() / sd - 1.0) < (0.04 if kind in FLOW_KINDS else 0.08), (
         f"{kind}: sample std {s.std():.3f} vs grid {sd:.3f}"
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -225,8 +245,11 @@ def test_save_load_roundtrip(kind, tmp_path):
 # --- directions of the autoregressive flows ------------------------------------------------------------
 def _count_made_calls(model: PosteriorEstimator, fn) -> int:
     calls = [0]
-    hooks = [m.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
-             for name, m in model.flow.named_modules() if name.endswith("hyper")]
+    hooks = [
+        m.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+        for name, m in model.flow.named_modules()
+        if name.endswith("hyper")
+    ]
     try:
         fn()
     finally:
@@ -313,8 +336,9 @@ def draw(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     return theta, theta @ A.T + NOISE * torch.randn(n, 3, generator=g)
 
 
-@pytest.mark.parametrize("kind,steps", [("gaussian", 300), ("maf", 400), ("nsf", 400), ("iaf", 400),
-                                        ("cvae", 600), ("cvae_plus", 600)])
+@pytest.mark.parametrize(
+    "kind,steps", [("gaussian", 300), ("maf", 400), ("nsf", 400), ("iaf", 400), ("cvae", 600), ("cvae_plus", 600)]
+)
 def test_linear_gaussian_posterior(kind, steps):
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
@@ -348,14 +372,23 @@ def test_linear_gaussian_posterior(kind, steps):
 def test_shared_trainer_and_checkpoint_load(kind, tmp_path):
     from torch.utils.data import TensorDataset
 
-    from gwinfer.training import Trainer, TrainConfig
+    from gwinfer.training import TrainConfig, Trainer
 
     g = torch.Generator().manual_seed(0)
     train, val = TensorDataset(*draw(256, g)), TensorDataset(*draw(64, g))
     model = build_estimator({"kind": kind, "config": tiny_config(kind)}, 2, 3)
     model.fit_standardization(*train.tensors)
-    cfg = TrainConfig(epochs=2, batch_size=64, optimizer="adam", lr=3e-3, lr_schedule="constant", seed=1,
-                      device="cpu", tensorboard=False, early_stopping_patience=0)
+    cfg = TrainConfig(
+        epochs=2,
+        batch_size=64,
+        optimizer="adam",
+        lr=3e-3,
+        lr_schedule="constant",
+        seed=1,
+        device="cpu",
+        tensorboard=False,
+        early_stopping_patience=0,
+    )
     result = Trainer(model, train, val, cfg, tmp_path).fit()
     assert result["epochs_completed"] == 2 and math.isfinite(result["best_val_loss"])
     loaded, _ = load_estimator(tmp_path / "checkpoint.pt")
@@ -373,8 +406,10 @@ def test_models_do_not_import_lalsimulation():
     import subprocess
     import sys
 
-    code = ("import sys, gwinfer.models.builder, gwinfer.models.posterior.flows, gwinfer.models.posterior.cvae; "
-            "sys.exit(int('lalsimulation' in sys.modules))")
+    code = (
+        "import sys, gwinfer.models.builder, gwinfer.models.posterior.flows, gwinfer.models.posterior.cvae; "
+        "sys.exit(int('lalsimulation' in sys.modules))"
+    )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
@@ -407,16 +442,24 @@ if __name__ == "__main__":
 def test_svd_embedding_recovers_the_signal_subspace_and_keeps_noise_white():
     """Signals in a known r-dim subspace of R^n: the fitted projection must span it (principal angles
     ~ 0 against the exact basis) and be orthonormal, so whitened N(0, 1) noise projects to N(0, 1)."""
-    from gwinfer.models.posterior.svd_embedding import SVDEmbedding
 
     gen = torch.Generator().manual_seed(3)
     n, r, n_sig = 64, 6, 400
     basis, _ = torch.linalg.qr(torch.randn(n, r, generator=gen, dtype=torch.float64))  # exact subspace
     signals = (torch.randn(n_sig, 2, r, generator=gen, dtype=torch.float64) * 5.0) @ basis.T  # (N, 2, n)
     noisy = signals + torch.randn(signals.shape, generator=gen, dtype=torch.float64)
-    model = build_estimator({"kind": "maf", "config": {
-        "embedding": {"kind": "svd", "components": r, "hidden": [16], "context_dim": 4},
-        "transforms": 1, "hidden": [8]}}, 2, (2, n))
+    model = build_estimator(
+        {
+            "kind": "maf",
+            "config": {
+                "embedding": {"kind": "svd", "components": r, "hidden": [16], "context_dim": 4},
+                "transforms": 1,
+                "hidden": [8],
+            },
+        },
+        2,
+        (2, n),
+    )
     model.fit_standardization(torch.randn(n_sig, 2), noisy.float(), signals=signals.float())
     w = model.embedding.project.weight.detach().double()  # (r, n)
     torch.testing.assert_close(w @ w.T, torch.eye(r, dtype=torch.float64), atol=1e-5, rtol=0)

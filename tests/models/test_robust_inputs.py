@@ -70,8 +70,10 @@ def test_augmentation_is_seeded_scaled_to_the_peak_and_phase_only_rotates():
     rotated = Augmentation(phase=1.0)(x.repeat(64, 1, 1))
     mod = lambda v: torch.sqrt(v[:, 0] ** 2 + v[:, 1] ** 2)  # noqa: E731
     assert torch.allclose(mod(rotated), mod(x).expand(64, -1), atol=1e-6)
-    angle = torch.atan2(rotated[:, 1, 0] * x[0, 0, 0] - rotated[:, 0, 0] * x[0, 1, 0],
-                        rotated[:, 0, 0] * x[0, 0, 0] + rotated[:, 1, 0] * x[0, 1, 0])
+    angle = torch.atan2(
+        rotated[:, 1, 0] * x[0, 0, 0] - rotated[:, 0, 0] * x[0, 1, 0],
+        rotated[:, 0, 0] * x[0, 0, 0] + rotated[:, 1, 0] * x[0, 1, 0],
+    )
     assert float(angle.abs().max()) <= 1.0 + 1e-5 and float(angle.std()) > 0.3
     assert not Augmentation().active
     with pytest.raises(GwinferError, match="augment.noise"):
@@ -81,12 +83,23 @@ def test_augmentation_is_seeded_scaled_to_the_peak_and_phase_only_rotates():
 def test_augmentation_acts_in_training_only():
     from gwinfer.models import build_model
 
-    model = build_model({"kind": "reduced_basis", "config": {"n_components": 4, "hidden": 16, "depth": 1,
-                                                             "signal_floor": 0.01, "augment": {"noise": 0.01}}}, 400)
+    model = build_model(
+        {
+            "kind": "reduced_basis",
+            "config": {"n_components": 4, "hidden": 16, "depth": 1, "signal_floor": 0.01, "augment": {"noise": 0.01}},
+        },
+        400,
+    )
     gen = torch.Generator().manual_seed(1)
     x = _chirp().repeat(16, 1, 1) * (1 + 0.1 * torch.rand(16, 1, 1, generator=gen))
-    theta = torch.stack([1 + 3 * torch.rand(16, generator=gen), torch.rand(16, generator=gen) - 0.5,
-                         torch.rand(16, generator=gen) - 0.5], 1)
+    theta = torch.stack(
+        [
+            1 + 3 * torch.rand(16, generator=gen),
+            torch.rand(16, generator=gen) - 0.5,
+            torch.rand(16, generator=gen) - 0.5,
+        ],
+        1,
+    )
     model.fit_standardization(theta, x)
     model.eval()
     assert torch.equal(model.loss(theta, x), model.loss(theta, x))

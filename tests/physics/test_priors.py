@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from gwinfer.external import external_dir
 from gwinfer.errors import GwinferError
+from gwinfer.external import external_dir
 from gwinfer.physics.priors import ALLOWED, NAMES, PRIOR_DIR, complete_parameters, load_prior, sample
 
 SUMMARIES = external_dir() / "posterior_summaries_derived.csv"
@@ -113,7 +112,9 @@ def test_chirp_mass_conversion_matches_bilby():
 
 def test_unknown_parameter_and_bad_syntax_give_one_line_errors(tmp_path):
     bad = tmp_path / "bad.prior"
-    bad.write_text((PRIOR_DIR / "gw5d.prior").read_text() + "redshift = Uniform(name='redshift', minimum=0, maximum=1)\n")
+    bad.write_text(
+        (PRIOR_DIR / "gw5d.prior").read_text() + "redshift = Uniform(name='redshift', minimum=0, maximum=1)\n"
+    )
     with pytest.raises(GwinferError, match="redshift") as err:
         load_prior(bad)
     assert "\n" not in str(err.value) and "accepted" in str(err.value)

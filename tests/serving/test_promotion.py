@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from support import tiny_point_model
 
 pytest.importorskip("torch")
@@ -64,8 +63,9 @@ def base(tmp_path_factory):
     for v in (1, 2):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
-        sessions[v] = ort.InferenceSession(str(repo / "tiny" / str(v) / "model.onnx"), opts,
-                                           providers=["CPUExecutionProvider"])
+        sessions[v] = ort.InferenceSession(
+            str(repo / "tiny" / str(v) / "model.onnx"), opts, providers=["CPUExecutionProvider"]
+        )
     return {"repo": repo, "sessions": sessions, "stream": root / "stream"}
 
 
@@ -130,8 +130,12 @@ def expected_stats(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
     prod = np.concatenate([p for p, _ in pairs]).astype(np.float64)
     dev = np.concatenate([d for _, d in pairs]).astype(np.float64)
     d = np.abs(dev - prod)
-    return {"mean_abs_diff": d.mean(), "max_abs_diff": d.max(),
-            "rel_rms_diff": math.sqrt((d ** 2).sum() / (prod ** 2).sum()), "elements": d.size}
+    return {
+        "mean_abs_diff": d.mean(),
+        "max_abs_diff": d.max(),
+        "rel_rms_diff": math.sqrt((d**2).sum() / (prod**2).sum()),
+        "elements": d.size,
+    }
 
 
 # --- labels.json, version_policy ---------------------------------------------------------------------
@@ -144,9 +148,14 @@ def test_labels_file_validated_and_atomic(base, tmp_path):
     assert read_labels(model_dir) == Labels(1, 2)
     with pytest.raises(GwinferError, match=r"production version 5 does not exist; versions: \[1, 2\]"):
         write_labels(model_dir, Labels(5))
-    for bad, match in (({"production": 1, "development": 1}, "both version 1"), ({"development": 2}, "no 'production'"),
-                       ({"production": True}, "integer >= 1"), ({"production": "1"}, "integer >= 1"),
-                       ({"production": 1, "staging": 2}, "unknown key"), ([1], "JSON object")):
+    for bad, match in (
+        ({"production": 1, "development": 1}, "both version 1"),
+        ({"development": 2}, "no 'production'"),
+        ({"production": True}, "integer >= 1"),
+        ({"production": "1"}, "integer >= 1"),
+        ({"production": 1, "staging": 2}, "unknown key"),
+        ([1], "JSON object"),
+    ):
         with pytest.raises(GwinferError, match=match):
             parse_labels(bad)
     (model_dir / "labels.json").write_text('{"production": 1,')
@@ -189,8 +198,11 @@ def test_labels_file_validated_and_atomic(base, tmp_path):
 
 def test_set_version_policy_keeps_the_rest(base, tmp_path):
     text = (base["repo"] / "tiny" / "config.pbtxt").read_text()
-    text = text.replace("max_batch_size", "# hand-written comment { [ <\n"
-                                          "version_policy: { latest: { num_versions: 2 } }\nmax_batch_size", 1)
+    text = text.replace(
+        "max_batch_size",
+        "# hand-written comment { [ <\nversion_policy: { latest: { num_versions: 2 } }\nmax_batch_size",
+        1,
+    )
     new = set_version_policy(text, [2])
     assert "# hand-written comment { [ <" in new and "latest" not in new
     cfg, old = parse_config(new), parse_config(text)
@@ -296,11 +308,12 @@ def check_shadow_metrics(base, server, c) -> None:
     lat = mon["development_latency_s"]
     assert lat["samples"] == mon["requests"] and 0 < lat["p50"] <= lat["p99"] < 5
     text = get(server, "/metrics")[1]
-    line = f'gwinfer_shadow_mean_abs_diff{{model="tiny",output="theta",production="1",development="2"}} '
+    line = 'gwinfer_shadow_mean_abs_diff{model="tiny",output="theta",production="1",development="2"} '
     assert float(text.split(line)[1].split()[0]) == pytest.approx(exp["mean_abs_diff"], rel=1e-6)
     assert f'gwinfer_shadow_requests_total{{model="tiny",production="1",development="2"}} {mon["requests"]}' in text
-    assert ('gwinfer_shadow_development_latency_seconds{model="tiny",production="1",development="2",'
-            'quantile="0.99"}') in text
+    assert (
+        'gwinfer_shadow_development_latency_seconds{model="tiny",production="1",development="2",quantile="0.99"}'
+    ) in text
 
 
 def test_shadow_monitor_sampling_backlog_and_errors():
@@ -329,8 +342,13 @@ def test_shadow_monitor_sampling_backlog_and_errors():
     snap = mon.snapshot("m", 1, 2)
     assert (snap["requests"], snap["count"], snap["errors"], snap["dropped"]) == (2, 2, 1, 2)
     assert snap["last_error"] == "RuntimeError: boom second line"
-    assert snap["outputs"]["y"] == {"elements": 6, "mean_abs_diff": 1.0, "max_abs_diff": 1.0,
-                                    "rel_rms_diff": 1.0, "nonfinite": 0}
+    assert snap["outputs"]["y"] == {
+        "elements": 6,
+        "mean_abs_diff": 1.0,
+        "max_abs_diff": 1.0,
+        "rel_rms_diff": 1.0,
+        "nonfinite": 0,
+    }
     assert 'gwinfer_shadow_errors_total{model="m",production="1",development="2"} 1' in mon.render()
     assert ShadowMonitor(fraction=0.0).offer(dev, 1, {"x": x}, {"y": x}, 1) is False
     with pytest.raises(GwinferError, match="fraction"):
@@ -394,7 +412,7 @@ def test_promote_refuses_with_one_line_reasons(base, labelled, tmp_path, capsys)
         (dict(version=2, max_mean_abs_diff=1.0), "need --url"),
         (dict(version=2, url=url, max_mean_abs_diff=1e-9), r"refusing: mean_abs_diff of output 'theta' is .* > 1e-09"),
         (dict(version=2, url=url, max_rel_rms_diff=1e-9), r"refusing: rel_rms_diff of output 'theta'"),
-        (dict(version=2, url=url, min_count=10 ** 6), rf"refusing: only {mon['count']} mirrored inference"),
+        (dict(version=2, url=url, min_count=10**6), rf"refusing: only {mon['count']} mirrored inference"),
         (dict(version=1, url=url, min_count=1, stage="development"), "apply to promotion to production"),
         (dict(version=1, stage="development"), "is the production version"),
         (dict(version=2, url="127.0.0.1:9", min_count=1), "cannot reach"),
@@ -405,20 +423,52 @@ def test_promote_refuses_with_one_line_reasons(base, labelled, tmp_path, capsys)
     with pytest.raises(GwinferError, match="no model 'nope'"):
         promote(repo, "nope", 1)
     # the command line: exit status 2 and one line
-    rc = main(["promote", "--repo", str(repo), "--model", "tiny", "--version", "2", "--url", url,
-               "--max-mean-abs-diff", "1e-9"])
+    rc = main(
+        [
+            "promote",
+            "--repo",
+            str(repo),
+            "--model",
+            "tiny",
+            "--version",
+            "2",
+            "--url",
+            url,
+            "--max-mean-abs-diff",
+            "1e-9",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and err.startswith("gwinfer: error: refusing: mean_abs_diff")
     assert (repo / "tiny" / "labels.json").read_text() == labels_before
     assert (repo / "tiny" / "config.pbtxt").read_text() == config_before
     # the monitor check itself: errors and non-finite differences refuse
     with pytest.raises(GwinferError, match="failed on 2 mirrored request"):
-        check_monitor({"development": "2", "production": "1", "count": 5, "errors": 2, "last_error": "x"},
-                      "tiny", 2, 1, 1, None, None)
+        check_monitor(
+            {"development": "2", "production": "1", "count": 5, "errors": 2, "last_error": "x"},
+            "tiny",
+            2,
+            1,
+            1,
+            None,
+            None,
+        )
     with pytest.raises(GwinferError, match="non-finite"):
-        check_monitor({"development": "2", "production": "1", "count": 5, "errors": 0,
-                       "outputs": {"theta": {"nonfinite": 1, "mean_abs_diff": 0.0, "rel_rms_diff": 0.0}}},
-                      "tiny", 2, 1, 1, 1.0, None)
+        check_monitor(
+            {
+                "development": "2",
+                "production": "1",
+                "count": 5,
+                "errors": 0,
+                "outputs": {"theta": {"nonfinite": 1, "mean_abs_diff": 0.0, "rel_rms_diff": 0.0}},
+            },
+            "tiny",
+            2,
+            1,
+            1,
+            1.0,
+            None,
+        )
 
 
 def test_promotion_under_load_drops_nothing(base, tmp_path):
@@ -431,8 +481,24 @@ def test_promotion_under_load_drops_nothing(base, tmp_path):
         tmp = repo / "tiny" / ".incoming"
         shutil.copytree(base["repo"] / "tiny" / "2", tmp)
         tmp.rename(repo / "tiny" / "2")
-        assert main(["promote", "--repo", str(repo), "--model", "tiny", "--version", "2", "--stage", "development",
-                     "--url", url]) == 0
+        assert (
+            main(
+                [
+                    "promote",
+                    "--repo",
+                    str(repo),
+                    "--model",
+                    "tiny",
+                    "--version",
+                    "2",
+                    "--stage",
+                    "development",
+                    "--url",
+                    url,
+                ]
+            )
+            == 0
+        )
         assert get(server, "/v2/models/tiny")[1]["labels"] == {"production": "1", "development": "2"}
         for i in range(4):
             assert infer(c, waveforms(2, seed=i))[0] == "1"
@@ -503,8 +569,9 @@ def test_streaming_sequences_keep_their_version_across_a_promotion(base, tmp_pat
         u = rng.standard_normal((1, 2, STRIDE)).astype(np.float32)
         t = httpclient.InferInput("update", list(u.shape), "FP32")
         t.set_data_from_numpy(u)
-        res = c.infer("tiny-stream", [t], model_version=version, sequence_id=seq, sequence_start=start,
-                      sequence_end=end)
+        res = c.infer(
+            "tiny-stream", [t], model_version=version, sequence_id=seq, sequence_start=start, sequence_end=end
+        )
         return res.get_response()["model_version"]
 
     with Server(repo) as server:

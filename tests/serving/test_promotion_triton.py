@@ -13,7 +13,6 @@ import time
 
 import numpy as np
 import pytest
-
 from support import started_triton, tiny_point_model, usable_triton
 
 pytest.importorskip("torch")

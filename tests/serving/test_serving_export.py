@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-
 from support import tiny_point_model
 
 torch = pytest.importorskip("torch")
@@ -151,13 +150,25 @@ def test_cli_export(model_file, tmp_path, capsys):
 
     parser = argparse.ArgumentParser()
     add_parsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["export", "--model", str(model_file.parent), "--repo", str(tmp_path / "r"),
-                              "--format", "torchscript", "--max-batch-size", "4"])
+    args = parser.parse_args(
+        [
+            "export",
+            "--model",
+            str(model_file.parent),
+            "--repo",
+            str(tmp_path / "r"),
+            "--format",
+            "torchscript",
+            "--max-batch-size",
+            "4",
+        ]
+    )
     assert args.func(args) == 0
     assert "exported tiny version 1" in capsys.readouterr().out
     assert read_config(tmp_path / "r" / "tiny")["max_batch_size"] == 4
-    args = parser.parse_args(["export", "--model", str(model_file.parent), "--repo", str(tmp_path / "py"),
-                              "--backend", "python"])
+    args = parser.parse_args(
+        ["export", "--model", str(model_file.parent), "--repo", str(tmp_path / "py"), "--backend", "python"]
+    )
     assert args.func(args) == 0
     assert "(onnx for Triton's python backend)" in capsys.readouterr().out
     assert (tmp_path / "py" / "tiny" / "1" / "model.py").is_file()
@@ -207,9 +218,15 @@ def _load_python_model(version_dir, monkeypatch, instance_kind="CPU"):
     spec.loader.exec_module(module)
     cfg = read_config(version_dir.parent)
     instance = module.TritonPythonModel()
-    instance.initialize({"model_config": json.dumps(cfg), "model_repository": str(version_dir.parent),
-                         "model_version": version_dir.name, "model_instance_kind": instance_kind,
-                         "model_instance_device_id": "0"})
+    instance.initialize(
+        {
+            "model_config": json.dumps(cfg),
+            "model_repository": str(version_dir.parent),
+            "model_version": version_dir.name,
+            "model_instance_kind": instance_kind,
+            "model_instance_device_id": "0",
+        }
+    )
     return instance
 
 
@@ -229,8 +246,9 @@ def test_python_backend_export(model_file, tmp_path):
     assert json.loads((dest / "gwinfer.json").read_text())["config"]["backend"] == "python"
     # the same model.onnx as the native export (same exporter, same weights)
     x = np.random.default_rng(0).standard_normal((3, 2, T)).astype(np.float32)
-    np.testing.assert_array_equal(run_exported(dest / "model.onnx", x),
-                                  run_exported(tmp_path / "native" / "tiny" / "1" / "model.onnx", x))
+    np.testing.assert_array_equal(
+        run_exported(dest / "model.onnx", x), run_exported(tmp_path / "native" / "tiny" / "1" / "model.onnx", x)
+    )
     assert export_model(model_file, repo, backend="python").name == "2"
     with pytest.raises(GwinferError, match="another --name"):
         export_model(model_file, repo)  # native into a python-backend name
@@ -241,7 +259,10 @@ def test_python_backend_export(model_file, tmp_path):
     assert (sdest / "model.py").read_bytes() == STREAM_MODEL.read_bytes()
     seq = read_config(sdest.parent)["sequence_batching"]
     assert [c["control"][0]["kind"] for c in seq["control_input"]] == [
-        "CONTROL_SEQUENCE_START", "CONTROL_SEQUENCE_END", "CONTROL_SEQUENCE_CORRID"] and "oldest" in seq
+        "CONTROL_SEQUENCE_START",
+        "CONTROL_SEQUENCE_END",
+        "CONTROL_SEQUENCE_CORRID",
+    ] and "oldest" in seq
     with pytest.raises(GwinferError, match="backend"):
         export_model(model_file, repo, name="x", backend="tensorrt")
 

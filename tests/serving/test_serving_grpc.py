@@ -8,7 +8,6 @@ import threading
 
 import numpy as np
 import pytest
-
 from support import tiny_point_model
 
 pytest.importorskip("torch")
@@ -38,8 +37,11 @@ TOKEN = "s3cret"
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve-grpc")
     path = root / "tiny" / "model.pt"
-    save_model(path, tiny_point_model(T, seed=0), metadata={"time_grid": {"t_start": 0.0, "t_end": 126.0, "dt": 2.0},
-                                                           "approximant": "IMRPhenomT"})
+    save_model(
+        path,
+        tiny_point_model(T, seed=0),
+        metadata={"time_grid": {"t_start": 0.0, "t_end": 126.0, "dt": 2.0}, "approximant": "IMRPhenomT"},
+    )
     repo = root / "repo"
     export_model(path, repo)  # tiny, version 1
     export_model(path, repo, version=2)
@@ -114,7 +116,10 @@ def test_health_metadata_config_index(setup):
     assert c.get_model_config("tiny-stream").config.sequence_batching.max_sequence_idle_microseconds > 0
     index = c.get_model_repository_index()
     assert {(m.name, m.version, m.state) for m in index.models} == {
-        ("tiny", "1", "READY"), ("tiny", "2", "READY"), ("tiny-stream", "1", "READY")}
+        ("tiny", "1", "READY"),
+        ("tiny", "2", "READY"),
+        ("tiny-stream", "1", "READY"),
+    }
     expect_status("NOT_FOUND", c.get_model_metadata, "nope", match="unknown model 'nope'")
     expect_status("NOT_FOUND", c.get_model_config, "tiny", "9", match="unknown version '9'")
 
@@ -132,8 +137,13 @@ def test_infer_equals_http_and_onnxruntime(setup, batch):
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got, http_infer(server, x), rtol=0, atol=1e-6)
     # an explicit version, a named output, gzip-compressed messages
-    res = c.infer("tiny", [grpc_input(x)], model_version="1", outputs=[grpcclient.InferRequestedOutput("theta")],
-                  compression_algorithm="gzip")
+    res = c.infer(
+        "tiny",
+        [grpc_input(x)],
+        model_version="1",
+        outputs=[grpcclient.InferRequestedOutput("theta")],
+        compression_algorithm="gzip",
+    )
     assert res.get_response().model_version == "1"
     np.testing.assert_allclose(res.as_numpy("theta"), http_infer(server, x, version="1"), rtol=0, atol=1e-6)
 
@@ -155,7 +165,7 @@ def test_typed_contents_and_concurrency(setup):
     execs_before = metric(server, "nv_inference_exec_count", '{model="tiny",version="2"}')
 
     def worker(i: int) -> None:
-        results[i] = setup["client"].infer("tiny", [grpc_input(xs[i:i + 1])]).as_numpy("theta")
+        results[i] = setup["client"].infer("tiny", [grpc_input(xs[i : i + 1])]).as_numpy("theta")
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
     for th in threads:
@@ -163,7 +173,7 @@ def test_typed_contents_and_concurrency(setup):
     for th in threads:
         th.join()
     for i in range(8):
-        np.testing.assert_allclose(results[i], refs[i:i + 1], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(results[i], refs[i : i + 1], rtol=1e-5, atol=1e-6)
     assert 1 <= metric(server, "nv_inference_exec_count", '{model="tiny",version="2"}') - execs_before <= 8
 
 
@@ -183,14 +193,32 @@ def test_bad_requests_give_status_codes_and_server_keeps_serving(setup):
     expect_status("NOT_FOUND", c.infer, "tiny", [grpc_input(x)], model_version="9", match="unknown version")
     expect_status("INVALID_ARGUMENT", c.infer, "tiny", [grpc_input(x, name="wave")], match="unexpected input 'wave'")
     expect_status("INVALID_ARGUMENT", c.infer, "tiny", [grpc_input(x[:, :, :32])], match="expected [-1, 2, 64]")
-    expect_status("INVALID_ARGUMENT", c.infer, "tiny", [grpc_input(x.astype(np.float64), datatype="FP64")],
-                  match="datatype 'FP64'; expected 'FP32'")
-    expect_status("INVALID_ARGUMENT", c.infer, "tiny", [grpc_input(np.zeros((65, 2, T), np.float32))],
-                  match="batch in [1, 64]")
-    expect_status("INVALID_ARGUMENT", c.infer, "tiny", [grpc_input(x)],
-                  outputs=[grpcclient.InferRequestedOutput("nope")], match="unknown output 'nope'")
-    expect_status("INVALID_ARGUMENT", c.infer, "tiny", [grpc_input(x)],
-                  outputs=[grpcclient.InferRequestedOutput("theta", class_count=2)], match="not supported")
+    expect_status(
+        "INVALID_ARGUMENT",
+        c.infer,
+        "tiny",
+        [grpc_input(x.astype(np.float64), datatype="FP64")],
+        match="datatype 'FP64'; expected 'FP32'",
+    )
+    expect_status(
+        "INVALID_ARGUMENT", c.infer, "tiny", [grpc_input(np.zeros((65, 2, T), np.float32))], match="batch in [1, 64]"
+    )
+    expect_status(
+        "INVALID_ARGUMENT",
+        c.infer,
+        "tiny",
+        [grpc_input(x)],
+        outputs=[grpcclient.InferRequestedOutput("nope")],
+        match="unknown output 'nope'",
+    )
+    expect_status(
+        "INVALID_ARGUMENT",
+        c.infer,
+        "tiny",
+        [grpc_input(x)],
+        outputs=[grpcclient.InferRequestedOutput("theta", class_count=2)],
+        match="not supported",
+    )
     big = np.zeros((64, 2, 8 * T), np.float32)  # 256 KiB > MAX_BODY: refused by grpc before it is parsed
     expect_status("RESOURCE_EXHAUSTED", c.infer, "tiny", [grpc_input(big)])
 
@@ -202,18 +230,26 @@ def test_bad_requests_give_status_codes_and_server_keeps_serving(setup):
 
     bad(_raw_request(x, raw=[x.tobytes()[:-4]]), "bytes; expected 256 x 4 = 1024 bytes")
     bad(_raw_request(x, raw=[x.tobytes(), x.tobytes()]), "2 entries for 1 inputs")
-    bad(_raw_request(x, raw=[], contents=service_pb2.InferTensorContents(fp32_contents=[1.0, 2.0])),
-        "2 values in contents.fp32_contents")
-    bad(_raw_request(x, raw=[], contents=service_pb2.InferTensorContents(fp64_contents=x.ravel())),
-        "0 values in contents.fp32_contents")
+    bad(
+        _raw_request(x, raw=[], contents=service_pb2.InferTensorContents(fp32_contents=[1.0, 2.0])),
+        "2 values in contents.fp32_contents",
+    )
+    bad(
+        _raw_request(x, raw=[], contents=service_pb2.InferTensorContents(fp64_contents=x.ravel())),
+        "0 values in contents.fp32_contents",
+    )
     bad(_raw_request(x, contents=service_pb2.InferTensorContents(fp32_contents=x.ravel())), "both")
     bad(_raw_request(x, shape=[]), "expected [-1, 2, 64]")
     bad(service_pb2.ModelInferRequest(model_name="tiny"), "has no inputs")
 
     # still serving, with correct answers; failures counted in the metrics shared with HTTP
     assert c.is_server_live()
-    np.testing.assert_allclose(c.infer("tiny", [grpc_input(x)]).as_numpy("theta"),
-                               setup["session"].run(["theta"], {"waveform": x})[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        c.infer("tiny", [grpc_input(x)]).as_numpy("theta"),
+        setup["session"].run(["theta"], {"waveform": x})[0],
+        rtol=1e-5,
+        atol=1e-6,
+    )
     assert metric(server, "nv_inference_request_failure", '{model="tiny",version="2"}') - fail_before >= 13
     assert metric(server, "gwinfer_grpc_requests_total", '{method="ModelInfer",code="INVALID_ARGUMENT"}') >= 13
 
@@ -221,22 +257,30 @@ def test_bad_requests_give_status_codes_and_server_keeps_serving(setup):
 def test_streaming_sequence_equals_http(setup):
     server, c = setup["server"], setup["client"]
     stream = np.random.default_rng(9).standard_normal((2, STRIDE * 6)).astype(np.float32)
-    updates = [stream[None, :, i * STRIDE:(i + 1) * STRIDE] for i in range(6)]
+    updates = [stream[None, :, i * STRIDE : (i + 1) * STRIDE] for i in range(6)]
     via_http = []
     with ServedModel(server.url, "tiny-stream") as m:
         for i, u in enumerate(updates):
             via_http.append(m.infer({"update": u}, sequence_id=42, sequence_start=i == 0, sequence_end=i == 5))
     for i, u in enumerate(updates):
-        res = c.infer("tiny-stream", [grpc_input(u, name="update")], sequence_id=43, sequence_start=i == 0,
-                      sequence_end=i == 5)
+        res = c.infer(
+            "tiny-stream", [grpc_input(u, name="update")], sequence_id=43, sequence_start=i == 0, sequence_end=i == 5
+        )
         assert bool(res.as_numpy("ready")[0, 0]) == ((i + 1) * STRIDE >= T)
         assert res.get_response().parameters["samples"].int64_param == min((i + 1) * STRIDE, T)
         np.testing.assert_allclose(res.as_numpy("theta"), via_http[i]["theta"], rtol=0, atol=1e-6)
         np.testing.assert_array_equal(res.as_numpy("ready"), via_http[i]["ready"])
-    expect_status("INVALID_ARGUMENT", c.infer, "tiny-stream", [grpc_input(updates[0], name="update")],
-                  sequence_id=43, match="not live")  # ended with sequence_end, as over HTTP
-    expect_status("INVALID_ARGUMENT", c.infer, "tiny-stream", [grpc_input(updates[0], name="update")],
-                  match="sequence_id")
+    expect_status(
+        "INVALID_ARGUMENT",
+        c.infer,
+        "tiny-stream",
+        [grpc_input(updates[0], name="update")],
+        sequence_id=43,
+        match="not live",
+    )  # ended with sequence_end, as over HTTP
+    expect_status(
+        "INVALID_ARGUMENT", c.infer, "tiny-stream", [grpc_input(updates[0], name="update")], match="sequence_id"
+    )
     # one App: a sequence started over HTTP goes on over gRPC, with string ids too
     with ServedModel(server.url, "tiny-stream") as m:
         m.infer({"update": updates[0]}, sequence_id="s-1", sequence_start=True)
@@ -255,11 +299,13 @@ def test_streaming_sequence_equals_http(setup):
     stream_client = grpcclient.InferenceServerClient(server.grpc_url)
     stream_client.start_stream(callback=callback)
     for i, u in enumerate(updates):
-        stream_client.async_stream_infer("tiny-stream", [grpc_input(u, name="update")], sequence_id=44,
-                                         sequence_start=i == 0, sequence_end=i == 5)
+        stream_client.async_stream_infer(
+            "tiny-stream", [grpc_input(u, name="update")], sequence_id=44, sequence_start=i == 0, sequence_end=i == 5
+        )
         if i == 1:
-            stream_client.async_stream_infer("tiny-stream", [grpc_input(updates[0][:, :, :5], name="update")],
-                                             sequence_id=44)
+            stream_client.async_stream_infer(
+                "tiny-stream", [grpc_input(updates[0][:, :, :5], name="update")], sequence_id=44
+            )
     assert done.wait(10), f"{len(answers)} stream answers"
     stream_client.stop_stream()
     stream_client.close()
@@ -278,8 +324,9 @@ def test_token_and_port_in_use(setup):
         x = waveforms(1, seed=3)
         expect_status("UNAUTHENTICATED", c.infer, "tiny", [grpc_input(x)], headers={"authorization": "Bearer wrong"})
         res = c.infer("tiny", [grpc_input(x)], headers={"authorization": f"Bearer {TOKEN}"})
-        np.testing.assert_allclose(res.as_numpy("theta"), setup["session"].run(["theta"], {"waveform": x})[0],
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            res.as_numpy("theta"), setup["session"].run(["theta"], {"waveform": x})[0], rtol=1e-5, atol=1e-6
+        )
         errors: list = []
         got = threading.Event()
         c.start_stream(callback=lambda result, error: (errors.append(error), got.set()))
@@ -306,8 +353,11 @@ def test_cli_grpc_port(monkeypatch):
     add_parsers(parser.add_subparsers())
     calls: list[dict] = []
     monkeypatch.setattr(server_module, "serve", lambda repo, **kw: calls.append(kw))
-    for argv, expected in ((["serve", "--repo", "r"], 8001), (["serve", "--repo", "r", "--grpc-port", "9001"], 9001),
-                           (["serve", "--repo", "r", "--grpc-port", "0"], None)):
+    for argv, expected in (
+        (["serve", "--repo", "r"], 8001),
+        (["serve", "--repo", "r", "--grpc-port", "9001"], 9001),
+        (["serve", "--repo", "r", "--grpc-port", "0"], None),
+    ):
         args = parser.parse_args(argv)
         assert args.func(args) == 0
         assert calls[-1]["grpc_port"] == expected
@@ -326,11 +376,26 @@ def test_cli_serve_grpc_in_subprocess(setup):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             ports.append(s.getsockname()[1])
-    code = ("import argparse, sys; from gwinfer.cli.serving import add_parsers; p = argparse.ArgumentParser(); "
-            "add_parsers(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
-    proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--repo", str(setup["repo"]), "--port", str(ports[0]),
-                             "--grpc-port", str(ports[1])], env=dict(os.environ, OMP_NUM_THREADS="1"),
-                            stderr=subprocess.PIPE)
+    code = (
+        "import argparse, sys; from gwinfer.cli.serving import add_parsers; p = argparse.ArgumentParser(); "
+        "add_parsers(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "serve",
+            "--repo",
+            str(setup["repo"]),
+            "--port",
+            str(ports[0]),
+            "--grpc-port",
+            str(ports[1]),
+        ],
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        stderr=subprocess.PIPE,
+    )
     client = grpcclient.InferenceServerClient(f"127.0.0.1:{ports[1]}")
     try:
         t0 = time.monotonic()
@@ -344,8 +409,12 @@ def test_cli_serve_grpc_in_subprocess(setup):
             assert time.monotonic() - t0 < 40, "server did not start"
             time.sleep(0.1)
         x = waveforms(2, seed=4)
-        np.testing.assert_allclose(client.infer("tiny", [grpc_input(x)]).as_numpy("theta"),
-                                   setup["session"].run(["theta"], {"waveform": x})[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            client.infer("tiny", [grpc_input(x)]).as_numpy("theta"),
+            setup["session"].run(["theta"], {"waveform": x})[0],
+            rtol=1e-5,
+            atol=1e-6,
+        )
     finally:
         client.close()
         proc.terminate()

@@ -11,7 +11,6 @@ import urllib.request
 
 import numpy as np
 import pytest
-
 from support import tiny_point_model
 
 pytest.importorskip("torch")
@@ -33,8 +32,11 @@ BATCHES = (1, 1, 2, 3, 5, 8, 16, 64)  # drawn per request (seeded)
 
 def test_1000_requests_from_8_clients(tmp_path):
     path = tmp_path / "tiny" / "model.pt"
-    save_model(path, tiny_point_model(T, seed=0), metadata={"time_grid": {"t_start": 0.0, "t_end": 126.0, "dt": 2.0},
-                                                           "approximant": "IMRPhenomT"})
+    save_model(
+        path,
+        tiny_point_model(T, seed=0),
+        metadata={"time_grid": {"t_start": 0.0, "t_end": 126.0, "dt": 2.0}, "approximant": "IMRPhenomT"},
+    )
     repo = tmp_path / "repo"
     export_model(path, repo)  # 2 ms batching window: concurrent requests are run together
     session = ort.InferenceSession(str(repo / "tiny" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -49,6 +51,7 @@ def test_1000_requests_from_8_clients(tmp_path):
     lock = threading.Lock()
 
     with Server(repo, grpc_port=0) as server:
+
         def worker(k: int) -> None:
             grpc = k % 2 == 1  # half the clients over gRPC
             mod = grpcclient if grpc else httpclient
@@ -95,5 +98,7 @@ def test_1000_requests_from_8_clients(tmp_path):
         # the server batches concurrent requests together: same numbers up to float32 summation order
         np.testing.assert_allclose(answers[i], refs[i], rtol=1e-5, atol=1e-5, err_msg=f"request {i}")
     lat = np.array(latency) * 1e3
-    print(f"\n{REQUESTS} requests, {CLIENTS} clients: {REQUESTS / wall:.0f} requests/s, "
-          f"p50 {np.percentile(lat, 50):.2f} ms, p99 {np.percentile(lat, 99):.2f} ms, 0 errors")
+    print(
+        f"\n{REQUESTS} requests, {CLIENTS} clients: {REQUESTS / wall:.0f} requests/s, "
+        f"p50 {np.percentile(lat, 50):.2f} ms, p99 {np.percentile(lat, 99):.2f} ms, 0 errors"
+    )

@@ -27,11 +27,14 @@ httpclient = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from gwinfer.errors import GwinferError  # noqa: E402
-from gwinfer.models import build_estimator, save_estimator  # noqa: E402
+from gwinfer.models import (  # noqa: E402
+    build_estimator,
+    is_posterior_file,  # noqa: E402
+    save_estimator,
+)
 from gwinfer.serving.client import ServedModel, sample_posterior  # noqa: E402
 from gwinfer.serving.export.entry import export_info  # noqa: E402
 from gwinfer.serving.export.model import export_model  # noqa: E402
-from gwinfer.models import is_posterior_file  # noqa: E402
 from gwinfer.serving.export.posterior import NoiseSampler, run_graph  # noqa: E402
 from gwinfer.serving.repository.config import config_parameters, format_config, parse_config, read_config  # noqa: E402
 from gwinfer.serving.server.run import Server  # noqa: E402
@@ -41,8 +44,11 @@ D = 3
 NAMES = ["mass_1", "mass_2", "luminosity_distance"]
 KINDS = ["iaf", "maf", "gaussian"]
 TOL = dict(rtol=1e-5, atol=1e-5)
-META = {"names": NAMES, "provenance": {"kind": "posterior-model", "config": {"experiment": "test"}},
-        "training": {"best_val_loss": 1.5, "best_epoch": 3}}
+META = {
+    "names": NAMES,
+    "provenance": {"kind": "posterior-model", "config": {"experiment": "test"}},
+    "training": {"best_val_loss": 1.5, "best_epoch": 3},
+}
 
 
 def tiny_estimator(kind: str, seed: int = 0, x_shape=X_SHAPE, theta_dim: int = D):
@@ -54,11 +60,19 @@ def tiny_estimator(kind: str, seed: int = 0, x_shape=X_SHAPE, theta_dim: int = D
     elif kind in ("iaf", "maf", "nsf"):
         cfg.update(transforms=2, hidden=[16, 16])
     else:
-        cfg = {"embedding": {"kind": "mlp", "context_dim": 8, "hidden": [16]}, "latent_dim": 2, "hidden": [16],
-               "is_samples": 8, "flow_transforms": 1, "flow_hidden": [16], "kl_schedule": "constant"}
+        cfg = {
+            "embedding": {"kind": "mlp", "context_dim": 8, "hidden": [16]},
+            "latent_dim": 2,
+            "hidden": [16],
+            "is_samples": 8,
+            "flow_transforms": 1,
+            "flow_hidden": [16],
+            "kl_schedule": "constant",
+        }
     model = build_estimator({"kind": kind, "config": cfg}, theta_dim, x_shape)
     theta = torch.tensor([30.0, 25.0, 800.0])[:theta_dim] + torch.tensor([5.0, 4.0, 200.0])[:theta_dim] * torch.randn(
-        256, theta_dim)
+        256, theta_dim
+    )
     model.fit_standardization(theta, 3.0 * torch.randn(256, *x_shape))
     return model.eval()
 
@@ -88,8 +102,10 @@ def setup(tmp_path_factory):
         export_model(files[kind], repo)  # name: the folder's, ONNX
     export_model(files["iaf"], repo, name="iaf-ts", fmt="torchscript")
     server = Server(repo, grpc_port=0).start()
-    clients = {"http": httpclient.InferenceServerClient(server.url),
-               "grpc": grpcclient.InferenceServerClient(server.grpc_url)}
+    clients = {
+        "http": httpclient.InferenceServerClient(server.url),
+        "grpc": grpcclient.InferenceServerClient(server.grpc_url),
+    }
     yield {"root": root, "repo": repo, "models": models, "files": files, "server": server, "clients": clients}
     for c in clients.values():
         c.close()
@@ -162,8 +178,19 @@ def test_torchscript_export_and_nsf(setup, tmp_path):
     np.testing.assert_allclose(got[1], ref[1], **TOL)
     # NSF (rational-quadratic splines) exports too; flat features give a "features" input
     torch.manual_seed(3)
-    nsf = build_estimator({"kind": "nsf", "config": {"embedding": {"kind": "mlp", "context_dim": 4, "hidden": [8]},
-                                                     "transforms": 1, "hidden": [8], "bins": 4}}, 2, 5)
+    nsf = build_estimator(
+        {
+            "kind": "nsf",
+            "config": {
+                "embedding": {"kind": "mlp", "context_dim": 4, "hidden": [8]},
+                "transforms": 1,
+                "hidden": [8],
+                "bins": 4,
+            },
+        },
+        2,
+        5,
+    )
     nsf.fit_standardization(torch.randn(64, 2), torch.randn(64, 5))
     dest = export_model(save_estimator(tmp_path / "nsf.pt", nsf.eval()), tmp_path / "repo", max_batch_size=2)
     info = export_info(dest)
@@ -193,12 +220,16 @@ def test_refusals_are_one_line(setup, tmp_path):
 
 
 def test_config_parameters_parse_and_format():
-    text = ('name: "m"\nplatform: "onnxruntime_onnx"\n'
-            'parameters { key: "intra_op_thread_count" value: { string_value: "2" } }\n'
-            'parameters [ { key: "parameter_names", value { string_value: "a,b" } } ]\n')
+    text = (
+        'name: "m"\nplatform: "onnxruntime_onnx"\n'
+        'parameters { key: "intra_op_thread_count" value: { string_value: "2" } }\n'
+        'parameters [ { key: "parameter_names", value { string_value: "a,b" } } ]\n'
+    )
     cfg = parse_config(text)
-    assert cfg["parameters"] == {"intra_op_thread_count": {"string_value": "2"},
-                                 "parameter_names": {"string_value": "a,b"}}
+    assert cfg["parameters"] == {
+        "intra_op_thread_count": {"string_value": "2"},
+        "parameter_names": {"string_value": "a,b"},
+    }
     assert config_parameters(cfg) == {"intra_op_thread_count": "2", "parameter_names": "a,b"}
     assert parse_config(format_config(cfg)) == cfg
     assert 'parameters {\n  key: "parameter_names"\n  value {\n    string_value: "a,b"' in format_config(cfg)
@@ -211,8 +242,9 @@ def test_cli_export_posterior(setup, tmp_path, capsys):
 
     parser = argparse.ArgumentParser()
     add_parsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["export", "--model", str(setup["files"]["maf"].parent), "--repo", str(tmp_path / "r"),
-                              "--backend", "python"])
+    args = parser.parse_args(
+        ["export", "--model", str(setup["files"]["maf"].parent), "--repo", str(tmp_path / "r"), "--backend", "python"]
+    )
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "exported maf version 1" in out and "maf posterior of mass_1, mass_2, luminosity_distance" in out
@@ -225,8 +257,11 @@ def test_cli_export_posterior(setup, tmp_path, capsys):
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_served_outputs_equal_torch(setup, kind, protocol):
     model = setup["models"]["iaf" if kind == "iaf-ts" else kind]
-    names = ("strain__0", "noise__1", "samples__0", "log_prob__1") if kind == "iaf-ts" else (
-        "strain", "noise", "samples", "log_prob")
+    names = (
+        ("strain__0", "noise__1", "samples__0", "log_prob__1")
+        if kind == "iaf-ts"
+        else ("strain", "noise", "samples", "log_prob")
+    )
     x, z = strain(2, 30), noise(2, 100, 31)
     s, lp = infer(setup["clients"][protocol], kind, x, z, names)
     ref = torch_sample(model, x, z)
@@ -276,8 +311,7 @@ def test_sample_posterior_client(setup):
 
 
 def _raw_infer(server, model: str, inputs: list[tuple[str, list[int]]]) -> tuple[int, str]:
-    body = {"inputs": [{"name": n, "datatype": "FP32", "shape": s, "data": [0.0] * int(np.prod(s))}
-                       for n, s in inputs]}
+    body = {"inputs": [{"name": n, "datatype": "FP32", "shape": s, "data": [0.0] * int(np.prod(s))} for n, s in inputs]}
     conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
     try:
         conn.request("POST", f"/v2/models/{model}/infer", body=json.dumps(body))
@@ -313,8 +347,10 @@ def test_real_triton_serves_the_posterior(setup, tmp_path):
     repo = tmp_path / "triton"
     export_model(setup["files"]["iaf"], repo, backend="python")
     triton = started_triton(repo, install, strict=False)
-    clients = {"http": httpclient.InferenceServerClient(triton.url),
-               "grpc": grpcclient.InferenceServerClient(triton.grpc_url)}
+    clients = {
+        "http": httpclient.InferenceServerClient(triton.url),
+        "grpc": grpcclient.InferenceServerClient(triton.grpc_url),
+    }
     try:
         index = {e["name"]: e for e in clients["http"].get_model_repository_index()}
         assert index["iaf"].get("state") == "READY", f"Triton did not load the posterior: {index['iaf']}"
@@ -328,7 +364,8 @@ def test_real_triton_serves_the_posterior(setup, tmp_path):
             np.testing.assert_allclose(s, ref[0], rtol=1e-5, atol=1e-3)
         # Triton reads the parameter names from our config.pbtxt and reports them as gwinfer serve does
         assert clients["http"].get_model_config("iaf")["parameters"] == {
-            "parameter_names": {"string_value": ",".join(NAMES)}}
+            "parameter_names": {"string_value": ",".join(NAMES)}
+        }
         cols = sample_posterior(triton.url, "iaf", x[0], 500, seed=9)
         ours = sample_posterior(setup["server"].url, "iaf", x[0], 500, seed=9)
         assert list(cols) == NAMES

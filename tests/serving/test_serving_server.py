@@ -9,7 +9,6 @@ import threading
 
 import numpy as np
 import pytest
-
 from support import tiny_point_model
 
 torch = pytest.importorskip("torch")
@@ -39,8 +38,11 @@ def tiny_model(seed: int = 0):
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     path = root / "tiny" / "model.pt"
-    save_model(path, tiny_model(), metadata={"time_grid": {"t_start": 0.0, "t_end": 126.0, "dt": 2.0},
-                                             "approximant": "IMRPhenomT"})
+    save_model(
+        path,
+        tiny_model(),
+        metadata={"time_grid": {"t_start": 0.0, "t_end": 126.0, "dt": 2.0}, "approximant": "IMRPhenomT"},
+    )
     repo = root / "repo"
     export_model(path, repo)  # tiny, version 1
     export_model(path, repo, version=2)
@@ -91,7 +93,11 @@ def test_health_metadata_index(setup):
     assert c.get_model_metadata("tiny", "1")["versions"] == ["1"]
     index = c.get_model_repository_index()
     assert {(e["name"], e["version"], e["state"]) for e in index} == {
-        ("tiny", "1", "READY"), ("tiny", "2", "READY"), ("tiny_ts", "1", "READY"), ("tiny-stream", "1", "READY")}
+        ("tiny", "1", "READY"),
+        ("tiny", "2", "READY"),
+        ("tiny_ts", "1", "READY"),
+        ("tiny-stream", "1", "READY"),
+    }
     cfg = c.get_model_config("tiny")
     assert cfg["max_batch_size"] == 64 and cfg["input"][0]["dims"] == [2, T]
 
@@ -108,8 +114,9 @@ def test_infer_equals_torch(setup, binary, name, inp, out):
     np.testing.assert_allclose(got, torch_predict(setup["model"], x), rtol=1e-5, atol=1e-5)
     # the default request (no outputs named) asks for binary outputs; gzip/deflate request bodies
     for algo in (None, "gzip", "deflate"):
-        res = setup["client"].infer(name, [t], model_version="1", request_compression_algorithm=algo,
-                                    response_compression_algorithm=algo)
+        res = setup["client"].infer(
+            name, [t], model_version="1", request_compression_algorithm=algo, response_compression_algorithm=algo
+        )
         np.testing.assert_allclose(res.as_numpy(out), got, rtol=0, atol=1e-6)
 
 
@@ -134,7 +141,7 @@ def test_served_model_client_and_concurrency(setup):
 
     def worker(i: int) -> None:
         with ServedModel(setup["server"].url, "tiny") as m:
-            results[i] = m(xs[i:i + 1])
+            results[i] = m(xs[i : i + 1])
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(12)]
     for th in threads:
@@ -142,7 +149,7 @@ def test_served_model_client_and_concurrency(setup):
     for th in threads:
         th.join()
     for i in range(12):
-        np.testing.assert_allclose(results[i], refs[i:i + 1], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(results[i], refs[i : i + 1], rtol=1e-5, atol=1e-5)
     execs = metric(setup["server"], "nv_inference_exec_count", '{model="tiny",version="2"}') - execs_before
     assert 1 <= execs <= 12
 
@@ -190,8 +197,12 @@ def test_bad_requests_are_4xx_and_server_keeps_serving(setup):
     status, _ = raw(server, "POST", path, b"{}", {"Inference-Header-Content-Length": "x1"})
     assert status == 400
     good_input = {"name": "waveform", "shape": [2, 2, T], "datatype": "FP32"}
-    status, body = raw(server, "POST", path, _infer_json([good_input | {"parameters": {"binary_data_size": 8}}]),
-                       )  # binary size promised but not sent
+    status, body = raw(
+        server,
+        "POST",
+        path,
+        _infer_json([good_input | {"parameters": {"binary_data_size": 8}}]),
+    )  # binary size promised but not sent
     assert status == 400
     status, body = raw(server, "POST", path, _infer_json([good_input | {"data": ["a"] * (4 * T)}]))
     assert status == 400 and "FP32" in json.loads(body)["error"]
@@ -212,14 +223,16 @@ def test_bad_requests_are_4xx_and_server_keeps_serving(setup):
     assert c.is_server_live()
     t = httpclient.InferInput("waveform", list(x.shape), "FP32")
     t.set_data_from_numpy(x)
-    np.testing.assert_allclose(c.infer("tiny", [t]).as_numpy("theta"), torch_predict(setup["model"], x),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        c.infer("tiny", [t]).as_numpy("theta"), torch_predict(setup["model"], x), rtol=1e-5, atol=1e-5
+    )
     # JSON inference request through the raw endpoint: plain JSON answer
     status, body = raw(server, "POST", path, _infer_json([good_input | {"data": x.reshape(-1).tolist()}]))
     assert status == 200
     out = json.loads(body)["outputs"][0]
-    np.testing.assert_allclose(np.array(out["data"], np.float32).reshape(out["shape"]),
-                               torch_predict(setup["model"], x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        np.array(out["data"], np.float32).reshape(out["shape"]), torch_predict(setup["model"], x), rtol=1e-5, atol=1e-5
+    )
     fails = metric(server, "nv_inference_request_failure", '{model="tiny",version="2"}') - fail_before
     assert fails >= 9
 
@@ -262,8 +275,12 @@ def test_streaming_through_server(setup):
         assert m.inputs == {"update": ("FP32", [-1, 2, STRIDE])}
         online = []
         for i in range(8):
-            out = m.infer({"update": stream[None, :, i * STRIDE:(i + 1) * STRIDE]}, sequence_id=42,
-                          sequence_start=i == 0, sequence_end=i == 7)
+            out = m.infer(
+                {"update": stream[None, :, i * STRIDE : (i + 1) * STRIDE]},
+                sequence_id=42,
+                sequence_start=i == 0,
+                sequence_end=i == 7,
+            )
             if i == 1:  # a bad request and another sequence in between change nothing
                 bad = httpclient.InferInput("update", [1, 2, STRIDE + 1], "FP32")
                 bad.set_data_from_numpy(np.zeros((1, 2, STRIDE + 1), np.float32))
@@ -274,7 +291,7 @@ def test_streaming_through_server(setup):
             if out["ready"][0, 0]:
                 online.append(out["theta"][0])
         ends = range(T, stream.shape[1] + 1, STRIDE)
-        offline = torch_predict(model, np.stack([stream[:, e - T:e] for e in ends]))
+        offline = torch_predict(model, np.stack([stream[:, e - T : e] for e in ends]))
         np.testing.assert_allclose(np.array(online), offline, rtol=1e-5, atol=1e-5)
         with pytest.raises(GwinferError, match="not live"):  # ended with sequence_end
             m.infer({"update": other[None]}, sequence_id=42)
@@ -293,11 +310,15 @@ def test_cli_serve_in_subprocess(setup):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code = ("import argparse, sys; from gwinfer.cli.serving import add_parsers; p = argparse.ArgumentParser(); "
-            "add_parsers(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
-    proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--repo", str(setup["repo"]), "--port", str(port),
-                             "--grpc-port", "0"],
-                            env=dict(os.environ, OMP_NUM_THREADS="1"), stderr=subprocess.PIPE)
+    code = (
+        "import argparse, sys; from gwinfer.cli.serving import add_parsers; p = argparse.ArgumentParser(); "
+        "add_parsers(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "serve", "--repo", str(setup["repo"]), "--port", str(port), "--grpc-port", "0"],
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        stderr=subprocess.PIPE,
+    )
     try:
         client = httpclient.InferenceServerClient(f"127.0.0.1:{port}")
         t0 = time.monotonic()
@@ -313,8 +334,9 @@ def test_cli_serve_in_subprocess(setup):
         x = waveforms(2, seed=4)
         t = httpclient.InferInput("waveform", list(x.shape), "FP32")
         t.set_data_from_numpy(x)
-        np.testing.assert_allclose(client.infer("tiny", [t]).as_numpy("theta"), torch_predict(setup["model"], x),
-                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            client.infer("tiny", [t]).as_numpy("theta"), torch_predict(setup["model"], x), rtol=1e-5, atol=1e-5
+        )
         client.close()
     finally:
         proc.terminate()

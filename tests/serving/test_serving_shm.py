@@ -7,7 +7,6 @@ import os
 
 import numpy as np
 import pytest
-
 from support import tiny_point_model
 
 pytest.importorskip("torch")
@@ -38,8 +37,11 @@ PREFIX = f"/gwinfer_test_{os.getpid()}"
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve-shm")
     path = root / "tiny" / "model.pt"
-    save_model(path, tiny_point_model(T, seed=0), metadata={"time_grid": {"t_start": 0.0, "t_end": 126.0, "dt": 2.0},
-                                                           "approximant": "IMRPhenomT"})
+    save_model(
+        path,
+        tiny_point_model(T, seed=0),
+        metadata={"time_grid": {"t_start": 0.0, "t_end": 126.0, "dt": 2.0}, "approximant": "IMRPhenomT"},
+    )
     repo = root / "repo"
     export_model(path, repo, max_queue_delay_us=0)
     session = ort.InferenceSession(str(repo / "tiny" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -69,8 +71,14 @@ def binary_http(setup, x: np.ndarray) -> np.ndarray:
     return setup["http"].infer("tiny", [inp]).as_numpy("theta")
 
 
-def http_shm(setup, shape: list[int], in_size: int, in_offset: int = 0, out: tuple | None = ("out", OUT_BYTES, 0),
-             region: str = "in"):
+def http_shm(
+    setup,
+    shape: list[int],
+    in_size: int,
+    in_offset: int = 0,
+    out: tuple | None = ("out", OUT_BYTES, 0),
+    region: str = "in",
+):
     inp = httpclient.InferInput("waveform", shape, "FP32")
     inp.set_shared_memory(region, in_size, in_offset)
     outs = [httpclient.InferRequestedOutput("theta", binary_data=True)]
@@ -79,8 +87,14 @@ def http_shm(setup, shape: list[int], in_size: int, in_offset: int = 0, out: tup
     return setup["http"].infer("tiny", [inp], outputs=outs)
 
 
-def grpc_shm(setup, shape: list[int], in_size: int, in_offset: int = 0, out: tuple | None = ("out", OUT_BYTES, 0),
-             region: str = "in"):
+def grpc_shm(
+    setup,
+    shape: list[int],
+    in_size: int,
+    in_offset: int = 0,
+    out: tuple | None = ("out", OUT_BYTES, 0),
+    region: str = "in",
+):
     inp = grpcclient.InferInput("waveform", shape, "FP32")
     inp.set_shared_memory(region, in_size, in_offset)
     outs = [grpcclient.InferRequestedOutput("theta")]
@@ -97,8 +111,10 @@ def test_metadata_and_status(setup):
     assert "system_shared_memory" in setup["http"].get_server_metadata()["extensions"]
     assert "system_shared_memory" in setup["grpc"].get_server_metadata().extensions
     status = setup["http"].get_system_shared_memory_status()
-    assert status == [{"name": "in", "key": PREFIX + "_in", "offset": 0, "byte_size": 2 * IN_BYTES},
-                      {"name": "out", "key": PREFIX + "_out", "offset": 0, "byte_size": 2 * OUT_BYTES}]
+    assert status == [
+        {"name": "in", "key": PREFIX + "_in", "offset": 0, "byte_size": 2 * IN_BYTES},
+        {"name": "out", "key": PREFIX + "_out", "offset": 0, "byte_size": 2 * OUT_BYTES},
+    ]
     one = setup["grpc"].get_system_shared_memory_status("in").regions
     assert list(one) == ["in"] and one["in"].key == PREFIX + "_in" and one["in"].byte_size == 2 * IN_BYTES
     assert setup["http"].get_system_shared_memory_status("out") == [status[1]]
@@ -119,8 +135,11 @@ def test_shm_inputs_and_outputs_equal_binary_path(setup, protocol):
     np.testing.assert_array_equal(read_out(setup, OUT_BYTES), ref1)
     if protocol == "http":
         (entry,) = result.get_response()["outputs"]
-        assert entry["parameters"] == {"shared_memory_region": "out", "shared_memory_byte_size": OUT_BYTES,
-                                       "shared_memory_offset": OUT_BYTES} and "data" not in entry
+        assert (
+            entry["parameters"]
+            == {"shared_memory_region": "out", "shared_memory_byte_size": OUT_BYTES, "shared_memory_offset": OUT_BYTES}
+            and "data" not in entry
+        )
     else:
         out = result.get_response().outputs[0]
         assert out.parameters["shared_memory_region"].string_param == "out" and list(out.shape) == [BATCH, 3]
@@ -186,7 +205,7 @@ def test_unregister_and_register_again(setup):
         assert http.get_system_shared_memory_status("tmp")[0]["offset"] == IN_BYTES // 2
         # the second half of the object is the region's start: the last BATCH/2 waveforms
         result = grpc_shm(setup, [BATCH // 2, 2, T], IN_BYTES // 2, region="tmp", out=None)
-        np.testing.assert_array_equal(result.as_numpy("theta"), binary_http(setup, x[BATCH // 2:]))
+        np.testing.assert_array_equal(result.as_numpy("theta"), binary_http(setup, x[BATCH // 2 :]))
         grpc.unregister_system_shared_memory("tmp")
     finally:
         shm.destroy_shared_memory_region(h_tmp)

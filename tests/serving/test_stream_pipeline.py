@@ -29,10 +29,10 @@ from gwinfer.external import external_dir  # noqa: E402
 from gwinfer.models import build_estimator, save_estimator  # noqa: E402
 from gwinfer.provenance import sha256_file  # noqa: E402
 from gwinfer.serving.client import AsyncServedModel  # noqa: E402
-from gwinfer.serving.replay import chunk_noise, replay_strain, stream_strain, summarize  # noqa: E402
 from gwinfer.serving.export.entry import export_info  # noqa: E402
 from gwinfer.serving.export.model import export_model  # noqa: E402
 from gwinfer.serving.export.posterior import NoiseSampler, run_graph  # noqa: E402
+from gwinfer.serving.replay import chunk_noise, replay_strain, stream_strain, summarize  # noqa: E402
 from gwinfer.serving.server.run import Server  # noqa: E402
 
 STRAIN = external_dir() / "strain"
@@ -49,15 +49,37 @@ pytestmark = pytest.mark.skipif(not H1.is_file(), reason=f"GWOSC strain not foun
 def setup(tmp_path_factory):
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("stream-pipeline")
-    cfg = SimulationConfig(prior="hl-o1", n=10, fs=FS, duration=2.0, detectors=("H1", "L1"), f_min=20.0,
-                           f_max=400.0, parameters=tuple(NAMES), gps_start=GPS - 1.5, time_offset=1.5)
-    est = build_estimator({"kind": "iaf", "config": {"embedding": {"kind": "svd", "components": 16, "hidden": [16],
-                                                                   "context_dim": 8}, "transforms": 2, "hidden": [16]}},
-                          len(NAMES), (2, N))
-    theta = torch.tensor([[28.0, 0.8, 500.0, 1.5]]) + torch.tensor([3.0, 0.1, 100.0, 0.01]) * torch.randn(64, len(NAMES))
+    cfg = SimulationConfig(
+        prior="hl-o1",
+        n=10,
+        fs=FS,
+        duration=2.0,
+        detectors=("H1", "L1"),
+        f_min=20.0,
+        f_max=400.0,
+        parameters=tuple(NAMES),
+        gps_start=GPS - 1.5,
+        time_offset=1.5,
+    )
+    est = build_estimator(
+        {
+            "kind": "iaf",
+            "config": {
+                "embedding": {"kind": "svd", "components": 16, "hidden": [16], "context_dim": 8},
+                "transforms": 2,
+                "hidden": [16],
+            },
+        },
+        len(NAMES),
+        (2, N),
+    )
+    theta = torch.tensor([[28.0, 0.8, 500.0, 1.5]]) + torch.tensor([3.0, 0.1, 100.0, 0.01]) * torch.randn(
+        64, len(NAMES)
+    )
     est.fit_standardization(theta, torch.randn(64, 2, N))
-    path = save_estimator(root / "hl-tiny" / "model.pt", est.eval(),
-                          metadata={"names": NAMES, "simulation": json.loads(cfg.to_json())})
+    path = save_estimator(
+        root / "hl-tiny" / "model.pt", est.eval(), metadata={"names": NAMES, "simulation": json.loads(cfg.to_json())}
+    )
     repo = root / "repo"
     plain = export_model(path, repo)  # hl-tiny: the offline reference graph
     stream = export_model(path, repo, stream_stride=1024)  # hl-tiny-stream
@@ -78,8 +100,11 @@ def test_export_of_a_streaming_posterior(setup):
 
     inputs, outputs, params = asyncio.run(meta())
     assert inputs == {"update": ("FP32", [-1, 2, 1024]), "noise": ("FP32", [-1, -1, len(NAMES)])}
-    assert outputs == {"samples": ("FP32", [-1, -1, len(NAMES)]), "log_prob": ("FP32", [-1, -1]),
-                       "ready": ("BOOL", [-1, 1])}
+    assert outputs == {
+        "samples": ("FP32", [-1, -1, len(NAMES)]),
+        "log_prob": ("FP32", [-1, -1]),
+        "ready": ("BOOL", [-1, 1]),
+    }
     assert params["detectors"] == "H1,L1" and float(params["sample_rate"]) == FS
     assert params["parameter_names"] == ",".join(NAMES) and params["stream_stride"] == "1024"
 
@@ -87,8 +112,9 @@ def test_export_of_a_streaming_posterior(setup):
 def test_replay_equals_offline_on_the_same_windows_and_noise(setup, tmp_path):
     files = {"H1": H1, "L1": L1}
     out = tmp_path / "preds.csv"
-    res = stream_strain(setup["server"].url, "hl-tiny-stream", files, out, n_samples=200, seed=3,
-                        start=GPS - 1.5 - 14.0, psd_gps=GPS)
+    res = stream_strain(
+        setup["server"].url, "hl-tiny-stream", files, out, n_samples=200, seed=3, start=GPS - 1.5 - 14.0, psd_gps=GPS
+    )
     rows = res["rows"]
     assert [r["ready"] for r in rows[:3]] == [False, True, True] and all(r["ready"] for r in rows[1:])
     spec, strain, i0 = res["spec"], res["strain"], res["start_index"]
@@ -97,7 +123,7 @@ def test_replay_equals_offline_on_the_same_windows_and_noise(setup, tmp_path):
     assert abs(rows[k]["gps_end"] - (GPS + 0.5)) < 1.0 / FS
     for k in (1, 15, len(rows) - 1):
         e = i0 + (k + 1) * spec.stride
-        x, z = strain[None, :, e - N:e], chunk_noise(3, k, 200, len(NAMES))
+        x, z = strain[None, :, e - N : e], chunk_noise(3, k, 200, len(NAMES))
         ref, _ = run_graph(setup["plain"], x, z)  # plain posterior graph, in-process
         want = summarize(ref[0], NAMES, rows[k]["gps_end"] - 2.0)
         assert {c: rows[k][c] for c in want} == pytest.approx(want, rel=1e-6, abs=1e-6)
@@ -117,8 +143,21 @@ def test_replay_equals_offline_on_the_same_windows_and_noise(setup, tmp_path):
 def test_cli_hdf5_and_bad_input(setup, tmp_path, capsys):
     h5py = pytest.importorskip("h5py")
     url = setup["server"].url
-    args = ["stream", "--url", url, "--model", "hl-tiny-stream", "--h1", str(H1), "--l1", str(L1),
-            "--n-samples", "50", "--start", str(GPS - 1.5 - 3.0)]
+    args = [
+        "stream",
+        "--url",
+        url,
+        "--model",
+        "hl-tiny-stream",
+        "--h1",
+        str(H1),
+        "--l1",
+        str(L1),
+        "--n-samples",
+        "50",
+        "--start",
+        str(GPS - 1.5 - 3.0),
+    ]
     assert main([*args, "--out", str(tmp_path / "p.h5")]) == 0
     assert "wrote" in capsys.readouterr().out
     with h5py.File(tmp_path / "p.h5") as f:
@@ -139,8 +178,9 @@ def test_cli_hdf5_and_bad_input(setup, tmp_path, capsys):
         assert err.startswith("gwinfer: error:") and message in err and "\n" not in err
     assert not (tmp_path / "x.csv").exists()
     # the stride of the entry decides the chunk: 0.5 s works on the 512-sample entry
-    res = asyncio.run(replay_strain(url, "hl-tiny-s512", {"H1": H1, "L1": L1}, chunk=0.5, n_samples=10,
-                                    start=GPS - 4.0))
+    res = asyncio.run(
+        replay_strain(url, "hl-tiny-s512", {"H1": H1, "L1": L1}, chunk=0.5, n_samples=10, start=GPS - 4.0)
+    )
     assert [r["ready"] for r in res["rows"][:4]] == [False, False, False, True]
 
 

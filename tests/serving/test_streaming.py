@@ -22,16 +22,16 @@ def test_snapshotter_windows_equal_offline_windows():
     stream = rng.standard_normal((2, stride * n_updates)).astype(np.float32)
     state = snapshot_state(2, kernel, stride)
     for i in range(n_updates):
-        update = stream[:, i * stride:(i + 1) * stride]
+        update = stream[:, i * stride : (i + 1) * stride]
         window, state = snapshotter(update, state)
         end = (i + 1) * stride
         assert window.shape == (2, kernel) and state.buffer.shape == (2, kernel - stride)
         assert state.ready == (end >= kernel)
         if state.ready:
-            np.testing.assert_array_equal(window, stream[:, end - kernel:end])
+            np.testing.assert_array_equal(window, stream[:, end - kernel : end])
         else:  # zero padding before the first samples
-            np.testing.assert_array_equal(window[:, kernel - end:], stream[:, :end])
-            assert not window[:, :kernel - end].any()
+            np.testing.assert_array_equal(window[:, kernel - end :], stream[:, :end])
+            assert not window[:, : kernel - end].any()
 
 
 def test_streaming_predictions_equal_offline_model():
@@ -40,25 +40,27 @@ def test_streaming_predictions_equal_offline_model():
 
     g = torch.Generator().manual_seed(0)
     kernel, stride = 64, 16
-    model = build_model({"kind": "reduced_basis", "config": {"n_components": 4, "hidden": 16, "depth": 1}},
-                        n_samples=kernel)
+    model = build_model(
+        {"kind": "reduced_basis", "config": {"n_components": 4, "hidden": 16, "depth": 1}}, n_samples=kernel
+    )
     x = torch.randn(16, 2, kernel, generator=g)
-    theta = torch.stack([1 + 3 * torch.rand(16, generator=g), torch.rand(16, generator=g) - 0.5,
-                         torch.rand(16, generator=g) - 0.5], 1)
+    theta = torch.stack(
+        [1 + 3 * torch.rand(16, generator=g), torch.rand(16, generator=g) - 0.5, torch.rand(16, generator=g) - 0.5], 1
+    )
     model.fit_standardization(theta, x)
     model.eval()
     stream = torch.randn(2, stride * 10, generator=g)
     state = snapshot_state(2, kernel, stride)
     online, sent = [], 0
     for i in range(10):
-        window, state = snapshotter(stream[:, i * stride:(i + 1) * stride], state)  # torch update
+        window, state = snapshotter(stream[:, i * stride : (i + 1) * stride], state)  # torch update
         sent += stride
         if state.ready:
             with torch.inference_mode():
                 online.append(model(window[None])[0])
     assert sent == stream.shape[1]  # exactly the new samples were sent
     ends = range(kernel, stream.shape[1] + 1, stride)
-    offline_windows = torch.stack([stream[:, e - kernel:e] for e in ends])
+    offline_windows = torch.stack([stream[:, e - kernel : e] for e in ends])
     with torch.inference_mode():
         offline = model(offline_windows)
     assert len(online) == len(offline) == 7
@@ -95,8 +97,8 @@ def test_online_average_equals_brute_force():
     count = np.zeros(steps * stride - first)
     for k in range(steps):
         a = (k + 1) * stride - length - first
-        total[:, a:a + length] += preds[k]
-        count[a:a + length] += 1
+        total[:, a : a + length] += preds[k]
+        count[a : a + length] += 1
     np.testing.assert_allclose(got, total / count, rtol=1e-12, atol=1e-12)
     with pytest.raises(GwinferError, match="expected"):
         online_average(np.zeros((3, length + 1)), state)
@@ -201,14 +203,18 @@ def test_streaming_sends_only_new_samples_and_matches_offline(tmp_path):
 
     bench = _bench_module()
     kernel = 256
-    path = save_model(tmp_path / "tiny" / "model.pt", tiny_point_model(kernel, seed=3),
-                      metadata={"time_grid": {"t_start": 0.0, "t_end": 2.0 * (kernel - 1), "dt": 2.0}})
+    path = save_model(
+        tmp_path / "tiny" / "model.pt",
+        tiny_point_model(kernel, seed=3),
+        metadata={"time_grid": {"t_start": 0.0, "t_end": 2.0 * (kernel - 1), "dt": 2.0}},
+    )
     strides = [kernel // r for r in (4, 16, 64)]
     full, streams, onnx_path = bench.export_pair(path, tmp_path / "repo", "tiny", strides)
     with Server(tmp_path / "repo") as server:
         for i, s in enumerate(strides):
-            r = bench.run_ratio(server.url, full, streams[s], onnx_path, kernel, s, n_ready=5, seed=i,
-                                latency=False, seq_id=10 + i)
+            r = bench.run_ratio(
+                server.url, full, streams[s], onnx_path, kernel, s, n_ready=5, seed=i, latency=False, seq_id=10 + i
+            )
             assert [q.tensor for q in r.stream] == [2 * s * 4] * len(r.stream)  # exactly the new samples
             assert [q.tensor for q in r.full] == [2 * kernel * 4] * len(r.full)
             assert r.tensor_ratio() == kernel / s

@@ -18,7 +18,6 @@ import threading
 
 import numpy as np
 import pytest
-
 from support import started_triton, tiny_point_model, usable_triton
 
 pytest.importorskip("torch")
@@ -47,8 +46,11 @@ def setup(tmp_path_factory):
     install = usable_triton()
     root = tmp_path_factory.mktemp("triton-real")
     path = root / "tiny" / "model.pt"
-    save_model(path, tiny_point_model(T, seed=0), metadata={"time_grid": {"t_start": 0.0, "t_end": 126.0, "dt": 2.0},
-                                                           "approximant": "IMRPhenomT"})
+    save_model(
+        path,
+        tiny_point_model(T, seed=0),
+        metadata={"time_grid": {"t_start": 0.0, "t_end": 126.0, "dt": 2.0}, "approximant": "IMRPhenomT"},
+    )
     native, python = root / "native", root / "python"
     export_model(path, native)  # tiny: platform onnxruntime_onnx
     export_model(path, python, backend="python")  # tiny: backend python, model.py + model.onnx
@@ -58,11 +60,13 @@ def setup(tmp_path_factory):
     triton = started_triton(python, install, strict=False)
     gw = Server(native, grpc_port=0).start()
     gw_py = Server(python, grpc_port=0).start()  # gwinfer serves the python-backend export's model.onnx too
-    clients = {"http": httpclient.InferenceServerClient(triton.url),
-               "grpc": grpcclient.InferenceServerClient(triton.grpc_url),
-               "gw-http": httpclient.InferenceServerClient(gw.url),
-               "gw-grpc": grpcclient.InferenceServerClient(gw.grpc_url),
-               "gwpy-http": httpclient.InferenceServerClient(gw_py.url)}
+    clients = {
+        "http": httpclient.InferenceServerClient(triton.url),
+        "grpc": grpcclient.InferenceServerClient(triton.grpc_url),
+        "gw-http": httpclient.InferenceServerClient(gw.url),
+        "gw-grpc": grpcclient.InferenceServerClient(gw.grpc_url),
+        "gwpy-http": httpclient.InferenceServerClient(gw_py.url),
+    }
     session = ort.InferenceSession(str(python / "tiny" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
     try:
         yield {"triton": triton, "clients": clients, "session": session, "native": native, "python": python}
@@ -112,9 +116,11 @@ def test_metadata_and_config(setup, protocol):
     assert cfg["backend"] == ours["backend"] == "python" and not cfg.get("platform")
     assert int(cfg["max_batch_size"]) == ours["max_batch_size"] == 64
     assert [(i["name"], i["data_type"], [int(d) for d in i["dims"]]) for i in cfg["input"]] == [
-        ("waveform", "TYPE_FP32", [2, T])]
+        ("waveform", "TYPE_FP32", [2, T])
+    ]
     assert [(o["name"], o["data_type"], [int(d) for d in o["dims"]]) for o in cfg["output"]] == [
-        ("theta", "TYPE_FP32", [3])]
+        ("theta", "TYPE_FP32", [3])
+    ]
     assert int(cfg["dynamic_batching"]["max_queue_delay_microseconds"]) == 2000
     assert [(g["kind"], int(g["count"])) for g in cfg["instance_group"]] == [("KIND_CPU", 1)]
 
@@ -201,12 +207,21 @@ def test_lookup_and_checks_without_triton(tmp_path, monkeypatch):
     tree = tmp_path / "venv" / "lib" / "python3.11" / "site-packages" / "pytriton" / "tritonserver"
     for d in ("bin", "backends/python", "python_backend_stubs/3.11"):
         (tree / d).mkdir(parents=True)
-    for f in ("bin/tritonserver", "backends/python/libtriton_python.so",
-              "python_backend_stubs/3.11/triton_python_backend_stub"):
+    for f in (
+        "bin/tritonserver",
+        "backends/python/libtriton_python.so",
+        "python_backend_stubs/3.11/triton_python_backend_stub",
+    ):
         (tree / f).write_text("")
-    fake = tr.TritonInstall(tree / "bin" / "tritonserver", "test", env=tmp_path / "venv", backends=tree / "backends",
-                            stub=tree / "python_backend_stubs/3.11/triton_python_backend_stub", pytriton=True,
-                            python={"version": "3.11", "numpy": "2.1.0", "onnxruntime": "1.20.0"})
+    fake = tr.TritonInstall(
+        tree / "bin" / "tritonserver",
+        "test",
+        env=tmp_path / "venv",
+        backends=tree / "backends",
+        stub=tree / "python_backend_stubs/3.11/triton_python_backend_stub",
+        pytriton=True,
+        python={"version": "3.11", "numpy": "2.1.0", "onnxruntime": "1.20.0"},
+    )
     with pytest.raises(TritonUnavailable, match="numpy<2"):
         check_install(fake)
     fake.python.update(numpy="1.26.4", onnxruntime=None)
@@ -217,8 +232,10 @@ def test_lookup_and_checks_without_triton(tmp_path, monkeypatch):
         check_install(fake, repo.parent)
     # the backend folder handed to tritonserver: the stub next to libtriton_python.so
     backends = tr.prepare_backends(fake, tmp_path / "work")
-    assert sorted(p.name for p in (backends / "python").iterdir()) == ["libtriton_python.so",
-                                                                       "triton_python_backend_stub"]
+    assert sorted(p.name for p in (backends / "python").iterdir()) == [
+        "libtriton_python.so",
+        "triton_python_backend_stub",
+    ]
     assert (backends / "python" / "triton_python_backend_stub").resolve() == fake.stub
     plain = tr.TritonInstall(fake.binary, "test", library_path=[tmp_path / "lib"], bin_path=[tmp_path / "bin"])
     env = plain.environment({"PATH": "/usr/bin", "LD_LIBRARY_PATH": "/x"})

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from support import started_triton, tiny_point_model, usable_triton
 
 torch = pytest.importorskip("torch")
@@ -22,14 +21,17 @@ grpcclient = pytest.importorskip("tritonclient.grpc")
 
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-from gwinfer.models import build_estimator, save_estimator  # noqa: E402
-from gwinfer.models import save_model  # noqa: E402
-from gwinfer.serving.triton import stream_model as tsm  # noqa: E402
+from gwinfer.models import (  # noqa: E402
+    build_estimator,
+    save_estimator,
+    save_model,  # noqa: E402
+)
 from gwinfer.serving.export.model import export_model  # noqa: E402
 from gwinfer.serving.export.posterior import run_graph  # noqa: E402
 from gwinfer.serving.repository.config import read_config  # noqa: E402
-from gwinfer.serving.server.run import Server  # noqa: E402
 from gwinfer.serving.runtime.sequences import snapshot_state, snapshotter  # noqa: E402
+from gwinfer.serving.server.run import Server  # noqa: E402
+from gwinfer.serving.triton import stream_model as tsm  # noqa: E402
 
 pytestmark = pytest.mark.triton
 
@@ -57,14 +59,28 @@ def test_standalone_snapshotter_is_gwinfers():
 def setup(tmp_path_factory):
     install = usable_triton()
     root = tmp_path_factory.mktemp("triton-stream")
-    point = save_model(root / "tiny" / "model.pt", tiny_point_model(T, seed=1),
-                       metadata={"time_grid": {"t_start": 0.0, "t_end": 126.0, "dt": 2.0}})
+    point = save_model(
+        root / "tiny" / "model.pt",
+        tiny_point_model(T, seed=1),
+        metadata={"time_grid": {"t_start": 0.0, "t_end": 126.0, "dt": 2.0}},
+    )
     torch.manual_seed(0)
-    est = build_estimator({"kind": "iaf", "config": {"embedding": {"kind": "svd", "context_dim": 8, "hidden": [16],
-                                                                   "components": 8}, "transforms": 2,
-                                                     "hidden": [16, 16]}}, D, (2, T))
-    est.fit_standardization(torch.tensor([30.0, 25.0, 800.0]) + torch.tensor([5.0, 4.0, 200.0]) * torch.randn(256, D),
-                            3.0 * torch.randn(256, 2, T))
+    est = build_estimator(
+        {
+            "kind": "iaf",
+            "config": {
+                "embedding": {"kind": "svd", "context_dim": 8, "hidden": [16], "components": 8},
+                "transforms": 2,
+                "hidden": [16, 16],
+            },
+        },
+        D,
+        (2, T),
+    )
+    est.fit_standardization(
+        torch.tensor([30.0, 25.0, 800.0]) + torch.tensor([5.0, 4.0, 200.0]) * torch.randn(256, D),
+        3.0 * torch.randn(256, 2, T),
+    )
     post = save_estimator(root / "post" / "model.pt", est.eval(), metadata={"names": ["m1", "m2", "dl"]})
     native, python = root / "native", root / "python"
     plain = export_model(point, native)  # offline reference graph
@@ -74,10 +90,12 @@ def setup(tmp_path_factory):
         export_model(post, repo, stream_stride=S, backend=backend)  # post-stream
     triton = started_triton(python, install, strict=False)
     gw = Server(native, grpc_port=0).start()
-    clients = {"triton": httpclient.InferenceServerClient(triton.url),
-               "triton-grpc": grpcclient.InferenceServerClient(triton.grpc_url),
-               "gw": httpclient.InferenceServerClient(gw.url),
-               "gw-grpc": grpcclient.InferenceServerClient(gw.grpc_url)}
+    clients = {
+        "triton": httpclient.InferenceServerClient(triton.url),
+        "triton-grpc": grpcclient.InferenceServerClient(triton.grpc_url),
+        "gw": httpclient.InferenceServerClient(gw.url),
+        "gw-grpc": grpcclient.InferenceServerClient(gw.grpc_url),
+    }
     sess = ort.InferenceSession(str(plain / "model.onnx"), providers=["CPUExecutionProvider"])
     try:
         yield {"clients": clients, "session": sess, "plain_post": plain_post / "model.onnx", "python": python}
@@ -99,7 +117,7 @@ def step(client, model: str, inputs: dict[str, np.ndarray], seq: int, start: boo
 
 
 def offline(sess, stream: np.ndarray, end: int) -> np.ndarray:
-    return sess.run(None, {"waveform": stream[None, :, end - T:end]})[0]
+    return sess.run(None, {"waveform": stream[None, :, end - T : end]})[0]
 
 
 def test_loaded_with_sequence_controls(setup):
@@ -110,10 +128,15 @@ def test_loaded_with_sequence_controls(setup):
     ours = read_config(setup["python"] / "tiny-stream")
     assert cfg["backend"] == "python" and not cfg["sequence_batching"].get("state")  # no implicit state
     kinds = {c["name"]: c["control"][0]["kind"] for c in cfg["sequence_batching"]["control_input"]}
-    assert kinds == {"START": "CONTROL_SEQUENCE_START", "END": "CONTROL_SEQUENCE_END",
-                     "CORRID": "CONTROL_SEQUENCE_CORRID"}
-    assert int(cfg["sequence_batching"]["oldest"]["max_candidate_sequences"]) == \
-        ours["sequence_batching"]["oldest"]["max_candidate_sequences"]
+    assert kinds == {
+        "START": "CONTROL_SEQUENCE_START",
+        "END": "CONTROL_SEQUENCE_END",
+        "CORRID": "CONTROL_SEQUENCE_CORRID",
+    }
+    assert (
+        int(cfg["sequence_batching"]["oldest"]["max_candidate_sequences"])
+        == ours["sequence_batching"]["oldest"]["max_candidate_sequences"]
+    )
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
@@ -121,12 +144,14 @@ def test_two_interleaved_sequences_equal_gwinfer_and_offline(setup, protocol):
     suffix = "-grpc" if protocol == "grpc" else ""
     tri, gw = setup["clients"]["triton" + suffix], setup["clients"]["gw" + suffix]
     rng = np.random.default_rng(7 if protocol == "http" else 8)
-    streams = {101: rng.standard_normal((2, S * 9)).astype(np.float32),
-               202: (0.5 * rng.standard_normal((2, S * 9)) + 1.0).astype(np.float32)}
+    streams = {
+        101: rng.standard_normal((2, S * 9)).astype(np.float32),
+        202: (0.5 * rng.standard_normal((2, S * 9)) + 1.0).astype(np.float32),
+    }
     n = 9
     for i in range(n):  # requests of the two sequences alternate
         for seq, stream in streams.items():
-            upd = stream[None, :, i * S:(i + 1) * S]
+            upd = stream[None, :, i * S : (i + 1) * S]
             a = step(tri, "tiny-stream", {"update": upd}, seq, start=i == 0, end=i == n - 1)
             b = step(gw, "tiny-stream", {"update": upd}, seq, start=i == 0, end=i == n - 1)
             end = (i + 1) * S
@@ -142,13 +167,13 @@ def test_posterior_stream_equals_gwinfer_and_offline(setup):
     stream = (3.0 * rng.standard_normal((2, S * 6))).astype(np.float32)
     for i in range(6):
         z = rng.standard_normal((1, 40, D)).astype(np.float32)
-        inputs = {"update": stream[None, :, i * S:(i + 1) * S], "noise": z}
+        inputs = {"update": stream[None, :, i * S : (i + 1) * S], "noise": z}
         a = step(setup["clients"]["triton"], "post-stream", inputs, 55, start=i == 0)
         b = step(setup["clients"]["gw"], "post-stream", inputs, 55, start=i == 0)
         end = (i + 1) * S
         assert bool(a.as_numpy("ready")[0, 0]) == (end >= T)
         if end >= T:
-            ref = run_graph(setup["plain_post"], stream[None, :, end - T:end], z)
+            ref = run_graph(setup["plain_post"], stream[None, :, end - T : end], z)
             for k, name in enumerate(("samples", "log_prob")):
                 np.testing.assert_allclose(a.as_numpy(name), ref[k], rtol=1e-5, atol=1e-4)
                 np.testing.assert_allclose(a.as_numpy(name), b.as_numpy(name), rtol=1e-5, atol=1e-4)
@@ -162,9 +187,9 @@ def test_bad_stream_requests_are_refused_and_state_kept(setup):
         step(c, "tiny-stream", {"update": stream[None, :, :S]}, 77)  # never started
     step(c, "tiny-stream", {"update": stream[None, :, :S]}, 77, start=True)
     with pytest.raises(InferenceServerException, match="shape"):
-        step(c, "tiny-stream", {"update": stream[None, :, :S - 1]}, 77)
+        step(c, "tiny-stream", {"update": stream[None, :, : S - 1]}, 77)
     for i in range(1, 5):  # the failed request changed nothing: the windows are still the stream's
-        r = step(c, "tiny-stream", {"update": stream[None, :, i * S:(i + 1) * S]}, 77, end=i == 4)
+        r = step(c, "tiny-stream", {"update": stream[None, :, i * S : (i + 1) * S]}, 77, end=i == 4)
     np.testing.assert_allclose(r.as_numpy("theta"), offline(setup["session"], stream, 5 * S), **TOL)
     with pytest.raises(InferenceServerException, match="not live|START"):
         step(c, "tiny-stream", {"update": stream[None, :, :S]}, 77)  # ended

@@ -40,8 +40,14 @@ class ConvRegressor(nn.Module):
         super().__init__()
         c = channels
         self.net = nn.Sequential(
-            nn.Conv1d(1, c, 7, padding=3), nn.ReLU(), nn.Conv1d(c, 2 * c, 5, stride=2, padding=2), nn.ReLU(),
-            nn.Conv1d(2 * c, 2 * c, 5, stride=2, padding=2), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(),
+            nn.Conv1d(1, c, 7, padding=3),
+            nn.ReLU(),
+            nn.Conv1d(c, 2 * c, 5, stride=2, padding=2),
+            nn.ReLU(),
+            nn.Conv1d(2 * c, 2 * c, 5, stride=2, padding=2),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool1d(1),
+            nn.Flatten(),
             nn.Linear(2 * c, n_out),
         )
 
@@ -83,17 +89,29 @@ def main(argv: list[str] | None = None) -> None:
     train, val = make_data(args.model, args.n_train, args.seed, dtype)
     torch.manual_seed(args.seed)
     model = (MLPRegressor() if args.model == "mlp" else ConvRegressor()).to(dtype)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                      lr_schedule="cosine", warmup_epochs=0.5, seed=args.seed, device="cpu", tensorboard=False,
-                      early_stopping_patience=0)
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        lr_schedule="cosine",
+        warmup_epochs=0.5,
+        seed=args.seed,
+        device="cpu",
+        tensorboard=False,
+        early_stopping_patience=0,
+    )
     trainer = Trainer(model, train, val, cfg, args.out, metadata={"toy": args.model})
     result = trainer.fit(resume=False)
     rank = trainer.info.rank
     out = Path(args.out)
     torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, out / f"params_rank{rank}.pt")
     if trainer.info.is_main:
-        summary = {"world_size": trainer.info.world_size, "history": result["history"],
-                   "omp_threads": os.environ.get("OMP_NUM_THREADS")}
+        summary = {
+            "world_size": trainer.info.world_size,
+            "history": result["history"],
+            "omp_threads": os.environ.get("OMP_NUM_THREADS"),
+        }
         (out / "result.json").write_text(json.dumps(summary, indent=1))
     cleanup()
 

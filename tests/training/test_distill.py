@@ -14,8 +14,16 @@ import torch
 
 from gwinfer.errors import GwinferError
 from gwinfer.models.builder import build_estimator, load_estimator
-from gwinfer.training.distill import (DistillConfig, Distiller, EpochHook, distill, n_parameters, scaled_spec,
-                                      student_spec, tempered_sample)
+from gwinfer.training.distill import (
+    DistillConfig,
+    Distiller,
+    EpochHook,
+    distill,
+    n_parameters,
+    scaled_spec,
+    student_spec,
+    tempered_sample,
+)
 
 N_SIM = 64
 
@@ -68,10 +76,15 @@ def test_distill_config_validation_and_temperature_schedule():
     assert [c.temperature_at(e, 4) for e in range(6)] == [1.0, 2.0, 3.0, 4.0, 4.0, 4.0]
     assert DistillConfig(temperature_start=1.0, temperature_end=4.0, anneal_epochs=3).temperature_at(1, 100) == 2.5
     assert DistillConfig(temperature_start=2.0, temperature_end=4.0).temperature_at(0, 1) == 4.0  # one epoch: end
-    for kwargs, match in [({"alpha": 1.5}, r"alpha = 1.5 must be a number in \[0.0, 1.0\]"),
-                          ({"alpha": -0.1}, "alpha"), ({"matching": "reverse_kl"}, "matching"),
-                          ({"teacher_samples": 0}, "teacher_samples"), ({"temperature_end": 0.0}, "temperature_end"),
-                          ({"anneal_epochs": 0}, "anneal_epochs"), ({"feature_weight": -1.0}, "feature_weight")]:
+    for kwargs, match in [
+        ({"alpha": 1.5}, r"alpha = 1.5 must be a number in \[0.0, 1.0\]"),
+        ({"alpha": -0.1}, "alpha"),
+        ({"matching": "reverse_kl"}, "matching"),
+        ({"teacher_samples": 0}, "teacher_samples"),
+        ({"temperature_end": 0.0}, "temperature_end"),
+        ({"anneal_epochs": 0}, "anneal_epochs"),
+        ({"feature_weight": -1.0}, "feature_weight"),
+    ]:
         with pytest.raises(GwinferError, match=match) as err:
             DistillConfig(**kwargs)
         assert "\n" not in str(err.value)
@@ -90,10 +103,21 @@ def test_distill_config_validation_and_temperature_schedule():
 
 
 def test_scaled_spec_is_smaller_and_valid():
-    teacher = {"kind": "iaf", "theta_dim": 3, "x_shape": [2, 256],
-               "config": {"embedding": {"kind": "resnet", "context_dim": 16,
-                                        "resnet": {"channels": [8, 16, 32, 32, 64], "pool_size": 4}},
-                          "transforms": 4, "hidden": [32, 32], "residual": True}}
+    teacher = {
+        "kind": "iaf",
+        "theta_dim": 3,
+        "x_shape": [2, 256],
+        "config": {
+            "embedding": {
+                "kind": "resnet",
+                "context_dim": 16,
+                "resnet": {"channels": [8, 16, 32, 32, 64], "pool_size": 4},
+            },
+            "transforms": 4,
+            "hidden": [32, 32],
+            "residual": True,
+        },
+    }
     spec = scaled_spec(teacher, width=0.5, depth=0.5)
     cfg = spec["config"]
     assert cfg["embedding"]["resnet"]["channels"] == [4, 16, 32]  # blocks 0, 2, 4 kept (3 of 5), halved
@@ -111,12 +135,18 @@ def test_scaled_spec_is_smaller_and_valid():
     # the student section: ratio + overrides, or a full spec
     s = student_spec({"ratio": {"width": 0.5}, "config": {"embedding": {"context_dim": 4}}}, teacher)
     assert s["config"]["embedding"]["context_dim"] == 4 and s["config"]["transforms"] == 4 and "x_shape" not in s
-    assert student_spec({"kind": "maf", "config": {"transforms": 1}}, teacher) == {"kind": "maf",
-                                                                                 "config": {"transforms": 1}}
-    for bad, match in [({"ratio": {"width": 0}}, r"student.ratio.width = 0 must be a number in \(0.0, 1.0\]"),
-                       ({"ratio": {"depth": 1.5}}, "student.ratio.depth"), ({"ratio": {"wide": 0.5}}, "ratio"),
-                       ({"ratio": {"width": 0.5}, "kind": "maf"}, "unknown key"), ({"config": {}}, "kind"),
-                       ({}, "student")]:
+    assert student_spec({"kind": "maf", "config": {"transforms": 1}}, teacher) == {
+        "kind": "maf",
+        "config": {"transforms": 1},
+    }
+    for bad, match in [
+        ({"ratio": {"width": 0}}, r"student.ratio.width = 0 must be a number in \(0.0, 1.0\]"),
+        ({"ratio": {"depth": 1.5}}, "student.ratio.depth"),
+        ({"ratio": {"wide": 0.5}}, "ratio"),
+        ({"ratio": {"width": 0.5}, "kind": "maf"}, "unknown key"),
+        ({"config": {}}, "kind"),
+        ({}, "student"),
+    ]:
         with pytest.raises(GwinferError, match=match):
             student_spec(bad, teacher)
 
@@ -173,8 +203,7 @@ def test_eval_loss_is_the_student_nll():
 @pytest.mark.parametrize("temperature", [1.0, 3.0])
 def test_forward_kl_estimate_matches_analytic_gaussian_kl(temperature):
     """teacher, student Gaussian estimators: KD + H[tempered teacher] = KL(N(mu, T Sigma) || student)."""
-    d = pair("gaussian", "gaussian", teacher_samples=4096, temperature_start=temperature,
-             temperature_end=temperature)
+    d = pair("gaussian", "gaussian", teacher_samples=4096, temperature_start=temperature, temperature_end=temperature)
     _, x = toy_data(3, seed=3)
     xr = x.repeat_interleave(8, dim=0)  # 8 x 4096 draws per observation
     with torch.no_grad():
@@ -252,35 +281,74 @@ def test_distiller_refuses_mismatched_pairs():
 @pytest.fixture(scope="module")
 def teacher_run(tmp_path_factory):
     """A 64-signal simulation and a 1-epoch ResNet1D-IAF teacher trained on it by train_posterior."""
-    from gwinfer.training.posterior import train_posterior
     from gwinfer.cli.posterior import add_parsers
+    from gwinfer.training.posterior import train_posterior
 
     d = tmp_path_factory.mktemp("distill")
     (d / "sim.yaml").write_text("prior: gw5d\nn: 1000\nseed: 0\ndetectors: [plus]\n")
     parser = argparse.ArgumentParser()
     add_parsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["simulate", "--config", str(d / "sim.yaml"), "--out", str(d / "sim.h5"), "--n",
-                              str(N_SIM), "--seed", "3", "--quiet"])
+    args = parser.parse_args(
+        [
+            "simulate",
+            "--config",
+            str(d / "sim.yaml"),
+            "--out",
+            str(d / "sim.h5"),
+            "--n",
+            str(N_SIM),
+            "--seed",
+            "3",
+            "--quiet",
+        ]
+    )
     assert args.func(args) == 0
     data = {"simulation": str(d / "sim.h5"), "val_fraction": 0.25, "fit_samples": 32}
     experiment = {
         "data": data,
-        "model": {"kind": "iaf", "config": {
-            "embedding": {"kind": "resnet", "context_dim": 8, "resnet": {"channels": [4, 8, 8], "pool_size": 4}},
-            "transforms": 2, "hidden": [16]}},
-        "train": {"epochs": 1, "batch_size": 16, "lr": 1e-3, "tensorboard": False, "device": "cpu",
-                  "early_stopping_patience": 0},
+        "model": {
+            "kind": "iaf",
+            "config": {
+                "embedding": {"kind": "resnet", "context_dim": 8, "resnet": {"channels": [4, 8, 8], "pool_size": 4}},
+                "transforms": 2,
+                "hidden": [16],
+            },
+        },
+        "train": {
+            "epochs": 1,
+            "batch_size": 16,
+            "lr": 1e-3,
+            "tensorboard": False,
+            "device": "cpu",
+            "early_stopping_patience": 0,
+        },
     }
     torch.manual_seed(0)
     return {"dir": d, "data": data, "teacher": train_posterior(experiment, d / "teacher")}
 
 
 def _experiment(run: dict, **distill_cfg) -> dict:
-    return {"data": run["data"], "student": {"ratio": {"width": 0.5, "depth": 0.5}},
-            "distill": {"alpha": 0.5, "matching": "both", "teacher_samples": 4, "temperature_start": 1.0,
-                        "temperature_end": 4.0, **distill_cfg},
-            "train": {"epochs": 2, "batch_size": 16, "lr": 1e-3, "tensorboard": False, "device": "cpu",
-                      "early_stopping_patience": 0, "seed": 1}}
+    return {
+        "data": run["data"],
+        "student": {"ratio": {"width": 0.5, "depth": 0.5}},
+        "distill": {
+            "alpha": 0.5,
+            "matching": "both",
+            "teacher_samples": 4,
+            "temperature_start": 1.0,
+            "temperature_end": 4.0,
+            **distill_cfg,
+        },
+        "train": {
+            "epochs": 2,
+            "batch_size": 16,
+            "lr": 1e-3,
+            "tensorboard": False,
+            "device": "cpu",
+            "early_stopping_patience": 0,
+            "seed": 1,
+        },
+    }
 
 
 def test_distill_end_to_end_resume_and_sample(teacher_run, tmp_path):
@@ -330,24 +398,57 @@ def test_cli_distill_and_one_line_errors(teacher_run, tmp_path, capsys):
     cfg["train"]["epochs"] = 1
     (tmp_path / "ok.yaml").write_text(yaml.safe_dump(cfg))
     teacher = str(teacher_run["teacher"])
-    assert main(["distill", "--teacher", teacher, "--config", str(tmp_path / "ok.yaml"),
-                 "--out", str(tmp_path / "cli")]) == 0
+    assert (
+        main(["distill", "--teacher", teacher, "--config", str(tmp_path / "ok.yaml"), "--out", str(tmp_path / "cli")])
+        == 0
+    )
     assert "student written to" in capsys.readouterr().out
-    assert main(["sample", "--model", str(tmp_path / "cli" / "model.pt"), "--data", teacher_run["data"]["simulation"],
-                 "--injection", "1", "--n", "20", "--out", str(tmp_path / "res"), "--no-corner"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                str(tmp_path / "cli" / "model.pt"),
+                "--data",
+                teacher_run["data"]["simulation"],
+                "--injection",
+                "1",
+                "--n",
+                "20",
+                "--out",
+                str(tmp_path / "res"),
+                "--no-corner",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
 
     bad_ratio = _experiment(teacher_run)
     bad_ratio["student"] = {"ratio": {"width": 2.0, "depth": 0.5}}
     bad_alpha = _experiment(teacher_run, alpha=1.5)
-    cases = [(bad_ratio, teacher, "student.ratio.width = 2.0 must be a number in (0.0, 1.0]"),
-             (bad_alpha, teacher, "distill.alpha = 1.5 must be a number in [0.0, 1.0]"),
-             (cfg, str(tmp_path / "missing.pt"), "teacher model"),
-             ({**cfg, "extra": {}}, teacher, "sections data, student, distill, train")]
+    cases = [
+        (bad_ratio, teacher, "student.ratio.width = 2.0 must be a number in (0.0, 1.0]"),
+        (bad_alpha, teacher, "distill.alpha = 1.5 must be a number in [0.0, 1.0]"),
+        (cfg, str(tmp_path / "missing.pt"), "teacher model"),
+        ({**cfg, "extra": {}}, teacher, "sections data, student, distill, train"),
+    ]
     for i, (experiment, teacher_file, message) in enumerate(cases):
         (tmp_path / f"bad{i}.yaml").write_text(yaml.safe_dump(experiment))
-        assert main(["distill", "--teacher", teacher_file, "--config", str(tmp_path / f"bad{i}.yaml"),
-                     "--out", str(tmp_path / f"bad{i}")]) == 2
+        assert (
+            main(
+                [
+                    "distill",
+                    "--teacher",
+                    teacher_file,
+                    "--config",
+                    str(tmp_path / f"bad{i}.yaml"),
+                    "--out",
+                    str(tmp_path / f"bad{i}"),
+                ]
+            )
+            == 2
+        )
         err = capsys.readouterr().err
         assert err.startswith("gwinfer: error: ") and message in err and err.count("\n") == 1, err
         assert not (tmp_path / f"bad{i}").exists()  # refused before any work
@@ -373,11 +474,16 @@ def test_every_training_command_runs_data_parallel(teacher_run, tmp_path, capsys
     cfg = _experiment(teacher_run, matching="none")
     cfg["train"]["epochs"] = 1
     (tmp_path / "student.yaml").write_text(yaml.safe_dump(cfg))
-    posterior = {"data": teacher_run["data"], "model": {"kind": "gaussian", "config": {"hidden": [8]}},
-                 "train": {"epochs": 1, "batch_size": 16, "tensorboard": False, "device": "cpu"}}
+    posterior = {
+        "data": teacher_run["data"],
+        "model": {"kind": "gaussian", "config": {"hidden": [8]}},
+        "train": {"epochs": 1, "batch_size": 16, "tensorboard": False, "device": "cpu"},
+    }
     (tmp_path / "posterior.yaml").write_text(yaml.safe_dump(posterior))
-    runs = {"posterior": ["train-posterior", "--config", str(tmp_path / "posterior.yaml")],
-            "student": ["distill", "--teacher", str(teacher_run["teacher"]), "--config", str(tmp_path / "student.yaml")]}
+    runs = {
+        "posterior": ["train-posterior", "--config", str(tmp_path / "posterior.yaml")],
+        "student": ["distill", "--teacher", str(teacher_run["teacher"]), "--config", str(tmp_path / "student.yaml")],
+    }
     for name, argv in runs.items():
         assert main([*argv, "--out", str(tmp_path / name), "--nproc", "2"]) == 0, name
         model, meta = load_estimator(tmp_path / name / "model.pt")

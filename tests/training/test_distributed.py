@@ -15,13 +15,30 @@ from gwinfer.errors import GwinferError
 from gwinfer.training.distributed import init_distributed, launch_torchrun, select_device, torchrun_command
 
 TOY = Path(__file__).with_name("_ddp_toy.py")
-ARGS = ["--model", "mlp", "--n-train", "512", "--batch-size", "64", "--epochs", "2", "--optimizer", "adam",
-        "--lr", "3e-3", "--seed", "5"]
+ARGS = [
+    "--model",
+    "mlp",
+    "--n-train",
+    "512",
+    "--batch-size",
+    "64",
+    "--epochs",
+    "2",
+    "--optimizer",
+    "adam",
+    "--lr",
+    "3e-3",
+    "--seed",
+    "5",
+]
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
-                                                             "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     env["OMP_NUM_THREADS"] = "1"
     return env
 
@@ -74,8 +91,17 @@ def test_single_process_needs_no_process_group(monkeypatch):
 
 def test_torchrun_command_and_bad_nproc():
     cmd = torchrun_command(3, ["gwinfer.cli", "train", "--config", "c.yaml"])
-    assert cmd[1:] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=3", "-m", "gwinfer.cli",
-                       "train", "--config", "c.yaml"]
+    assert cmd[1:] == [
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=3",
+        "-m",
+        "gwinfer.cli",
+        "train",
+        "--config",
+        "c.yaml",
+    ]
     for bad in (0, 2.0, True):
         with pytest.raises(GwinferError, match="nproc"):
             launch_torchrun(bad, ["gwinfer.cli"])  # type: ignore[arg-type]

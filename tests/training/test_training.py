@@ -15,10 +15,8 @@ from torch.utils.data import TensorDataset
 
 from gwinfer.config import from_dict
 from gwinfer.errors import GwinferError
-from gwinfer.training import (LAMB_OPTIONS, TrainConfig, Trainer, build_optimizer, build_scheduler,
-                              load_checkpoint)
+from gwinfer.training import LAMB_OPTIONS, TrainConfig, Trainer, build_optimizer, build_scheduler, load_checkpoint
 from gwinfer.training.optim import lr_factor
-
 
 
 @pytest.fixture(autouse=True)
@@ -65,8 +63,17 @@ def datasets(n: int = 256, seed: int = 0) -> tuple[TensorDataset, TensorDataset]
 
 
 def config(**kw) -> TrainConfig:
-    base = dict(epochs=4, batch_size=32, optimizer="adamw", lr=0.02, lr_schedule="cosine", seed=3, device="cpu",
-                tensorboard=False, early_stopping_patience=0)
+    base = dict(
+        epochs=4,
+        batch_size=32,
+        optimizer="adamw",
+        lr=0.02,
+        lr_schedule="cosine",
+        seed=3,
+        device="cpu",
+        tensorboard=False,
+        early_stopping_patience=0,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -171,8 +178,12 @@ def test_load_checkpoint_errors_are_one_line(tmp_path):
     (tmp_path / "cut.pt").write_bytes(good[: len(good) // 2])
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
     torch.save({"weights": torch.ones(2)}, tmp_path / "other.pt")
-    for name, words in [("missing.pt", "does not exist"), ("cut.pt", "corrupt"), ("junk.pt", "corrupt"),
-                        ("other.pt", "not a gwinfer checkpoint")]:
+    for name, words in [
+        ("missing.pt", "does not exist"),
+        ("cut.pt", "corrupt"),
+        ("junk.pt", "corrupt"),
+        ("other.pt", "not a gwinfer checkpoint"),
+    ]:
         with pytest.raises(GwinferError, match=words) as err:
             load_checkpoint(tmp_path / name)
         assert "\n" not in str(err.value)
@@ -209,14 +220,36 @@ def test_time_budget_stops_at_the_end_of_an_epoch_with_a_checkpoint(tmp_path):
     assert Trainer(fresh_model(), train, val, config(epochs=5), tmp_path).fit()["epochs_completed"] == 5
 
 
-@pytest.mark.parametrize("field, value", [
-    ("epochs", 0), ("epochs", 2.5), ("batch_size", 0), ("optimizer", "sgd"), ("lr", 0.0), ("lr", float("nan")),
-    ("weight_decay", 2.0), ("betas", (0.9,)), ("betas", (0.9, 1.0)), ("lr_schedule", "linear"),
-    ("step_epochs", 0), ("step_gamma", 0.0), ("step_gamma", 1.5), ("warmup_epochs", -1.0), ("warmup_epochs", 99.0),
-    ("grad_clip", -1.0), ("early_stopping_patience", -1), ("min_delta", -0.1), ("seed", -1), ("device", "gpu"),
-    ("num_workers", -1), ("max_minutes", -5.0), ("tensorboard", "yes"), ("log_every_steps", 0),
-    ("scale_lr_with_world_size", 1),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("epochs", 0),
+        ("epochs", 2.5),
+        ("batch_size", 0),
+        ("optimizer", "sgd"),
+        ("lr", 0.0),
+        ("lr", float("nan")),
+        ("weight_decay", 2.0),
+        ("betas", (0.9,)),
+        ("betas", (0.9, 1.0)),
+        ("lr_schedule", "linear"),
+        ("step_epochs", 0),
+        ("step_gamma", 0.0),
+        ("step_gamma", 1.5),
+        ("warmup_epochs", -1.0),
+        ("warmup_epochs", 99.0),
+        ("grad_clip", -1.0),
+        ("early_stopping_patience", -1),
+        ("min_delta", -0.1),
+        ("seed", -1),
+        ("device", "gpu"),
+        ("num_workers", -1),
+        ("max_minutes", -5.0),
+        ("tensorboard", "yes"),
+        ("log_every_steps", 0),
+        ("scale_lr_with_world_size", 1),
+    ],
+)
 def test_bad_config_values_raise_one_line_errors(field, value):
     with pytest.raises(GwinferError) as err:
         config(**{field: value})

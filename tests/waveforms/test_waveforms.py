@@ -16,7 +16,9 @@ GRID = TimeGrid(-4000.0, 100.0, 1.0)
 CASES = [(1.0, 0.0, 0.0), (3.3, 0.6, -0.4), (8.0, -0.8, -0.8), (6.0, 0.8, 0.5)]
 
 
-def direct_h22(approximant: str, q: float, s1: float, s2: float, total_mass: float, dt_m: float) -> tuple[np.ndarray, np.ndarray]:
+def direct_h22(
+    approximant: str, q: float, s1: float, s2: float, total_mass: float, dt_m: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Independent reference: ChooseTDWaveform at ι = 0, converted by hand; times in M, peak not moved."""
     m1, m2 = total_mass * q / (1 + q), total_mass / (1 + q)
     t_unit = total_mass * lal.MTSUN_SI
@@ -101,8 +103,10 @@ def test_coarse_step_is_as_accurate_as_a_fine_one() -> None:
     assert np.max(np.abs(np.abs(fine) - np.abs(coarse))) < 5e-3 * np.abs(fine).max()
 
 
-@pytest.mark.parametrize("q,s1,s2,match", [(19.0, 0.0, 0.0, "q = 19"), (2.0, 0.995, 0.0, "s1z"), (0.5, 0.0, 0.0, "q = 0.5"),
-                                           (2.0, 0.0, float("nan"), "s2z")])
+@pytest.mark.parametrize(
+    "q,s1,s2,match",
+    [(19.0, 0.0, 0.0, "q = 19"), (2.0, 0.995, 0.0, "s1z"), (0.5, 0.0, 0.0, "q = 0.5"), (2.0, 0.0, float("nan"), "s2z")],
+)
 def test_out_of_range_parameters_are_refused(q: float, s1: float, s2: float, match: str) -> None:
     with pytest.raises(GwinferError, match=match):
         get_backend("IMRPhenomT").h22(q, s1, s2, GRID)

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gwinfer.config import to_dict
 from gwinfer.checks import number, positive_int
+from gwinfer.config import to_dict
 from gwinfer.errors import GwinferError
 from gwinfer.models.base import checking
 from gwinfer.models.point.heads import make_head

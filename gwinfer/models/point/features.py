@@ -52,8 +52,9 @@ class WaveformFeatures(nn.Module):
     The per-time-sample mean/std of each feature are buffers fitted by :meth:`fit`.
     """
 
-    def __init__(self, n_samples: int, dt: float, log_amp: bool = True, floor: float = 1e-8,
-                 signal_floor: float = 0.0) -> None:
+    def __init__(
+        self, n_samples: int, dt: float, log_amp: bool = True, floor: float = 1e-8, signal_floor: float = 0.0
+    ) -> None:
         super().__init__()
         if not dt > 0:
             raise GwinferError(f"time step dt = {dt} M must be > 0")

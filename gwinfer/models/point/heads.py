@@ -29,7 +29,6 @@ All heads clamp the predicted q to >= 1 (the convention); spins are not clipped.
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor, nn
 

@@ -35,9 +35,9 @@ from torch import Tensor, nn
 
 from gwinfer.checks import positive_int
 from gwinfer.errors import GwinferError
-from gwinfer.models.point.features import WaveformFeatures
 from gwinfer.models.base import mlp
 from gwinfer.models.point.base import Augmentation, PointEstimator
+from gwinfer.models.point.features import WaveformFeatures
 from gwinfer.models.point.heads import HEADS
 from gwinfer.models.standardize import Standardizer
 

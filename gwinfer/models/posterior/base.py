@@ -195,5 +195,9 @@ class PosteriorEstimator(nn.Module):
 
     def spec(self) -> dict[str, Any]:
         """JSON-friendly description that rebuilds this estimator."""
-        return {"kind": self.kind, "config": to_dict(self.config), "theta_dim": self.theta_dim,
-                "x_shape": list(self.x_shape)}
+        return {
+            "kind": self.kind,
+            "config": to_dict(self.config),
+            "theta_dim": self.theta_dim,
+            "x_shape": list(self.x_shape),
+        }

@@ -42,12 +42,12 @@ import zuko
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from gwinfer.errors import GwinferError
-from gwinfer.models.posterior.flows import FlowConfig, inverse_autoregressive_flow, zuko_kwargs
-from gwinfer.models.base import mlp
 from gwinfer.checks import positive_int, positive_ints
+from gwinfer.errors import GwinferError
+from gwinfer.models.base import mlp
 from gwinfer.models.posterior.base import PosteriorEstimator
 from gwinfer.models.posterior.embedding import EmbeddingConfig
+from gwinfer.models.posterior.flows import FlowConfig, inverse_autoregressive_flow, zuko_kwargs
 
 KL_SCHEDULES = ("cyclic", "linear", "constant")
 MIN_SCALE = 1e-3
@@ -111,8 +111,9 @@ class CVAEPosterior(PosteriorEstimator):
     analytic_kl = True
     step: Tensor
 
-    def __init__(self, config: CVAEConfig | None = None, theta_dim: int = 2,
-                 x_shape: int | tuple[int, ...] = (2,)) -> None:
+    def __init__(
+        self, config: CVAEConfig | None = None, theta_dim: int = 2, x_shape: int | tuple[int, ...] = (2,)
+    ) -> None:
         config = config or CVAEConfig()
         super().__init__(config, theta_dim, x_shape)
         d, c, lat = self.theta_dim, self.context_dim, config.latent_dim

@@ -63,8 +63,11 @@ class FlowConfig:
 
 def zuko_kwargs(config: FlowConfig, features: int) -> dict[str, Any]:
     """Keyword arguments of a zuko MAF/NSF for ``features`` dimensions described by ``config``."""
-    kw: dict[str, Any] = {"transforms": config.transforms, "hidden_features": tuple(config.hidden),
-                          "randperm": config.randperm}
+    kw: dict[str, Any] = {
+        "transforms": config.transforms,
+        "hidden_features": tuple(config.hidden),
+        "randperm": config.randperm,
+    }
     if features > 1:  # zuko's element-wise (1-D) transformation takes neither option
         kw["passes"] = config.passes
         if config.residual:
@@ -77,8 +80,9 @@ class _FlowPosterior(PosteriorEstimator):
 
     config_class = FlowConfig
 
-    def __init__(self, config: FlowConfig | None = None, theta_dim: int = 2,
-                 x_shape: int | tuple[int, ...] = (2,)) -> None:
+    def __init__(
+        self, config: FlowConfig | None = None, theta_dim: int = 2, x_shape: int | tuple[int, ...] = (2,)
+    ) -> None:
         config = config or FlowConfig()
         super().__init__(config, theta_dim, x_shape)
         self.flow = self._build_flow(config)
@@ -112,8 +116,7 @@ class NSFPosterior(_FlowPosterior):
     kind = "nsf"
 
     def _build_flow(self, config: FlowConfig) -> zuko.lazy.Flow:
-        return zuko.flows.NSF(self.theta_dim, self.context_dim, bins=config.bins,
-                              **zuko_kwargs(config, self.theta_dim))
+        return zuko.flows.NSF(self.theta_dim, self.context_dim, bins=config.bins, **zuko_kwargs(config, self.theta_dim))
 
 
 def inverse_autoregressive_flow(features: int, context: int, config: FlowConfig) -> zuko.lazy.Flow:

@@ -34,8 +34,9 @@ class GaussianPosterior(PosteriorEstimator):
     kind = "gaussian"
     config_class = GaussianConfig
 
-    def __init__(self, config: GaussianConfig | None = None, theta_dim: int = 2,
-                 x_shape: int | tuple[int, ...] = (2,)) -> None:
+    def __init__(
+        self, config: GaussianConfig | None = None, theta_dim: int = 2, x_shape: int | tuple[int, ...] = (2,)
+    ) -> None:
         config = config or GaussianConfig()
         super().__init__(config, theta_dim, x_shape)
         d = self.theta_dim
@@ -49,7 +50,7 @@ class GaussianPosterior(PosteriorEstimator):
         """N(mean, L L^T) in the standardised space for context c (batch, C)."""
         d = self.theta_dim
         out = self.net(c)
-        mean, raw_diag, off = out[:, :d], out[:, d:2 * d], out[:, 2 * d:]
+        mean, raw_diag, off = out[:, :d], out[:, d : 2 * d], out[:, 2 * d :]
         diag = nn.functional.softplus(raw_diag + 0.5413) + self.config.min_scale  # softplus(0.5413) = 1
         tril = torch.diag_embed(diag)
         if self.n_tril:

@@ -83,8 +83,9 @@ class ResidualBlock1D(nn.Module):
 class ResNet1D(nn.Module):
     """(batch, in_channels, n_samples) -> (batch, context_dim); see the module docstring."""
 
-    def __init__(self, in_channels: int, n_samples: int, context_dim: int,
-                 config: ResNet1DConfig | None = None) -> None:
+    def __init__(
+        self, in_channels: int, n_samples: int, context_dim: int, config: ResNet1DConfig | None = None
+    ) -> None:
         super().__init__()
         c = config or ResNet1DConfig()
         if in_channels < 1 or n_samples < 1 or context_dim < 1:
@@ -100,8 +101,10 @@ class ResNet1D(nn.Module):
         )
         widths = (c.channels[0], *c.channels)
         self.blocks = nn.Sequential(
-            *(ResidualBlock1D(widths[i], widths[i + 1], c.kernel_size, c.stride, c.norm)
-              for i in range(len(c.channels)))
+            *(
+                ResidualBlock1D(widths[i], widths[i + 1], c.kernel_size, c.stride, c.norm)
+                for i in range(len(c.channels))
+            )
         )
         length = n_samples
         for _ in c.channels:
@@ -109,7 +112,8 @@ class ResNet1D(nn.Module):
         self.length = length
         self.pool = nn.AdaptiveAvgPool1d(c.pool_size)
         self.head = nn.Sequential(
-            nn.Flatten(1), nn.Dropout(c.dropout) if c.dropout > 0 else nn.Identity(),
+            nn.Flatten(1),
+            nn.Dropout(c.dropout) if c.dropout > 0 else nn.Identity(),
             nn.Linear(c.channels[-1] * c.pool_size, context_dim),
         )
 

@@ -28,8 +28,9 @@ from gwinfer.models.standardize import Standardizer
 class SVDEmbedding(nn.Module):
     """Projection on the leading ``components`` singular vectors, standardisation, MLP (module docstring)."""
 
-    def __init__(self, n_detectors: int, n_samples: int, components: int, hidden: tuple[int, ...],
-                 context_dim: int) -> None:
+    def __init__(
+        self, n_detectors: int, n_samples: int, components: int, hidden: tuple[int, ...], context_dim: int
+    ) -> None:
         super().__init__()
         if components > n_samples:
             raise GwinferError(f"embedding.components = {components} must be <= n_samples = {n_samples}")

@@ -25,8 +25,16 @@ from torch import Tensor, nn
 
 #: lalsimulation approximants whose signal (as gwinfer generates it: no in-plane spins) holds only the
 #: (2, +-2) modes, so that phase -> phase + pi leaves it unchanged.
-QUADRUPOLE_ONLY = ("IMRPhenomPv2", "IMRPhenomD", "IMRPhenomXAS", "IMRPhenomT", "SEOBNRv4", "SEOBNRv4_ROM",
-                   "SEOBNRv4_opt", "TaylorF2")
+QUADRUPOLE_ONLY = (
+    "IMRPhenomPv2",
+    "IMRPhenomD",
+    "IMRPhenomXAS",
+    "IMRPhenomT",
+    "SEOBNRv4",
+    "SEOBNRv4_ROM",
+    "SEOBNRv4_opt",
+    "TaylorF2",
+)
 
 
 class PhaseSymmetric(nn.Module):

@@ -58,7 +58,11 @@ def check_export_options(fmt: str, backend: str | None) -> str:
 
 def check_max_batch_size(max_batch_size: Any) -> int:
     """``max_batch_size`` if it is an integer in [1, 65536] (events per request), else a one-line error."""
-    if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or not 1 <= max_batch_size <= MAX_BATCH_LIMIT:
+    if (
+        isinstance(max_batch_size, bool)
+        or not isinstance(max_batch_size, int)
+        or not 1 <= max_batch_size <= MAX_BATCH_LIMIT
+    ):
         raise GwinferError(f"max_batch_size = {max_batch_size!r} must be an integer in [1, {MAX_BATCH_LIMIT}]")
     return max_batch_size
 
@@ -93,9 +97,17 @@ def check_stride(stride: Any, window: int) -> None:
         raise GwinferError(f"stream_stride = {stride!r} must be an integer in [1, {window}] (the window length)")
 
 
-def stream_entry(name: str, platform: str, inputs: list[TensorSpec], outputs: list[TensorSpec], window: int,
-                 stride: Any, sequence_idle_s: float, backend: str, parameters: dict[str, str] | None = None,
-                 ) -> tuple[dict[str, Any], dict[str, Any], list[TensorSpec], list[TensorSpec]]:
+def stream_entry(
+    name: str,
+    platform: str,
+    inputs: list[TensorSpec],
+    outputs: list[TensorSpec],
+    window: int,
+    stride: Any,
+    sequence_idle_s: float,
+    backend: str,
+    parameters: dict[str, str] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], list[TensorSpec], list[TensorSpec]]:
     """(config, gwinfer.json ``streaming`` record, input specs, output specs) of a streaming entry whose
     graph reads ``window`` samples and whose first input ``inputs[0]`` brings ``stride`` new ones per
     request; the other inputs are forwarded to the graph unchanged. ``sequence_idle_s``: seconds a
@@ -106,13 +118,26 @@ def stream_entry(name: str, platform: str, inputs: list[TensorSpec], outputs: li
     update = inputs[0]
     inputs = [TensorSpec(update.name, update.datatype, (update.dims[0], stride)), *inputs[1:]]
     outputs = [*outputs, TensorSpec("ready", "BOOL", (1,))]
-    config = make_config(name, platform, inputs, outputs, 1,
-                         sequence_idle_us=int(sequence_idle_s * 1e6),
-                         backend="python" if backend == "python" else None, parameters=parameters)
+    config = make_config(
+        name,
+        platform,
+        inputs,
+        outputs,
+        1,
+        sequence_idle_us=int(sequence_idle_s * 1e6),
+        backend="python" if backend == "python" else None,
+        parameters=parameters,
+    )
     if backend == "python":
         triton_sequence_controls(config)
-    streaming = {"kernel": window, "stride": stride, "channels": int(update.dims[0]), "state_input": update.name,
-                 "forwarded_inputs": [t.name for t in inputs[1:]], "ready_output": "ready"}
+    streaming = {
+        "kernel": window,
+        "stride": stride,
+        "channels": int(update.dims[0]),
+        "state_input": update.name,
+        "forwarded_inputs": [t.name for t in inputs[1:]],
+        "ready_output": "ready",
+    }
     return config, streaming, inputs, outputs
 
 
@@ -124,37 +149,62 @@ def finish_graph(out_file: Path, fmt: str, backend: str, streaming: bool) -> Non
         shutil.copyfile(STREAM_MODEL if streaming else PYTHON_MODEL, out_file.parent / "model.py")
 
 
-def export_record(src: Path, out_file: Path, settings: dict[str, Any], inputs: list[TensorSpec],
-                  outputs: list[TensorSpec], streaming: dict[str, Any] | None, libraries: tuple[str, ...],
-                  **fields: Any) -> dict[str, Any]:
+def export_record(
+    src: Path,
+    out_file: Path,
+    settings: dict[str, Any],
+    inputs: list[TensorSpec],
+    outputs: list[TensorSpec],
+    streaming: dict[str, Any] | None,
+    libraries: tuple[str, ...],
+    **fields: Any,
+) -> dict[str, Any]:
     """The gwinfer.json provenance of an exported version: ``settings`` (name, version, format, ...), the
     source and graph files' sha256, the tensors, the streaming record and the ``fields`` of the kind."""
     return provenance(
-        "serving-export", settings, parents=[src], libraries=libraries, source_sha256=sha256_file(src),
-        model_file=out_file.name, model_sha256=sha256_file(out_file), **fields,
+        "serving-export",
+        settings,
+        parents=[src],
+        libraries=libraries,
+        source_sha256=sha256_file(src),
+        model_file=out_file.name,
+        model_sha256=sha256_file(out_file),
+        **fields,
         inputs=[t.__dict__ | {"dims": list(t.dims)} for t in inputs],
         outputs=[t.__dict__ | {"dims": list(t.dims)} for t in outputs],
         **({"streaming": streaming} if streaming else {}),
     )
 
 
-def check_compatible(model_dir: Path, config: dict[str, Any], inputs: list[TensorSpec],
-                     outputs: list[TensorSpec]) -> None:
+def check_compatible(
+    model_dir: Path, config: dict[str, Any], inputs: list[TensorSpec], outputs: list[TensorSpec]
+) -> None:
     """One-line GwinferError unless an existing entry has the same platform/backend, tensors and
     parameter names as the one being exported."""
     old = read_config(model_dir)
     kind = (config.get("platform"), config.get("backend"))
     if (old.get("platform"), old.get("backend")) != kind or config_specs(old) != (inputs, outputs):
-        raise GwinferError(f"{model_dir} already holds a {old.get('platform') or old.get('backend')} model "
-                           f"or one with other tensors; export under another --name")
+        raise GwinferError(
+            f"{model_dir} already holds a {old.get('platform') or old.get('backend')} model "
+            f"or one with other tensors; export under another --name"
+        )
     names = [config_parameters(c).get("parameter_names") for c in (old, config)]
     if names[0] != names[1]:
-        raise GwinferError(f"{model_dir} already holds a posterior with parameter_names {names[0]!r} (this one: "
-                           f"{names[1]!r}); export under another --name")
+        raise GwinferError(
+            f"{model_dir} already holds a posterior with parameter_names {names[0]!r} (this one: "
+            f"{names[1]!r}); export under another --name"
+        )
 
 
-def install_version(repo: Path, name: str, version: int | None, config: dict[str, Any], inputs: list[TensorSpec],
-                    outputs: list[TensorSpec], build: Build) -> Path:
+def install_version(
+    repo: Path,
+    name: str,
+    version: int | None,
+    config: dict[str, Any],
+    inputs: list[TensorSpec],
+    outputs: list[TensorSpec],
+    build: Build,
+) -> Path:
     """Write ``REPO/<name>/<version>`` (files and gwinfer.json from ``build(tmp, version)``) in one rename,
     then the config.pbtxt (keeping a promoted version_policy); returns the version folder.
 

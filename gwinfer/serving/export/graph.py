@@ -26,9 +26,15 @@ def first_line(err: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(err).__name__
 
 
-def export_onnx(model: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path,
-                input_names: tuple[str, ...], output_names: tuple[str, ...],
-                dynamic_axes: dict[str, dict[int, str]], opset: int = DEFAULT_OPSET) -> str:
+def export_onnx(
+    model: torch.nn.Module,
+    example: tuple[torch.Tensor, ...],
+    path: Path,
+    input_names: tuple[str, ...],
+    output_names: tuple[str, ...],
+    dynamic_axes: dict[str, dict[int, str]],
+    opset: int = DEFAULT_OPSET,
+) -> str:
     """Write ``model`` traced on ``example`` as ONNX at ``path``; returns the exporter that worked.
 
     ``dynamic_axes`` maps tensor names to ``{axis: label}``; the dynamo exporter gets one
@@ -38,18 +44,37 @@ def export_onnx(model: torch.nn.Module, example: tuple[torch.Tensor, ...], path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(model, example, str(path), input_names=list(input_names),
-                              output_names=list(output_names), dynamic_axes=dynamic_axes, opset_version=opset,
-                              dynamo=False)
+            torch.onnx.export(
+                model,
+                example,
+                str(path),
+                input_names=list(input_names),
+                output_names=list(output_names),
+                dynamic_axes=dynamic_axes,
+                opset_version=opset,
+                dynamo=False,
+            )
             return "torchscript-onnx"
         except Exception as err:  # noqa: BLE001 (fall back to the other exporter)
             errors.append(f"legacy: {first_line(err)}")
         try:
             dims: dict[str, Any] = {}
-            shapes = tuple({axis: dims.setdefault(label, torch.export.Dim(label, min=1, max=MAX_DYNAMIC_SIZE))
-                            for axis, label in dynamic_axes.get(name, {}).items()} for name in input_names)
-            prog = torch.onnx.export(model, example, input_names=list(input_names), output_names=list(output_names),
-                                     dynamic_shapes=shapes, dynamo=True, opset_version=max(opset, 18))
+            shapes = tuple(
+                {
+                    axis: dims.setdefault(label, torch.export.Dim(label, min=1, max=MAX_DYNAMIC_SIZE))
+                    for axis, label in dynamic_axes.get(name, {}).items()
+                }
+                for name in input_names
+            )
+            prog = torch.onnx.export(
+                model,
+                example,
+                input_names=list(input_names),
+                output_names=list(output_names),
+                dynamic_shapes=shapes,
+                dynamo=True,
+                opset_version=max(opset, 18),
+            )
             prog.save(str(path))
             return "dynamo-onnx"
         except Exception as err:  # noqa: BLE001
@@ -73,8 +98,9 @@ def check_onnx(path: Path) -> None:
     onnx.checker.check_model(str(path))
 
 
-def run_exported_all(path: str | Path, inputs: list[np.ndarray], threads: int = 1,
-                     output_names: list[str] | None = None) -> list[np.ndarray]:
+def run_exported_all(
+    path: str | Path, inputs: list[np.ndarray], threads: int = 1, output_names: list[str] | None = None
+) -> list[np.ndarray]:
     """Every output of an exported model file (``.onnx`` with onnxruntime, ``.pt`` with torch.jit) on
     ``inputs``, given in the graph's input order (ONNX: ``output_names`` picks and orders the outputs)."""
     p = Path(path)

@@ -18,10 +18,19 @@ from gwinfer.serving.export.posterior import DEFAULT_MAX_BATCH_SIZE as POSTERIOR
 from gwinfer.serving.export.posterior import export_posterior
 
 
-def export_model(model_path: str | Path, repo: str | Path, name: str | None = None, fmt: str = "onnx",
-                 version: int | None = None, max_batch_size: int | None = None, max_queue_delay_us: int = 2000,
-                 seed: int = 0, stream_stride: int | None = None, sequence_idle_s: float = 60.0,
-                 backend: str | None = "native") -> Path:
+def export_model(
+    model_path: str | Path,
+    repo: str | Path,
+    name: str | None = None,
+    fmt: str = "onnx",
+    version: int | None = None,
+    max_batch_size: int | None = None,
+    max_queue_delay_us: int = 2000,
+    seed: int = 0,
+    stream_stride: int | None = None,
+    sequence_idle_s: float = 60.0,
+    backend: str | None = "native",
+) -> Path:
     """Export a gwinfer model file into repository ``repo``; returns the version folder written.
 
     ``name`` defaults to the model file's folder name (or stem for a bare file); ``version`` to one more
@@ -56,7 +65,19 @@ def export_model(model_path: str | Path, repo: str | Path, name: str | None = No
         max_batch_size = POSTERIOR_MAX_BATCH_SIZE if posterior else POINT_MAX_BATCH_SIZE
     check_max_batch_size(max_batch_size)
     if posterior:
-        return export_posterior(src, repo, name, fmt, version, max_batch_size, max_queue_delay_us, seed, backend,
-                                stream_stride, sequence_idle_s)
-    return export_point(src, repo, name, fmt, version, max_batch_size, max_queue_delay_us, seed, stream_stride,
-                        sequence_idle_s, backend)
+        return export_posterior(
+            src,
+            repo,
+            name,
+            fmt,
+            version,
+            max_batch_size,
+            max_queue_delay_us,
+            seed,
+            backend,
+            stream_stride,
+            sequence_idle_s,
+        )
+    return export_point(
+        src, repo, name, fmt, version, max_batch_size, max_queue_delay_us, seed, stream_stride, sequence_idle_s, backend
+    )

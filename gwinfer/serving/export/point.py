@@ -103,8 +103,10 @@ def compare(model: torch.nn.Module, path: Path, n_samples: int, seed: int = 0) -
             pass
         limit = max(limit, 1e-4 + 1e-4 * float(np.max(np.abs(ref))), 2 * f32)
         if not np.isfinite(diff) or diff > limit:
-            raise GwinferError(f"exported model differs from torch by {diff:.3g} (limit {limit:.3g}; the torch "
-                               f"model's own float32 error is {f32:.3g})")
+            raise GwinferError(
+                f"exported model differs from torch by {diff:.3g} (limit {limit:.3g}; the torch "
+                f"model's own float32 error is {f32:.3g})"
+            )
     return {"max_abs_diff": diff, "float32_error": f32, "limit": limit}
 
 
@@ -113,12 +115,24 @@ def export_graph(model: torch.nn.Module, fmt: str, path: Path, example: torch.Te
     if fmt != "onnx":
         return export_torchscript(model, (example,), path)
     x_name, theta_name = NAMES["onnx"]
-    return export_onnx(model, (example,), path, (x_name,), (theta_name,), {x_name: {0: "batch"}, theta_name: {0: "batch"}})
+    return export_onnx(
+        model, (example,), path, (x_name,), (theta_name,), {x_name: {0: "batch"}, theta_name: {0: "batch"}}
+    )
 
 
-def export_point(src: Path, repo: str | Path, name: str | None, fmt: str, version: int | None, max_batch_size: int,
-                 max_queue_delay_us: int, seed: int, stream_stride: int | None, sequence_idle_s: float,
-                 backend: str) -> Path:
+def export_point(
+    src: Path,
+    repo: str | Path,
+    name: str | None,
+    fmt: str,
+    version: int | None,
+    max_batch_size: int,
+    max_queue_delay_us: int,
+    seed: int,
+    stream_stride: int | None,
+    sequence_idle_s: float,
+    backend: str,
+) -> Path:
     """Export the point estimator file ``src`` (see :func:`gwinfer.serving.export.model.export_model`)."""
     from gwinfer.models import load_model
 
@@ -133,12 +147,26 @@ def export_point(src: Path, repo: str | Path, name: str | None, fmt: str, versio
     if stream_stride is None:
         inputs = [TensorSpec(in_name, "FP32", (2, n))]
         outputs = [TensorSpec(out_name, "FP32", (3,))]
-        config = make_config(name, platform, inputs, outputs, max_batch_size, max_queue_delay_us,
-                             backend="python" if backend == "python" else None)
+        config = make_config(
+            name,
+            platform,
+            inputs,
+            outputs,
+            max_batch_size,
+            max_queue_delay_us,
+            backend="python" if backend == "python" else None,
+        )
     else:
-        config, streaming, inputs, outputs = stream_entry(name, platform, [TensorSpec("update", "FP32", (2, n))],
-                                                          [TensorSpec("theta", "FP32", (3,))], n, stream_stride,
-                                                          sequence_idle_s, backend)
+        config, streaming, inputs, outputs = stream_entry(
+            name,
+            platform,
+            [TensorSpec("update", "FP32", (2, n))],
+            [TensorSpec("theta", "FP32", (3,))],
+            n,
+            stream_stride,
+            sequence_idle_s,
+            backend,
+        )
         streaming.update(graph_input=in_name, graph_outputs=[out_name])
 
     def build(tmp: Path, version: int) -> tuple[dict[str, Any], float]:
@@ -147,15 +175,35 @@ def export_point(src: Path, repo: str | Path, name: str | None, fmt: str, versio
             exporter = export_graph(model, fmt, out_file, example_inputs(n, 2, seed, model))
         finish_graph(out_file, fmt, backend, streaming is not None)
         check = compare(model, out_file, n, seed)
-        settings = {"name": name, "version": version, "format": fmt, "platform": platform, "backend": backend,
-                    "max_batch_size": config["max_batch_size"], "stream_stride": stream_stride}
+        settings = {
+            "name": name,
+            "version": version,
+            "format": fmt,
+            "platform": platform,
+            "backend": backend,
+            "max_batch_size": config["max_batch_size"],
+            "stream_stride": stream_stride,
+        }
         record = export_record(
-            src, out_file, settings, inputs, outputs, streaming, SERVING_LIBRARIES, model_spec=model.spec(),
-            time_grid=meta.get("time_grid"), approximant=meta.get("approximant"), exporter=exporter,
+            src,
+            out_file,
+            settings,
+            inputs,
+            outputs,
+            streaming,
+            SERVING_LIBRARIES,
+            model_spec=model.spec(),
+            time_grid=meta.get("time_grid"),
+            approximant=meta.get("approximant"),
+            exporter=exporter,
             max_abs_diff=check["max_abs_diff"],
-            check={"inputs": "seeded waveform-like inputs (see example_inputs), batches 1 and 5",
-                   "float32_error": check["float32_error"], "limit": check["limit"],
-                   "rule": "max_abs_diff <= max(1e-4 + 1e-4 max|ref|, 2 x float32_error)"})
+            check={
+                "inputs": "seeded waveform-like inputs (see example_inputs), batches 1 and 5",
+                "float32_error": check["float32_error"],
+                "limit": check["limit"],
+                "rule": "max_abs_diff <= max(1e-4 + 1e-4 max|ref|, 2 x float32_error)",
+            },
+        )
         return record, check["max_abs_diff"]
 
     return install_version(Path(repo), name, version, config, inputs, outputs, build)

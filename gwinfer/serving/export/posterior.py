@@ -75,8 +75,10 @@ REFUSED = {
 DEFAULT_MAX_BATCH_SIZE = 8  # events per request: each carries N samples, which multiply the memory
 TRACE_SHAPE = (2, 5)  # (B, N) of the traced example; the checks use other shapes
 CHECK_SHAPES = ((1, 3), (3, 17))
-NAMES = {"onnx": (("strain", "noise"), ("samples", "log_prob")),
-         "torchscript": (("strain__0", "noise__1"), ("samples__0", "log_prob__1"))}
+NAMES = {
+    "onnx": (("strain", "noise"), ("samples", "log_prob")),
+    "torchscript": (("strain__0", "noise__1"), ("samples__0", "log_prob__1")),
+}
 
 
 def input_name(estimator: nn.Module) -> str:
@@ -117,7 +119,7 @@ class NoiseSampler(nn.Module):
         """GaussianPosterior.distribution(c) applied to z: u = mean + L z, log N(u; mean, L L^T)."""
         est, d = self.estimator, self.estimator.theta_dim
         out = est.net(c)
-        mean, raw_diag, off = out[:, :d], out[:, d:2 * d], out[:, 2 * d:]
+        mean, raw_diag, off = out[:, :d], out[:, d : 2 * d], out[:, 2 * d :]
         diag = nn.functional.softplus(raw_diag + 0.5413) + est.config.min_scale  # as GaussianPosterior
         tril = diag.unsqueeze(-1) * self.eye + (off @ self.select).reshape(-1, d, d)  # (B, D, D)
         u = mean + torch.matmul(tril, z.unsqueeze(-1)).squeeze(-1)  # (N, B, D)
@@ -129,7 +131,7 @@ class NoiseSampler(nn.Module):
         dist = self.estimator.flow(c)
         u, ladj = dist.transform.inv.call_and_ladj(z)
         if dist.reinterpreted:
-            ladj = ladj.reshape(*ladj.shape[:ladj.ndim - dist.reinterpreted], -1).sum(-1)
+            ladj = ladj.reshape(*ladj.shape[: ladj.ndim - dist.reinterpreted], -1).sum(-1)
         return u, dist.base.log_prob(z) - ladj
 
     def forward(self, strain: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
@@ -155,16 +157,21 @@ def export_graph(sampler: NoiseSampler, fmt: str, path: Path) -> str:
     (x_name, z_name), (s_name, lp_name) = NAMES[fmt]
     if fmt == "onnx":
         x_name = input_name(sampler.estimator)
-        axes = {x_name: {0: "batch"}, z_name: {0: "batch", 1: "n"}, s_name: {0: "batch", 1: "n"},
-                lp_name: {0: "batch", 1: "n"}}
+        axes = {
+            x_name: {0: "batch"},
+            z_name: {0: "batch", 1: "n"},
+            s_name: {0: "batch", 1: "n"},
+            lp_name: {0: "batch", 1: "n"},
+        }
         with torch.no_grad():
             return export_onnx(sampler, (x, z), path, (x_name, z_name), (s_name, lp_name), axes)
     try:
         with torch.no_grad():
             return export_torchscript(sampler, (x, z), path)
     except Exception as err:  # noqa: BLE001
-        raise GwinferError(f"TorchScript tracing of the {sampler.kind} posterior failed ({first_line(err)}); "
-                           f"export ONNX") from None
+        raise GwinferError(
+            f"TorchScript tracing of the {sampler.kind} posterior failed ({first_line(err)}); export ONNX"
+        ) from None
 
 
 def run_graph(path: str | Path, x: np.ndarray, noise: np.ndarray, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -195,9 +202,16 @@ def compare_posterior(sampler: NoiseSampler, path: Path, seed: int = 0) -> dict[
     est = sampler.estimator
     std = est.theta_scale.std.detach().double().numpy()
     s64 = copy.deepcopy(sampler).double()
-    out = {"samples_max_abs_diff": 0.0, "log_prob_max_abs_diff": 0.0, "samples_float32_error": 0.0,
-           "log_prob_float32_error": 0.0, "samples_limit": 0.0, "log_prob_limit": 0.0,
-           "sampler_samples_max_abs_diff": 0.0, "sampler_log_prob_max_abs_diff": 0.0}
+    out = {
+        "samples_max_abs_diff": 0.0,
+        "log_prob_max_abs_diff": 0.0,
+        "samples_float32_error": 0.0,
+        "log_prob_float32_error": 0.0,
+        "samples_limit": 0.0,
+        "log_prob_limit": 0.0,
+        "sampler_samples_max_abs_diff": 0.0,
+        "sampler_log_prob_max_abs_diff": 0.0,
+    }
     for i, (batch, n) in enumerate(CHECK_SHAPES):
         x, z = example_inputs(est, batch, n, seed + 1 + i)
         with torch.no_grad():
@@ -212,28 +226,40 @@ def compare_posterior(sampler: NoiseSampler, path: Path, seed: int = 0) -> dict[
         got = run_graph(path, x.numpy(), z.numpy())
         shapes = ((batch, n, est.theta_dim), (batch, n))
         if tuple(got[0].shape) != shapes[0] or tuple(got[1].shape) != shapes[1]:
-            raise GwinferError(f"exported posterior returns shapes {got[0].shape}, {got[1].shape} for batch {batch}, "
-                               f"{n} samples; expected {shapes[0]}, {shapes[1]}")
+            raise GwinferError(
+                f"exported posterior returns shapes {got[0].shape}, {got[1].shape} for batch {batch}, "
+                f"{n} samples; expected {shapes[0]}, {shapes[1]}"
+            )
         d_s, d_lp = max_diffs(got, ref, std)
         f_s, f_lp = max_diffs(ref, exact, std)
         m_s, m_lp = max_diffs(mapped, own, std)
         u_ref = (ref[0] - est.theta_scale.mean.double().numpy()) / std
         lim_s = max(1e-4 + 1e-4 * float(np.max(np.abs(u_ref))), 2 * f_s)
         lim_lp = max(1e-4 + 1e-4 * float(np.max(np.abs(ref[1]))), 2 * f_lp)
-        for key, value in (("samples_max_abs_diff", d_s), ("log_prob_max_abs_diff", d_lp),
-                           ("samples_float32_error", f_s), ("log_prob_float32_error", f_lp),
-                           ("samples_limit", lim_s), ("log_prob_limit", lim_lp),
-                           ("sampler_samples_max_abs_diff", m_s), ("sampler_log_prob_max_abs_diff", m_lp)):
+        for key, value in (
+            ("samples_max_abs_diff", d_s),
+            ("log_prob_max_abs_diff", d_lp),
+            ("samples_float32_error", f_s),
+            ("log_prob_float32_error", f_lp),
+            ("samples_limit", lim_s),
+            ("log_prob_limit", lim_lp),
+            ("sampler_samples_max_abs_diff", m_s),
+            ("sampler_log_prob_max_abs_diff", m_lp),
+        ):
             out[key] = max(out[key], value)
         for what, diff, lim in (("samples", d_s, lim_s), ("log_prob", d_lp, lim_lp)):
             if not np.isfinite(diff) or diff > lim:
-                raise GwinferError(f"exported posterior differs from torch: {what} by {diff:.3g} (limit {lim:.3g}; "
-                                   f"the torch model's own float32 error is {f_s if what == 'samples' else f_lp:.3g})")
+                raise GwinferError(
+                    f"exported posterior differs from torch: {what} by {diff:.3g} (limit {lim:.3g}; "
+                    f"the torch model's own float32 error is {f_s if what == 'samples' else f_lp:.3g})"
+                )
         for what, diff, lim in (("samples", m_s, lim_s), ("log_prob", m_lp, lim_lp)):
             if not np.isfinite(diff) or diff > lim:
-                raise GwinferError(f"the serving sampler disagrees with {est.kind}.sample_and_log_prob on the same "
-                                   f"noise: {what} by {diff:.3g} (limit {lim:.3g}); gwinfer.serving.export.posterior "
-                                   f"no longer matches the model code")
+                raise GwinferError(
+                    f"the serving sampler disagrees with {est.kind}.sample_and_log_prob on the same "
+                    f"noise: {what} by {diff:.3g} (limit {lim:.3g}); gwinfer.serving.export.posterior "
+                    f"no longer matches the model code"
+                )
     out["max_abs_diff"] = max(out["samples_max_abs_diff"], out["log_prob_max_abs_diff"])
     return out
 
@@ -281,9 +307,19 @@ def stream_parameters(metadata: dict[str, Any], kernel: int, stride: int) -> dic
     return out
 
 
-def export_posterior(src: Path, repo: str | Path, name: str | None, fmt: str, version: int | None,
-                      max_batch_size: int, max_queue_delay_us: int, seed: int, backend: str,
-                      stream_stride: int | None = None, sequence_idle_s: float = 60.0) -> Path:
+def export_posterior(
+    src: Path,
+    repo: str | Path,
+    name: str | None,
+    fmt: str,
+    version: int | None,
+    max_batch_size: int,
+    max_queue_delay_us: int,
+    seed: int,
+    backend: str,
+    stream_stride: int | None = None,
+    sequence_idle_s: float = 60.0,
+) -> Path:
     """Export the posterior estimator file ``src`` (see :func:`gwinfer.serving.export.model.export_model`)."""
     from gwinfer.models import load_estimator
 
@@ -301,19 +337,36 @@ def export_posterior(src: Path, repo: str | Path, name: str | None, fmt: str, ve
     if stream_stride is None:
         inputs = [TensorSpec(x_name, "FP32", tuple(estimator.x_shape)), TensorSpec(z_name, "FP32", (-1, d))]
         outputs = [TensorSpec(s_name, "FP32", (-1, d)), TensorSpec(lp_name, "FP32", (-1,))]
-        config = make_config(name, platform, inputs, outputs, max_batch_size, max_queue_delay_us,
-                             backend="python" if backend == "python" else None, parameters=parameters)
+        config = make_config(
+            name,
+            platform,
+            inputs,
+            outputs,
+            max_batch_size,
+            max_queue_delay_us,
+            backend="python" if backend == "python" else None,
+            parameters=parameters,
+        )
     else:
         if fmt != "onnx" or len(estimator.x_shape) != 2:
-            raise GwinferError("streaming posterior entries are ONNX graphs of estimators on strain "
-                               "(n_detectors, n_samples); export with format 'onnx'")
+            raise GwinferError(
+                "streaming posterior entries are ONNX graphs of estimators on strain "
+                "(n_detectors, n_samples); export with format 'onnx'"
+            )
         n_det, n = (int(v) for v in estimator.x_shape)
         check_stride(stream_stride, n)
         parameters.update(stream_parameters(meta, n, stream_stride))
         config, streaming, inputs, outputs = stream_entry(
-            name, platform, [TensorSpec("update", "FP32", (n_det, n)), TensorSpec(z_name, "FP32", (-1, d))],
-            [TensorSpec(s_name, "FP32", (-1, d)), TensorSpec(lp_name, "FP32", (-1,))], n, stream_stride,
-            sequence_idle_s, backend, parameters)
+            name,
+            platform,
+            [TensorSpec("update", "FP32", (n_det, n)), TensorSpec(z_name, "FP32", (-1, d))],
+            [TensorSpec(s_name, "FP32", (-1, d)), TensorSpec(lp_name, "FP32", (-1,))],
+            n,
+            stream_stride,
+            sequence_idle_s,
+            backend,
+            parameters,
+        )
         streaming.update(graph_input=x_name, graph_outputs=[s_name, lp_name])
 
     def build(tmp: Path, version: int) -> tuple[dict[str, Any], float]:
@@ -321,23 +374,45 @@ def export_posterior(src: Path, repo: str | Path, name: str | None, fmt: str, ve
         exporter = export_graph(sampler, fmt, out_file)
         finish_graph(out_file, fmt, backend, streaming is not None)
         check = compare_posterior(sampler, out_file, seed)
-        settings = {"name": name, "version": version, "format": fmt, "platform": platform, "backend": backend,
-                    "max_batch_size": config["max_batch_size"], "stream_stride": stream_stride}
+        settings = {
+            "name": name,
+            "version": version,
+            "format": fmt,
+            "platform": platform,
+            "backend": backend,
+            "max_batch_size": config["max_batch_size"],
+            "stream_stride": stream_stride,
+        }
         record = export_record(
-            src, out_file, settings, inputs, outputs, streaming, (*SERVING_LIBRARIES, "zuko"),
+            src,
+            out_file,
+            settings,
+            inputs,
+            outputs,
+            streaming,
+            (*SERVING_LIBRARIES, "zuko"),
             model_spec=estimator.spec(),
-            posterior={"kind": estimator.kind, "theta_dim": d, "x_shape": list(estimator.x_shape),
-                       "parameter_names": names, "parameter_names_source": names_source,
-                       "noise": "standard normal base draws (B, N, D) supplied by the caller",
-                       "log_prob": "physical log density of each sample"},
+            posterior={
+                "kind": estimator.kind,
+                "theta_dim": d,
+                "x_shape": list(estimator.x_shape),
+                "parameter_names": names,
+                "parameter_names_source": names_source,
+                "noise": "standard normal base draws (B, N, D) supplied by the caller",
+                "log_prob": "physical log density of each sample",
+            },
             source_metadata={k: meta[k] for k in SOURCE_METADATA if k in meta},
-            exporter=exporter, max_abs_diff=check["max_abs_diff"],
-            check={"inputs": f"seeded strain at the fitted scale and N(0, 1) noise, (batch, samples) = "
-                             f"{[list(s) for s in CHECK_SHAPES]} (traced at {list(TRACE_SHAPE)})",
-                   **{k: v for k, v in check.items() if k != "max_abs_diff"},
-                   "rule": "samples (in theta-standardisation units) and log_prob each within "
-                           "max(1e-4 + 1e-4 max|ref|, 2 x float32_error) of torch; the torch sampler within the "
-                           "same limits of the estimator's sample_and_log_prob on the same noise"})
+            exporter=exporter,
+            max_abs_diff=check["max_abs_diff"],
+            check={
+                "inputs": f"seeded strain at the fitted scale and N(0, 1) noise, (batch, samples) = "
+                f"{[list(s) for s in CHECK_SHAPES]} (traced at {list(TRACE_SHAPE)})",
+                **{k: v for k, v in check.items() if k != "max_abs_diff"},
+                "rule": "samples (in theta-standardisation units) and log_prob each within "
+                "max(1e-4 + 1e-4 max|ref|, 2 x float32_error) of torch; the torch sampler within the "
+                "same limits of the estimator's sample_and_log_prob on the same noise",
+            },
+        )
         return record, check["max_abs_diff"]
 
     return install_version(Path(repo), name, version, config, inputs, outputs, build)

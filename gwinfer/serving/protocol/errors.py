@@ -22,8 +22,14 @@ from __future__ import annotations
 
 from gwinfer.errors import GwinferError
 
-GRPC_CODES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 404: "NOT_FOUND", 413: "RESOURCE_EXHAUSTED",
-              500: "INTERNAL", 503: "UNAVAILABLE"}
+GRPC_CODES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    404: "NOT_FOUND",
+    413: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
 
 
 class ServingError(GwinferError):

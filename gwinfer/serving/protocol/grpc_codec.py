@@ -38,7 +38,6 @@ CONTENTS_FIELDS = {
 }  # fmt: skip
 
 
-
 # --- parameters ---------------------------------------------------------------------------------
 def parameter_value(p: service_pb2.InferParameter) -> Any:
     """The Python value of an InferParameter (bool, int, float or str; None if unset)."""
@@ -69,8 +68,11 @@ def raw_array(name: str, data: bytes, spec: TensorSpec, count: int) -> np.ndarra
     dtype = spec.numpy_dtype
     size = count * dtype.itemsize
     if len(data) != size:
-        raise ServingError(400, f"input {name!r}: raw_input_contents has {len(data)} bytes; expected "
-                                f"{count} x {dtype.itemsize} = {size} bytes for {spec.datatype}")
+        raise ServingError(
+            400,
+            f"input {name!r}: raw_input_contents has {len(data)} bytes; expected "
+            f"{count} x {dtype.itemsize} = {size} bytes for {spec.datatype}",
+        )
     arr = np.frombuffer(data, dtype=dtype.newbyteorder("<"))  # a read-only view of the message's bytes
     return arr if arr.dtype.isnative else arr.astype(dtype)
 
@@ -79,20 +81,25 @@ def typed_array(tensor: Any, spec: TensorSpec, count: int) -> np.ndarray:
     """A flat array of ``count`` values from the typed ``contents`` of an input tensor."""
     field = CONTENTS_FIELDS.get(spec.datatype)
     if field is None:
-        raise ServingError(400, f"input {tensor.name!r}: {spec.datatype} tensors have no typed contents; "
-                                f"send raw_input_contents")
+        raise ServingError(
+            400, f"input {tensor.name!r}: {spec.datatype} tensors have no typed contents; send raw_input_contents"
+        )
     values = getattr(tensor.contents, field)
     if len(values) != count:
-        raise ServingError(400, f"input {tensor.name!r}: {len(values)} values in contents.{field} for shape "
-                                f"{list(tensor.shape)} ({count} values); send them there or as raw_input_contents")
+        raise ServingError(
+            400,
+            f"input {tensor.name!r}: {len(values)} values in contents.{field} for shape "
+            f"{list(tensor.shape)} ({count} values); send them there or as raw_input_contents",
+        )
     try:
         return np.array(values, dtype=spec.numpy_dtype)
     except (OverflowError, ValueError) as err:
         raise ServingError(400, f"input {tensor.name!r}: contents.{field} do not fit {spec.datatype} ({err})") from None
 
 
-def parse_grpc_inputs(request: service_pb2.ModelInferRequest, mv: ModelVersion,
-                      regions: Regions | None = None) -> tuple[dict[str, np.ndarray], int]:
+def parse_grpc_inputs(
+    request: service_pb2.ModelInferRequest, mv: ModelVersion, regions: Regions | None = None
+) -> tuple[dict[str, np.ndarray], int]:
     """Validated input arrays of a ModelInferRequest and its batch size (the HTTP path's checks).
 
     Inputs in a shared-memory region (``shared_memory_region`` parameters) carry no contents; the
@@ -104,8 +111,11 @@ def parse_grpc_inputs(request: service_pb2.ModelInferRequest, mv: ModelVersion,
     params = [parameters_dict(t.parameters) for t in request.inputs]
     in_shm = sum("shared_memory_region" in p for p in params)
     if raw and len(raw) != len(request.inputs) - in_shm:
-        raise ServingError(400, f"raw_input_contents has {len(raw)} entries for {len(request.inputs) - in_shm} "
-                                f"inputs not in shared memory; send one per input, or none and use contents")
+        raise ServingError(
+            400,
+            f"raw_input_contents has {len(raw)} entries for {len(request.inputs) - in_shm} "
+            f"inputs not in shared memory; send one per input, or none and use contents",
+        )
     arrays: dict[str, np.ndarray] = {}
     batch = None
     i = 0  # the next raw_input_contents entry
@@ -132,8 +142,9 @@ def parse_grpc_inputs(request: service_pb2.ModelInferRequest, mv: ModelVersion,
     return arrays, batch or 1
 
 
-def requested_grpc_outputs(request: service_pb2.ModelInferRequest, mv: ModelVersion, regions: Regions | None = None,
-                           batch: int = 1) -> list[tuple[str, Placement | None]]:
+def requested_grpc_outputs(
+    request: service_pb2.ModelInferRequest, mv: ModelVersion, regions: Regions | None = None, batch: int = 1
+) -> list[tuple[str, Placement | None]]:
     """[(output name, shared-memory placement or None)] to return (all outputs when the request names
     none); placements are checked to hold a batch of ``batch``."""
     if not request.outputs:
@@ -146,9 +157,14 @@ def requested_grpc_outputs(request: service_pb2.ModelInferRequest, mv: ModelVers
     return wanted
 
 
-def encode_grpc_response(mv: ModelVersion, request_id: str, outputs: dict[str, np.ndarray],
-                         wanted: list[tuple[str, Placement | None]], extra: dict[str, Any] | None = None,
-                         regions: Regions | None = None) -> service_pb2.ModelInferResponse:
+def encode_grpc_response(
+    mv: ModelVersion,
+    request_id: str,
+    outputs: dict[str, np.ndarray],
+    wanted: list[tuple[str, Placement | None]],
+    extra: dict[str, Any] | None = None,
+    regions: Regions | None = None,
+) -> service_pb2.ModelInferResponse:
     """A ModelInferResponse with ``wanted`` outputs as little-endian ``raw_output_contents``; an output
     placed in shared memory is written there and gets an empty entry (indices stay aligned) and the
     ``shared_memory_region``/``shared_memory_byte_size`` parameters."""

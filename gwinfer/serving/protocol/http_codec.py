@@ -58,8 +58,9 @@ def json_header(body: bytes | memoryview, header_length: str | None) -> tuple[di
     return req, blob
 
 
-def binary_input(name: str, params: dict[str, Any], blob: bytes | memoryview, offset: int, dtype: np.dtype,
-                 count: int) -> np.ndarray:
+def binary_input(
+    name: str, params: dict[str, Any], blob: bytes | memoryview, offset: int, dtype: np.dtype, count: int
+) -> np.ndarray:
     """The ``count`` values of input ``name`` at byte ``offset`` of the binary data (a view, no copy)."""
     size = params["binary_data_size"]
     if not isinstance(size, int) or size != count * dtype.itemsize:
@@ -70,8 +71,9 @@ def binary_input(name: str, params: dict[str, Any], blob: bytes | memoryview, of
     return arr if arr.dtype.isnative else arr.astype(dtype)  # big-endian hosts only copy
 
 
-def json_input(name: str, entry: dict[str, Any], dtype: np.dtype, datatype: str, count: int,
-               shape: list[int]) -> np.ndarray:
+def json_input(
+    name: str, entry: dict[str, Any], dtype: np.dtype, datatype: str, count: int, shape: list[int]
+) -> np.ndarray:
     """The ``data`` list of a JSON input as an array of ``count`` values."""
     if "data" not in entry:
         raise ServingError(400, f"input {name!r} has neither data nor binary_data_size")
@@ -84,8 +86,9 @@ def json_input(name: str, entry: dict[str, Any], dtype: np.dtype, datatype: str,
     return arr
 
 
-def parse_inputs(req: dict[str, Any], blob: bytes | memoryview, mv: ModelVersion,
-                 regions: Regions | None = None) -> tuple[dict[str, np.ndarray], int]:
+def parse_inputs(
+    req: dict[str, Any], blob: bytes | memoryview, mv: ModelVersion, regions: Regions | None = None
+) -> tuple[dict[str, np.ndarray], int]:
     """Validated input arrays of an inference request and its batch size.
 
     Binary inputs are views of ``blob`` and shared-memory inputs views of their ``regions`` (no copies).
@@ -120,8 +123,7 @@ def parse_inputs(req: dict[str, Any], blob: bytes | memoryview, mv: ModelVersion
     return arrays, batch or 1
 
 
-def requested_outputs(req: dict[str, Any], mv: ModelVersion, regions: Regions | None = None,
-                      batch: int = 1) -> Wanted:
+def requested_outputs(req: dict[str, Any], mv: ModelVersion, regions: Regions | None = None, batch: int = 1) -> Wanted:
     """[(output name, binary?, shared-memory placement or None)] of a request (all outputs when none
     are named); placements are checked to hold a batch of ``batch``."""
     params = req.get("parameters") or {}
@@ -138,13 +140,20 @@ def requested_outputs(req: dict[str, Any], mv: ModelVersion, regions: Regions | 
             raise ServingError(400, f"unknown output {o!r} for model {mv.name!r}; expected {names}")
         p = o.get("parameters") or {}
         check_output(mv, o.get("name"), p)
-        result.append((o["name"], bool(p.get("binary_data", default_binary)),
-                       output_placement(regions, mv, o["name"], p, batch)))
+        result.append(
+            (o["name"], bool(p.get("binary_data", default_binary)), output_placement(regions, mv, o["name"], p, batch))
+        )
     return result
 
 
-def encode_response(mv: ModelVersion, req: dict[str, Any], outputs: dict[str, np.ndarray], wanted: Wanted,
-                    extra: dict[str, Any] | None = None, regions: Regions | None = None) -> tuple[bytes, int | None]:
+def encode_response(
+    mv: ModelVersion,
+    req: dict[str, Any],
+    outputs: dict[str, np.ndarray],
+    wanted: Wanted,
+    extra: dict[str, Any] | None = None,
+    regions: Regions | None = None,
+) -> tuple[bytes, int | None]:
     """(body, JSON header length or None) of an inference response; shared-memory outputs are written
     into their regions and answered without data."""
     specs = {t.name: t for t in mv.outputs}

@@ -137,10 +137,13 @@ class Regions:
             try:
                 size = os.fstat(fd).st_size
                 if offset + byte_size > size:
-                    raise SharedMemoryError(f"region {name!r}: offset {offset} + byte_size {byte_size} exceeds the "
-                                            f"{size} bytes of shared-memory key {key!r}")
-                mapping = mmap.mmap(fd, offset + byte_size, mmap.MAP_SHARED,
-                                    mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0))
+                    raise SharedMemoryError(
+                        f"region {name!r}: offset {offset} + byte_size {byte_size} exceeds the "
+                        f"{size} bytes of shared-memory key {key!r}"
+                    )
+                mapping = mmap.mmap(
+                    fd, offset + byte_size, mmap.MAP_SHARED, mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+                )
             except OSError as err:
                 raise SharedMemoryError(f"cannot map shared-memory key {key!r}: {err.strerror or err}") from None
             finally:
@@ -182,8 +185,10 @@ class Regions:
         """The region of ``where``, checked to hold its ``offset + byte_size`` bytes."""
         region = self.get(where.region)
         if where.offset + where.byte_size > region.byte_size:
-            raise SharedMemoryError(f"{what}: shared_memory_offset {where.offset} + shared_memory_byte_size "
-                                    f"{where.byte_size} exceeds region {where.region!r} of {region.byte_size} bytes")
+            raise SharedMemoryError(
+                f"{what}: shared_memory_offset {where.offset} + shared_memory_byte_size "
+                f"{where.byte_size} exceeds region {where.region!r} of {region.byte_size} bytes"
+            )
         return region
 
     def read(self, where: Placement, dtype: np.dtype, shape: list[int], what: str) -> np.ndarray:
@@ -194,11 +199,14 @@ class Regions:
         count = int(np.prod(shape, dtype=np.int64)) if shape else 1
         need = count * dtype.itemsize
         if where.byte_size != need:
-            raise SharedMemoryError(f"{what}: shared_memory_byte_size {where.byte_size} != {count} x "
-                                    f"{dtype.itemsize} = {need} bytes for shape {list(shape)}")
+            raise SharedMemoryError(
+                f"{what}: shared_memory_byte_size {where.byte_size} != {count} x "
+                f"{dtype.itemsize} = {need} bytes for shape {list(shape)}"
+            )
         region = self.span(where, what)
-        arr = np.frombuffer(region.mapping, dtype=dtype.newbyteorder("<"), count=count,
-                            offset=region.offset + where.offset).reshape(shape)
+        arr = np.frombuffer(
+            region.mapping, dtype=dtype.newbyteorder("<"), count=count, offset=region.offset + where.offset
+        ).reshape(shape)
         if not arr.dtype.isnative:  # big-endian hosts only
             arr = arr.astype(dtype)
         arr.flags.writeable = False  # the client's memory: runners must not modify it
@@ -211,8 +219,9 @@ class Regions:
         if not region.writable:
             raise SharedMemoryError(f"{what}: region {where.region!r} is read-only for this server")
         if nbytes is not None and where.byte_size < nbytes:
-            raise SharedMemoryError(f"{what}: shared_memory_byte_size {where.byte_size} is smaller than the "
-                                    f"{nbytes} bytes of the output")
+            raise SharedMemoryError(
+                f"{what}: shared_memory_byte_size {where.byte_size} is smaller than the {nbytes} bytes of the output"
+            )
 
     def write(self, where: Placement, arr: np.ndarray, what: str) -> int:
         """Write ``arr`` (little-endian, C order) at ``where``; returns the bytes written."""

@@ -16,8 +16,9 @@ from gwinfer.serving.repository.specs import TensorSpec
 from gwinfer.serving.runtime.versions import ModelVersion
 
 
-def check_input(mv: ModelVersion, name: Any, datatype: Any, shape: Any, seen: dict[str, np.ndarray],
-                batch: int | None) -> tuple[TensorSpec, int | None]:
+def check_input(
+    mv: ModelVersion, name: Any, datatype: Any, shape: Any, seen: dict[str, np.ndarray], batch: int | None
+) -> tuple[TensorSpec, int | None]:
     """(spec, batch size so far) of one request input; ServingError(400) naming what is wrong.
 
     ``seen`` holds the inputs already parsed (duplicates are refused); ``batch`` is the batch size of
@@ -71,8 +72,9 @@ def check_output(mv: ModelVersion, name: Any, params: Any) -> None:
         raise ServingError(400, "classification outputs are not supported")
 
 
-def shm_input(regions: Regions | None, params: dict[str, Any], name: str, spec: TensorSpec,
-              shape: list[int]) -> np.ndarray | None:
+def shm_input(
+    regions: Regions | None, params: dict[str, Any], name: str, spec: TensorSpec, shape: list[int]
+) -> np.ndarray | None:
     """The input ``name`` read from the shared-memory region its parameters name (a view, no copy),
     or None if they name none; SharedMemoryError for a bad placement."""
     where = placement(params, f"input {name!r}")
@@ -83,8 +85,9 @@ def shm_input(regions: Regions | None, params: dict[str, Any], name: str, spec: 
     return regions.read(where, spec.numpy_dtype, shape, f"input {name!r}")
 
 
-def output_placement(regions: Regions | None, mv: ModelVersion, name: str, params: dict[str, Any],
-                     batch: int) -> Placement | None:
+def output_placement(
+    regions: Regions | None, mv: ModelVersion, name: str, params: dict[str, Any], batch: int
+) -> Placement | None:
     """The shared-memory placement of requested output ``name`` (None: in the response), checked to
     hold the output of a batch of ``batch`` before the model runs; SharedMemoryError otherwise."""
     what = f"output {name!r}"

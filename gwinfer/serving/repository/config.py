@@ -34,10 +34,18 @@ from gwinfer.provenance import atomic_path
 from gwinfer.serving.repository.layout import BACKEND_PLATFORMS, CONFIG_FILE, check_name, check_served
 from gwinfer.serving.repository.specs import TensorSpec
 
-INTEGER_TYPES = {FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT32,
-                 FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SINT64,
-                 FieldDescriptor.TYPE_FIXED32, FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED32,
-                 FieldDescriptor.TYPE_SFIXED64}
+INTEGER_TYPES = {
+    FieldDescriptor.TYPE_INT32,
+    FieldDescriptor.TYPE_INT64,
+    FieldDescriptor.TYPE_UINT32,
+    FieldDescriptor.TYPE_UINT64,
+    FieldDescriptor.TYPE_SINT32,
+    FieldDescriptor.TYPE_SINT64,
+    FieldDescriptor.TYPE_FIXED32,
+    FieldDescriptor.TYPE_FIXED64,
+    FieldDescriptor.TYPE_SFIXED32,
+    FieldDescriptor.TYPE_SFIXED64,
+}
 
 
 # --- message <-> dict ----------------------------------------------------------------------------
@@ -58,8 +66,12 @@ def message_dict(message: Message) -> dict[str, Any]:
     listed = message.ListFields()
     names = {field.name for field, _ in listed}
     for field in message.DESCRIPTOR.fields:
-        if (field.type == FieldDescriptor.TYPE_ENUM and not field.is_repeated and field.name not in names
-                and field.containing_oneof is None):
+        if (
+            field.type == FieldDescriptor.TYPE_ENUM
+            and not field.is_repeated
+            and field.name not in names
+            and field.containing_oneof is None
+        ):
             out[field.name] = _value(field, getattr(message, field.name))
     for field, value in listed:
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
@@ -145,10 +157,17 @@ def config_parameters(cfg: dict[str, Any]) -> dict[str, str]:
 
 
 # --- model configs ------------------------------------------------------------------------------------
-def make_config(name: str, platform: str, inputs: list[TensorSpec], outputs: list[TensorSpec],
-                max_batch_size: int, max_queue_delay_us: int = 2000,
-                sequence_idle_us: int | None = None, backend: str | None = None,
-                parameters: dict[str, str] | None = None) -> dict[str, Any]:
+def make_config(
+    name: str,
+    platform: str,
+    inputs: list[TensorSpec],
+    outputs: list[TensorSpec],
+    max_batch_size: int,
+    max_queue_delay_us: int = 2000,
+    sequence_idle_us: int | None = None,
+    backend: str | None = None,
+    parameters: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """The Triton model configuration gwinfer writes (CPU instances, dynamic batching).
 
     ``max_queue_delay_us``: the dynamic batching window (microseconds); with ``sequence_idle_us``

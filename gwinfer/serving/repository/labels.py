@@ -67,7 +67,7 @@ def _version_number(value: Any, key: str, where: str) -> int:
 def parse_labels(data: Any, where: str = LABELS_FILE) -> Labels:
     """Labels of a decoded labels.json; one-line error naming what is wrong."""
     if not isinstance(data, dict):
-        raise GwinferError(f"{where}: must be a JSON object like {{\"production\": 1, \"development\": 2}}")
+        raise GwinferError(f'{where}: must be a JSON object like {{"production": 1, "development": 2}}')
     unknown = sorted(set(data) - set(LABEL_KEYS))
     if unknown:
         raise GwinferError(f"{where}: unknown key(s) {unknown}; allowed: {list(LABEL_KEYS)}")

@@ -70,5 +70,7 @@ def check_served(cfg: dict[str, Any], where: str) -> None:
     native = cfg.get("platform") in PLATFORM_FILES
     if not native and not ("platform" not in cfg and cfg.get("backend") in BACKEND_PLATFORMS):
         what = f"platform {cfg['platform']!r}" if "platform" in cfg else f"backend {cfg.get('backend')!r}"
-        raise GwinferError(f"{where}: {what} is not served; use a platform of {sorted(PLATFORM_FILES)} or a "
-                           f"backend of {sorted(BACKEND_PLATFORMS)}")
+        raise GwinferError(
+            f"{where}: {what} is not served; use a platform of {sorted(PLATFORM_FILES)} or a "
+            f"backend of {sorted(BACKEND_PLATFORMS)}"
+        )

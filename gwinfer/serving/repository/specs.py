@@ -55,5 +55,7 @@ class TensorSpec:
 
 def config_specs(cfg: dict[str, Any], where: str = "config.pbtxt") -> tuple[list[TensorSpec], list[TensorSpec]]:
     """(inputs, outputs) TensorSpecs of a config dict."""
-    return ([TensorSpec.from_config(e, where) for e in cfg.get("input", [])],
-            [TensorSpec.from_config(e, where) for e in cfg.get("output", [])])
+    return (
+        [TensorSpec.from_config(e, where) for e in cfg.get("input", [])],
+        [TensorSpec.from_config(e, where) for e in cfg.get("output", [])],
+    )

@@ -39,8 +39,14 @@ class Batcher:
     ``record(items, seconds)`` is called after each execution (items in the batch, seconds the runner took).
     """
 
-    def __init__(self, runner: Runner, max_batch_size: int, delay_s: float, executor: Executor,
-                 record: Callable[[int, float], None]) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        max_batch_size: int,
+        delay_s: float,
+        executor: Executor,
+        record: Callable[[int, float], None],
+    ) -> None:
         self.runner, self.max_batch_size, self.delay = runner, max_batch_size, max(delay_s, 0.0)
         self.executor, self.record = executor, record
         self.queue: asyncio.Queue[Item] = asyncio.Queue()
@@ -95,15 +101,16 @@ class Batcher:
                 continue
             try:
                 names = live[0][0]
-                batch = {k: np.concatenate([it[0][k] for it in live]) if len(live) > 1 else live[0][0][k]
-                         for k in names}
+                batch = {
+                    k: np.concatenate([it[0][k] for it in live]) if len(live) > 1 else live[0][0][k] for k in names
+                }
                 out, seconds = await loop.run_in_executor(self.executor, timed, self.runner, batch)
                 self.record(n, seconds)
                 start = 0
                 for inputs, fut in live:
                     m = batch_size(inputs)
                     if not fut.done():
-                        fut.set_result({k: v[start:start + m] for k, v in out.items()})
+                        fut.set_result({k: v[start : start + m] for k, v in out.items()})
                     start += m
             except Exception as err:  # noqa: BLE001 (reported to every waiting request)
                 for _, fut in live:

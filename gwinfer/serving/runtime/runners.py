@@ -35,8 +35,10 @@ class OnnxRunner:
         graph_in = [i.name for i in self.session.get_inputs()]
         graph_out = [o.name for o in self.session.get_outputs()]
         if sorted(graph_in) != sorted(input_names) or not set(output_names) <= set(graph_out):
-            raise GwinferError(f"{path}: graph tensors {graph_in} -> {graph_out} do not match the config "
-                               f"{input_names} -> {output_names}")
+            raise GwinferError(
+                f"{path}: graph tensors {graph_in} -> {graph_out} do not match the config "
+                f"{input_names} -> {output_names}"
+            )
         self.output_names = output_names
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

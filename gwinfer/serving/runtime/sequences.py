@@ -58,8 +58,9 @@ class SnapshotState:
         return self.filled >= self.kernel
 
 
-def snapshot_state(channels: int, kernel: int, stride: int, dtype: Any = np.float32,
-                   batch: tuple[int, ...] = ()) -> SnapshotState:
+def snapshot_state(
+    channels: int, kernel: int, stride: int, dtype: Any = np.float32, batch: tuple[int, ...] = ()
+) -> SnapshotState:
     """Initial (zero) snapshot for windows of ``kernel`` samples advanced by ``stride``."""
     if not (isinstance(kernel, int) and isinstance(stride, int) and 1 <= stride <= kernel):
         raise GwinferError(f"stride = {stride!r} must be an integer in [1, kernel = {kernel!r}]")
@@ -76,15 +77,16 @@ def snapshotter(update: Any, state: SnapshotState) -> tuple[Any, SnapshotState]:
     """
     expected = (*state.buffer.shape[:-1], state.stride)
     if tuple(update.shape) != expected:
-        raise GwinferError(f"stream update has shape {tuple(update.shape)}; expected {expected} "
-                           f"(channels x stride new samples)")
+        raise GwinferError(
+            f"stream update has shape {tuple(update.shape)}; expected {expected} (channels x stride new samples)"
+        )
     buffer = state.buffer
     if not isinstance(update, np.ndarray) and isinstance(buffer, np.ndarray):
         import torch
 
         buffer = torch.from_numpy(buffer)
     window = _cat(buffer, update)
-    new = replace(state, buffer=window[..., state.stride:], filled=min(state.filled + state.stride, state.kernel))
+    new = replace(state, buffer=window[..., state.stride :], filled=min(state.filled + state.stride, state.kernel))
     return window, new
 
 
@@ -151,8 +153,13 @@ class SequenceStore:
     Thread-safe; requests of one sequence are expected in order (as with Triton).
     """
 
-    def __init__(self, init_state: Callable[[], Any], max_sequences: int = 1024, idle_timeout: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        init_state: Callable[[], Any],
+        max_sequences: int = 1024,
+        idle_timeout: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not (isinstance(max_sequences, int) and max_sequences >= 1):
             raise GwinferError(f"max_sequences = {max_sequences!r} must be an integer >= 1")
         if not idle_timeout > 0:
@@ -199,8 +206,9 @@ class SequenceStore:
         with self._lock:
             return self._states.pop(seq_id, None) is not None
 
-    def step(self, seq_id: Hashable, fn: Callable[[Any], tuple[Any, Any]], *, start: bool = False,
-             end: bool = False) -> Any:
+    def step(
+        self, seq_id: Hashable, fn: Callable[[Any], tuple[Any, Any]], *, start: bool = False, end: bool = False
+    ) -> Any:
         if seq_id is None or seq_id == 0 or seq_id == "":
             raise GwinferError("streaming requests need a non-zero sequence_id")
         with self._lock:
@@ -209,13 +217,16 @@ class SequenceStore:
                 if seq_id not in self._states and len(self._states) >= self.max_sequences:
                     raise GwinferError(
                         f"too many live sequences (max {self.max_sequences}); end one with sequence_end "
-                        f"or wait {self.idle_timeout:g} s for idle ones to expire")
+                        f"or wait {self.idle_timeout:g} s for idle ones to expire"
+                    )
                 state = self.init_state()
             elif seq_id in self._states:
                 state = self._states[seq_id][0]
             else:
-                raise GwinferError(f"sequence {seq_id!r} is not live: start it with sequence_start "
-                                   f"(idle sequences expire after {self.idle_timeout:g} s)")
+                raise GwinferError(
+                    f"sequence {seq_id!r} is not live: start it with sequence_start "
+                    f"(idle sequences expire after {self.idle_timeout:g} s)"
+                )
         result, new_state = fn(state)  # may raise: nothing stored yet
         with self._lock:
             if end:

@@ -59,8 +59,7 @@ class ModelVersion:
         return ([-1] if self.max_batch_size > 0 else []) + list(spec.dims)
 
 
-def load_version(model_dir: Path, cfg: dict[str, Any], version: int, threads: int,
-                 max_sequences: int) -> ModelVersion:
+def load_version(model_dir: Path, cfg: dict[str, Any], version: int, threads: int, max_sequences: int) -> ModelVersion:
     """Load one version folder (never raises: a failure gives state UNAVAILABLE and a reason).
 
     ``threads``: intra-op threads of the runner; ``max_sequences``: live sequences of a streaming version.
@@ -70,8 +69,16 @@ def load_version(model_dir: Path, cfg: dict[str, Any], version: int, threads: in
     batching = cfg.get("dynamic_batching")
     delay = int(batching.get("max_queue_delay_microseconds", 0)) if isinstance(batching, dict) else 0
     reported = cfg.get("platform") or cfg["backend"]
-    mv = ModelVersion(cfg["name"], version, reported, inputs, outputs, int(cfg.get("max_batch_size", 0)), cfg,
-                      max_queue_delay_us=delay if batching is not None else -1)
+    mv = ModelVersion(
+        cfg["name"],
+        version,
+        reported,
+        inputs,
+        outputs,
+        int(cfg.get("max_batch_size", 0)),
+        cfg,
+        max_queue_delay_us=delay if batching is not None else -1,
+    )
     vdir = model_dir / str(version)
     try:
         info_path = vdir / "gwinfer.json"
@@ -82,8 +89,12 @@ def load_version(model_dir: Path, cfg: dict[str, Any], version: int, threads: in
         streaming = mv.info.get("streaming")
         if "sequence_batching" in cfg and isinstance(streaming, dict):
             mv.streaming = streaming
-            mv.runner = RUNNERS[platform](path, [streaming["graph_input"], *streaming["forwarded_inputs"]],
-                                          list(streaming["graph_outputs"]), threads)
+            mv.runner = RUNNERS[platform](
+                path,
+                [streaming["graph_input"], *streaming["forwarded_inputs"]],
+                list(streaming["graph_outputs"]),
+                threads,
+            )
             idle = cfg["sequence_batching"].get("max_sequence_idle_microseconds", DEFAULT_SEQUENCE_IDLE_US) / 1e6
             shape = (int(streaming["channels"]), int(streaming["kernel"]), int(streaming["stride"]))
             mv.sequences = SequenceStore(lambda: snapshot_state(*shape), max_sequences, idle)
@@ -95,17 +106,21 @@ def load_version(model_dir: Path, cfg: dict[str, Any], version: int, threads: in
     return mv
 
 
-def load_model_versions(model_dir: Path, threads: int = 1, max_sequences: int = 1024,
-                        skip: set[int] | frozenset[int] = frozenset()) -> tuple[dict[str, Any], dict[int, ModelVersion]]:
+def load_model_versions(
+    model_dir: Path, threads: int = 1, max_sequences: int = 1024, skip: set[int] | frozenset[int] = frozenset()
+) -> tuple[dict[str, Any], dict[int, ModelVersion]]:
     """(config dict, {version: ModelVersion}) of a model folder, leaving out the versions in ``skip``."""
     cfg = read_config(model_dir)
     cfg["name"] = model_dir.name  # Triton requires the folder name
-    versions = {v: load_version(model_dir, cfg, v, threads, max_sequences)
-                for v in list_versions(model_dir) if v not in skip}
+    versions = {
+        v: load_version(model_dir, cfg, v, threads, max_sequences) for v in list_versions(model_dir) if v not in skip
+    }
     return cfg, versions
 
 
-def load_repository(repo: str | Path, threads: int = 1, max_sequences: int = 1024) -> dict[str, dict[int, ModelVersion]]:
+def load_repository(
+    repo: str | Path, threads: int = 1, max_sequences: int = 1024
+) -> dict[str, dict[int, ModelVersion]]:
     """All versions of all models of a repository: {name: {version: ModelVersion}}."""
     return {name: load_model_versions(Path(repo) / name, threads, max_sequences)[1] for name in list_models(repo)}
 
@@ -120,21 +135,28 @@ def check_version_runs(model_dir: Path, cfg: dict[str, Any], version: int) -> No
     expected: dict[str, list[int] | None]
     if mv.streaming is not None:  # the graph reads the window instead of the update
         s = mv.streaming
-        inputs = {s["graph_input"]: np.zeros((1, int(s["channels"]), int(s["kernel"])), np.float32),
-                  **{k: inputs[k] for k in s["forwarded_inputs"]}}
+        inputs = {
+            s["graph_input"]: np.zeros((1, int(s["channels"]), int(s["kernel"])), np.float32),
+            **{k: inputs[k] for k in s["forwarded_inputs"]},
+        }
         expected = {g: None for g in s["graph_outputs"]}
     else:
         expected = {t.name: lead + list(t.dims) for t in mv.outputs}
     try:
         out = mv.runner(inputs)
     except Exception as err:  # noqa: BLE001 (reported as one line)
-        raise GwinferError(f"version {version} of model {model_dir.name!r} fails a test inference on zeros: "
-                           f"{type(err).__name__}: {' '.join(str(err).split())[:300]}") from None
+        raise GwinferError(
+            f"version {version} of model {model_dir.name!r} fails a test inference on zeros: "
+            f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"
+        ) from None
     for name, shape in expected.items():
         got = out.get(name)
         if got is None:
             raise GwinferError(f"version {version} of model {model_dir.name!r} returns no output {name!r}")
-        if shape is not None and (len(got.shape) != len(shape)
-                                  or any(s >= 0 and s != g for s, g in zip(shape, got.shape))):
-            raise GwinferError(f"version {version} of model {model_dir.name!r}: output {name!r} has shape "
-                               f"{list(got.shape)}; the config says {shape}")
+        if shape is not None and (
+            len(got.shape) != len(shape) or any(s >= 0 and s != g for s, g in zip(shape, got.shape))
+        ):
+            raise GwinferError(
+                f"version {version} of model {model_dir.name!r}: output {name!r} has shape "
+                f"{list(got.shape)}; the config says {shape}"
+            )

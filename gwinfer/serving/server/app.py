@@ -67,9 +67,13 @@ def warn_policy(name: str, cfg: dict[str, Any], labels: Labels) -> None:
     """Warn when a real Triton would serve another version than production for unversioned requests."""
     policy = version_policy_versions(cfg)
     if policy != [labels.production]:
-        log.warning("model %s: labels.json says production is version %d but config.pbtxt's version_policy "
-                    "is %s; a real Triton would not serve the same version (gwinfer promote sets it)",
-                    name, labels.production, f"specific {policy}" if policy else "not 'specific'")
+        log.warning(
+            "model %s: labels.json says production is version %d but config.pbtxt's version_policy "
+            "is %s; a real Triton would not serve the same version (gwinfer promote sets it)",
+            name,
+            labels.production,
+            f"specific {policy}" if policy else "not 'specific'",
+        )
 
 
 def check_ready(mv: ModelVersion) -> None:
@@ -87,9 +91,16 @@ class App:
     the share of production requests mirrored to a development version (0 disables shadowing).
     """
 
-    def __init__(self, repo: str | Path, token: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY,
-                 threads: int = 1, max_sequences: int = 1024, dynamic_batching: bool = True,
-                 shadow_fraction: float = 1.0) -> None:
+    def __init__(
+        self,
+        repo: str | Path,
+        token: str | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY,
+        threads: int = 1,
+        max_sequences: int = 1024,
+        dynamic_batching: bool = True,
+        shadow_fraction: float = 1.0,
+    ) -> None:
         if not isinstance(max_body_bytes, int) or max_body_bytes < 1024:
             raise GwinferError(f"max_body_bytes = {max_body_bytes!r} must be an integer >= 1024")
         self.shadow = ShadowMonitor(shadow_fraction)
@@ -127,9 +138,12 @@ class App:
             raise ServingError(404, f"unknown model {name!r}; available: {sorted(self.models)}")
         if version in (None, "", "-1"):
             if name in self.label_errors:
-                raise ServingError(503, f"model {name!r} has no usable production label "
-                                        f"({self.label_errors[name]}); ask for an explicit version, or fix "
-                                        f"labels.json and load the model again")
+                raise ServingError(
+                    503,
+                    f"model {name!r} has no usable production label "
+                    f"({self.label_errors[name]}); ask for an explicit version, or fix "
+                    f"labels.json and load the model again",
+                )
             labels = self.labels.get(name)
             if labels is not None:
                 mv = versions[labels.production]
@@ -167,10 +181,15 @@ class App:
 
     def model_metadata(self, mv: ModelVersion, version: str | None) -> dict[str, Any]:
         """KServe v2 model metadata, plus ``labels`` ({"production": "2", "development": "3"}) if labelled."""
-        versions = [str(mv.version)] if version else [str(v) for v, m in sorted(self.models[mv.name].items())
-                                                      if m.state == "READY"]
+        versions = (
+            [str(mv.version)]
+            if version
+            else [str(v) for v, m in sorted(self.models[mv.name].items()) if m.state == "READY"]
+        )
         meta = {
-            "name": mv.name, "versions": versions, "platform": mv.platform,
+            "name": mv.name,
+            "versions": versions,
+            "platform": mv.platform,
             "inputs": [{"name": t.name, "datatype": t.datatype, "shape": mv.full_shape(t)} for t in mv.inputs],
             "outputs": [{"name": t.name, "datatype": t.datatype, "shape": mv.full_shape(t)} for t in mv.outputs],
         }
@@ -201,8 +220,7 @@ class App:
         if name not in self.models:
             raise ServingError(404, f"unknown model {name!r}; available: {sorted(self.models)}")
         labels = self.labels.get(name)
-        return self.shadow.snapshot(name, labels.production if labels else None,
-                                    labels.development if labels else None)
+        return self.shadow.snapshot(name, labels.production if labels else None, labels.development if labels else None)
 
     # --- the repository "load" verb
     async def load_model(self, name: str, parameters: Any = None) -> dict[str, Any]:
@@ -212,8 +230,9 @@ class App:
         explicitly versioned requests keep working); a model folder not served yet is loaded too.
         """
         if parameters:
-            raise ServingError(400, "load parameters (config override, files) are not supported; edit the "
-                                    "repository and load again")
+            raise ServingError(
+                400, "load parameters (config override, files) are not supported; edit the repository and load again"
+            )
         check_name(name)
         model_dir = self.repo / name
         if not (model_dir / CONFIG_FILE).is_file():
@@ -242,11 +261,19 @@ class App:
             self.label_errors.pop(name, None)
         if labels is not None:
             warn_policy(name, cfg, labels)
-        log.info("model %s loaded: versions %s%s%s", name, sorted(merged),
-                 f", labels {labels.to_json()}" if labels else "", f"; {note}" if note else "")
-        out: dict[str, Any] = {"name": name, "versions": [str(v) for v in merged],
-                               "new_versions": [str(v) for v in fresh],
-                               "state": {str(v): mv.state for v, mv in merged.items()}}
+        log.info(
+            "model %s loaded: versions %s%s%s",
+            name,
+            sorted(merged),
+            f", labels {labels.to_json()}" if labels else "",
+            f"; {note}" if note else "",
+        )
+        out: dict[str, Any] = {
+            "name": name,
+            "versions": [str(v) for v in merged],
+            "new_versions": [str(v) for v in fresh],
+            "state": {str(v): mv.state for v, mv in merged.items()},
+        }
         if labels is not None:
             out["labels"] = labels.as_strings()
         if note:
@@ -257,6 +284,7 @@ class App:
     def adopt_config(loaded: list[ModelVersion], cfg: dict[str, Any]) -> str:
         """Give versions already loaded the re-read config if only its version_policy changed (promote
         rewrites it); other config changes apply to newly loaded versions only. Returns a note ("" if none)."""
+
         def strip(c: dict[str, Any]) -> dict[str, Any]:
             return {k: x for k, x in c.items() if k != "version_policy"}
 
@@ -283,8 +311,14 @@ class App:
                 return other
         return mv
 
-    async def execute(self, mv: ModelVersion, arrays: dict[str, np.ndarray], batch: int, params: dict[str, Any],
-                      after: After | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any] | None, int]:
+    async def execute(
+        self,
+        mv: ModelVersion,
+        arrays: dict[str, np.ndarray],
+        batch: int,
+        params: dict[str, Any],
+        after: After | None = None,
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any] | None, int]:
         """(outputs, response parameters or None, batch items) of validated inputs, whatever the protocol.
 
         Streaming models step their sequence (``params``: sequence_id/sequence_start/sequence_end); models
@@ -299,8 +333,13 @@ class App:
             return outputs, extra, 1
         if self.dynamic_batching and mv.max_batch_size > 0 and mv.max_queue_delay_us >= 0:
             if mv.batcher is None:
-                mv.batcher = Batcher(mv.runner, mv.max_batch_size, mv.max_queue_delay_us / 1e6, self.executor,
-                                     lambda n, seconds, key=mv.key: self.metrics.execution(key, n, seconds))
+                mv.batcher = Batcher(
+                    mv.runner,
+                    mv.max_batch_size,
+                    mv.max_queue_delay_us / 1e6,
+                    self.executor,
+                    lambda n, seconds, key=mv.key: self.metrics.execution(key, n, seconds),
+                )
             outputs = await mv.batcher.submit(arrays)
         else:
             outputs, seconds = await asyncio.get_running_loop().run_in_executor(self.executor, timed, mv.runner, arrays)
@@ -308,8 +347,14 @@ class App:
         self.mirror(mv, arrays, outputs, batch, after)
         return outputs, None, batch
 
-    def mirror(self, mv: ModelVersion, arrays: dict[str, np.ndarray], outputs: dict[str, np.ndarray], batch: int,
-               after: After | None) -> None:
+    def mirror(
+        self,
+        mv: ModelVersion,
+        arrays: dict[str, np.ndarray],
+        outputs: dict[str, np.ndarray],
+        batch: int,
+        after: After | None,
+    ) -> None:
         """Offer an answered production request to the shadow monitor (see :meth:`execute`)."""
         labels = self.labels.get(mv.name)
         if labels is None or labels.development is None or labels.production != mv.version or self.shadow.fraction <= 0:
@@ -341,8 +386,9 @@ class App:
         self.metrics.infer(mv.key, True, time.perf_counter() - t0, items)
         return result
 
-    async def stream(self, mv: ModelVersion, params: dict[str, Any],
-                     arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    async def stream(
+        self, mv: ModelVersion, params: dict[str, Any], arrays: dict[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """(outputs, response parameters) of one request of a streaming entry (``mv.streaming``: gwinfer.json).
 
         Only the streaming input ``state_input`` (``update`` (1, channels, stride)) goes through the
@@ -366,7 +412,11 @@ class App:
             outputs[spec["ready_output"]] = np.array([[new.ready]])
             return (outputs, new.filled), new
 
-        outputs, filled = await asyncio.get_running_loop().run_in_executor(self.executor, lambda: sequences.step(
-            seq, step, start=bool(params.get("sequence_start")), end=bool(params.get("sequence_end"))))
+        outputs, filled = await asyncio.get_running_loop().run_in_executor(
+            self.executor,
+            lambda: sequences.step(
+                seq, step, start=bool(params.get("sequence_start")), end=bool(params.get("sequence_end"))
+            ),
+        )
         self.metrics.execution(mv.key, 1)
         return outputs, {"sequence_id": seq, "samples": filled}

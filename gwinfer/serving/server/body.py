@@ -32,12 +32,12 @@ async def receive_into(request: Any, length: int, align_at: int = 0) -> memoryvi
     pad = (-align_at) % ALIGNMENT if 0 <= align_at <= length else 0
     raw = np.empty(length + pad + ALIGNMENT, dtype=np.uint8)
     start = pad + (-raw.ctypes.data) % ALIGNMENT  # the buffer itself aligned
-    view = memoryview(raw)[start:start + length]
+    view = memoryview(raw)[start : start + length]
     n = 0
     async for chunk in receive_chunks(request):
         if n + len(chunk) > length:
             raise ServingError(400, f"the request body is longer than its Content-Length {length}")
-        view[n:n + len(chunk)] = chunk
+        view[n : n + len(chunk)] = chunk
         n += len(chunk)
     if n != length:
         raise ServingError(400, f"the request body has {n} bytes; Content-Length says {length}")

@@ -109,8 +109,9 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         try:
             self.state.check_token(dict(context.invocation_metadata() or ()))
         except ServingError:
-            raise ServingError(401, "missing or wrong bearer token; send the metadata "
-                                    "'authorization: Bearer <token>'") from None
+            raise ServingError(
+                401, "missing or wrong bearer token; send the metadata 'authorization: Bearer <token>'"
+            ) from None
 
     @rpc(exempt=True)
     async def ServerLive(self, request: Any, context: Any) -> service_pb2.ServerLiveResponse:
@@ -133,28 +134,39 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return service_pb2.ServerMetadataResponse(**self.state.server_metadata())
 
     @rpc()
-    async def ModelMetadata(self, request: service_pb2.ModelMetadataRequest,
-                            context: Any) -> service_pb2.ModelMetadataResponse:
+    async def ModelMetadata(
+        self, request: service_pb2.ModelMetadataRequest, context: Any
+    ) -> service_pb2.ModelMetadataResponse:
         mv = self.state.model(request.name, request.version or None)
-        return json_format.ParseDict(self.state.model_metadata(mv, request.version or None),
-                                     service_pb2.ModelMetadataResponse(), ignore_unknown_fields=True)  # labels
+        return json_format.ParseDict(
+            self.state.model_metadata(mv, request.version or None),
+            service_pb2.ModelMetadataResponse(),
+            ignore_unknown_fields=True,
+        )  # labels
 
     @rpc()
-    async def ModelConfig(self, request: service_pb2.ModelConfigRequest, context: Any) -> service_pb2.ModelConfigResponse:
+    async def ModelConfig(
+        self, request: service_pb2.ModelConfigRequest, context: Any
+    ) -> service_pb2.ModelConfigResponse:
         mv = self.state.model(request.name, request.version or None)
         return service_pb2.ModelConfigResponse(config=model_config_message(mv))
 
     @rpc()
-    async def RepositoryIndex(self, request: service_pb2.RepositoryIndexRequest,
-                              context: Any) -> service_pb2.RepositoryIndexResponse:
+    async def RepositoryIndex(
+        self, request: service_pb2.RepositoryIndexRequest, context: Any
+    ) -> service_pb2.RepositoryIndexResponse:
         entries = self.state.repository_index(ready_only=request.ready)
         fields = ("name", "version", "state", "reason")  # the HTTP index's "label" has no protobuf field
-        return service_pb2.RepositoryIndexResponse(models=[service_pb2.RepositoryIndexResponse.ModelIndex(
-            **{k: e[k] for k in fields if k in e}) for e in entries])
+        return service_pb2.RepositoryIndexResponse(
+            models=[
+                service_pb2.RepositoryIndexResponse.ModelIndex(**{k: e[k] for k in fields if k in e}) for e in entries
+            ]
+        )
 
     @rpc()
-    async def RepositoryModelLoad(self, request: service_pb2.RepositoryModelLoadRequest,
-                                  context: Any) -> service_pb2.RepositoryModelLoadResponse:
+    async def RepositoryModelLoad(
+        self, request: service_pb2.RepositoryModelLoadRequest, context: Any
+    ) -> service_pb2.RepositoryModelLoadResponse:
         await self.state.load_model(request.model_name, dict(request.parameters) or None)
         return service_pb2.RepositoryModelLoadResponse()
 
@@ -167,27 +179,31 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return response
 
     @rpc()
-    async def SystemSharedMemoryRegister(self, request: service_pb2.SystemSharedMemoryRegisterRequest,
-                                         context: Any) -> service_pb2.SystemSharedMemoryRegisterResponse:
+    async def SystemSharedMemoryRegister(
+        self, request: service_pb2.SystemSharedMemoryRegisterRequest, context: Any
+    ) -> service_pb2.SystemSharedMemoryRegisterResponse:
         self.state.shm.register(request.name, request.key, request.offset, request.byte_size)
         return service_pb2.SystemSharedMemoryRegisterResponse()
 
     @rpc()
-    async def SystemSharedMemoryUnregister(self, request: service_pb2.SystemSharedMemoryUnregisterRequest,
-                                           context: Any) -> service_pb2.SystemSharedMemoryUnregisterResponse:
+    async def SystemSharedMemoryUnregister(
+        self, request: service_pb2.SystemSharedMemoryUnregisterRequest, context: Any
+    ) -> service_pb2.SystemSharedMemoryUnregisterResponse:
         self.state.shm.unregister(request.name)
         return service_pb2.SystemSharedMemoryUnregisterResponse()
 
     @rpc()
-    async def SystemSharedMemoryStatus(self, request: service_pb2.SystemSharedMemoryStatusRequest,
-                                       context: Any) -> service_pb2.SystemSharedMemoryStatusResponse:
+    async def SystemSharedMemoryStatus(
+        self, request: service_pb2.SystemSharedMemoryStatusRequest, context: Any
+    ) -> service_pb2.SystemSharedMemoryStatusResponse:
         resp = service_pb2.SystemSharedMemoryStatusResponse()
         for entry in self.state.shm.status(request.name):
             resp.regions[entry["name"]].CopyFrom(service_pb2.SystemSharedMemoryStatusResponse.RegionStatus(**entry))
         return resp
 
-    async def ModelStreamInfer(self, request_iterator: AsyncIterator[service_pb2.ModelInferRequest],
-                               context: grpc.aio.ServicerContext) -> AsyncIterator[service_pb2.ModelStreamInferResponse]:
+    async def ModelStreamInfer(
+        self, request_iterator: AsyncIterator[service_pb2.ModelInferRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[service_pb2.ModelStreamInferResponse]:
         """Answer each request of the stream in order; a failure is an ``error_message`` response."""
         try:
             self.check_token(context)
@@ -202,15 +218,18 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                 code = grpc.StatusCode.OK
             except Exception as err:  # noqa: BLE001 (reported in the stream, which goes on)
                 code, message = error_status(err)
-                response = service_pb2.ModelStreamInferResponse(error_message=message, infer_response=(
-                    service_pb2.ModelInferResponse(model_name=request.model_name, id=request.id)))
+                response = service_pb2.ModelStreamInferResponse(
+                    error_message=message,
+                    infer_response=(service_pb2.ModelInferResponse(model_name=request.model_name, id=request.id)),
+                )
             self.state.metrics.grpc_request("ModelStreamInfer", code.name)
             yield response
             for fn in after:  # resumed once the response was handed on
                 fn()
 
-    async def infer(self, request: service_pb2.ModelInferRequest,
-                    after: After | None = None) -> service_pb2.ModelInferResponse:
+    async def infer(
+        self, request: service_pb2.ModelInferRequest, after: After | None = None
+    ) -> service_pb2.ModelInferResponse:
         """The response to one inference request, counted in the shared metrics (``after``: see
         :meth:`App.execute <gwinfer.serving.server.app.App.execute>`)."""
         t0 = time.perf_counter()
@@ -241,10 +260,12 @@ async def start_grpc(state: App, host: str = "127.0.0.1", port: int = DEFAULT_GR
     ``state.max_body_bytes`` bytes are refused (RESOURCE_EXHAUSTED); the port is not shared
     (``SO_REUSEPORT`` off), so a port in use is an error rather than a silent second listener.
     """
-    server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", state.max_body_bytes),
-        ("grpc.so_reuseport", 0),
-    ])
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", state.max_body_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(state), server)
     address = grpc_address(host, port)
     try:
@@ -255,8 +276,9 @@ async def start_grpc(state: App, host: str = "127.0.0.1", port: int = DEFAULT_GR
         reason = "port in use or address not available"
     if not bound:
         await server.stop(None)
-        raise GwinferError(f"cannot listen for gRPC on {address} ({reason}); choose another --grpc-port "
-                           f"or 0 to serve HTTP only")
+        raise GwinferError(
+            f"cannot listen for gRPC on {address} ({reason}); choose another --grpc-port or 0 to serve HTTP only"
+        )
     await server.start()
     log.info("serving KServe v2 gRPC on %s", grpc_address(host, bound))
     return server, bound

@@ -96,8 +96,12 @@ async def infer(state: App, request: Request, name: str, version: str | None) ->
     background = BackgroundTask(run_all, after) if after else None
     if head_len is None:
         return Response(payload, media_type="application/json", background=background)
-    return Response(payload, media_type="application/octet-stream", background=background,
-                    headers={"Inference-Header-Content-Length": str(head_len)})
+    return Response(
+        payload,
+        media_type="application/octet-stream",
+        background=background,
+        headers={"Inference-Header-Content-Length": str(head_len)},
+    )
 
 
 def add_model_routes(api: FastAPI, state: App, prefix: str) -> None:
@@ -125,8 +129,9 @@ def add_shm_routes(api: FastAPI, state: App) -> None:
     """The system shared-memory extension: register, unregister, status (one region or all)."""
 
     async def register(request: Request, name: str) -> Response:
-        req = await json_object(state, request, 'the register request must be a JSON object {"key", "offset", '
-                                                '"byte_size"}', required=True)
+        req = await json_object(
+            state, request, 'the register request must be a JSON object {"key", "offset", "byte_size"}', required=True
+        )
         state.shm.register(name, req.get("key"), req.get("offset", 0), req.get("byte_size"))
         return Response(status_code=200)
 
@@ -146,8 +151,9 @@ def add_shm_routes(api: FastAPI, state: App) -> None:
 
 def create_app(state: App) -> FastAPI:
     """The FastAPI application serving ``state``."""
-    api = FastAPI(title="gwinfer serving (KServe v2)", version=__version__, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    api = FastAPI(
+        title="gwinfer serving (KServe v2)", version=__version__, docs_url=None, redoc_url=None, openapi_url=None
+    )
 
     @api.exception_handler(GwinferError)
     async def gwinfer_error(request: Request, exc: GwinferError) -> Response:
@@ -155,8 +161,9 @@ def create_app(state: App) -> FastAPI:
 
     @api.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return JSONResponse({"error": f"{request.method} {request.url.path}: {exc.detail}"},
-                            status_code=exc.status_code)
+        return JSONResponse(
+            {"error": f"{request.method} {request.url.path}: {exc.detail}"}, status_code=exc.status_code
+        )
 
     api.add_middleware(CountingMiddleware, state=state)
 
@@ -188,8 +195,9 @@ def create_app(state: App) -> FastAPI:
 
     @api.get("/metrics")
     async def metrics() -> Response:
-        return Response(state.metrics.render(state.live_sequences()) + state.shadow.render(),
-                        media_type=METRICS_MEDIA_TYPE)
+        return Response(
+            state.metrics.render(state.live_sequences()) + state.shadow.render(), media_type=METRICS_MEDIA_TYPE
+        )
 
     add_shm_routes(api, state)
     add_model_routes(api, state, "/v2/models/{name}/versions/{version}")

@@ -108,11 +108,15 @@ class Metrics:
         out: list[str] = []
         with self.lock:
             out += header("gwinfer_http_requests_total", "counter", "HTTP requests by route and status.")
-            out += [sample("gwinfer_http_requests_total", {"route": r, "code": c}, str(n))
-                    for (r, c), n in sorted(self.http.items())]
+            out += [
+                sample("gwinfer_http_requests_total", {"route": r, "code": c}, str(n))
+                for (r, c), n in sorted(self.http.items())
+            ]
             out += header("gwinfer_grpc_requests_total", "counter", "gRPC calls by method and status code.")
-            out += [sample("gwinfer_grpc_requests_total", {"method": m, "code": c}, str(n))
-                    for (m, c), n in sorted(self.grpc.items())]
+            out += [
+                sample("gwinfer_grpc_requests_total", {"method": m, "code": c}, str(n))
+                for (m, c), n in sorted(self.grpc.items())
+            ]
             for metric, d, help_ in (
                 ("nv_inference_request_success", self.success, "successful inference requests"),
                 ("nv_inference_request_failure", self.failure, "failed inference requests"),
@@ -123,10 +127,20 @@ class Metrics:
             ):
                 out += header(metric, "counter", f"{help_}.")
                 out += [sample(metric, {"model": m, "version": v}, f"{n:.15g}") for (m, v), n in sorted(d.items())]
-            out += histogram("gwinfer_request_latency_seconds", "Inference request latency.", LATENCY_BUCKETS,
-                             self.latency, f"{self.latency_sum:.6f}")
-            out += histogram("gwinfer_batch_size", "Batch size of each model execution.", BATCH_BUCKETS,
-                             self.batch, str(self.batch_sum))
+            out += histogram(
+                "gwinfer_request_latency_seconds",
+                "Inference request latency.",
+                LATENCY_BUCKETS,
+                self.latency,
+                f"{self.latency_sum:.6f}",
+            )
+            out += histogram(
+                "gwinfer_batch_size",
+                "Batch size of each model execution.",
+                BATCH_BUCKETS,
+                self.batch,
+                str(self.batch_sum),
+            )
         out += header("gwinfer_live_sequences", "gauge", "Live streaming sequences.")
         out.append(sample("gwinfer_live_sequences", None, str(live_sequences)))
         return "\n".join(out) + "\n"

@@ -14,11 +14,23 @@ log = logging.getLogger(__name__)
 
 def route_label(path: str) -> str:
     """The ``route`` label of ``gwinfer_http_requests_total`` for a request path."""
-    return ("infer" if path.endswith("/infer") else "health" if path.startswith("/v2/health")
-            else "metrics" if path == "/metrics" else "monitor" if path.endswith("/monitor")
-            else "load" if path.startswith("/v2/repository/models/")
-            else "shm" if path.startswith("/v2/systemsharedmemory") else "metadata" if path.startswith("/v2")
-            else "other")
+    return (
+        "infer"
+        if path.endswith("/infer")
+        else "health"
+        if path.startswith("/v2/health")
+        else "metrics"
+        if path == "/metrics"
+        else "monitor"
+        if path.endswith("/monitor")
+        else "load"
+        if path.startswith("/v2/repository/models/")
+        else "shm"
+        if path.startswith("/v2/systemsharedmemory")
+        else "metadata"
+        if path.startswith("/v2")
+        else "other"
+    )
 
 
 def error_body(message: str) -> bytes:
@@ -52,8 +64,11 @@ class CountingMiddleware:
 
         try:
             if not path.startswith("/v2/health"):
-                headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())
-                           if k == b"authorization"}
+                headers = {
+                    k.decode("latin-1"): v.decode("latin-1")
+                    for k, v in scope.get("headers", ())
+                    if k == b"authorization"
+                }
                 self.state.check_token(headers)
             await self.app(scope, receive, counted_send)
         except Exception as exc:  # noqa: BLE001 (answered; the server keeps serving)
@@ -62,8 +77,15 @@ class CountingMiddleware:
                 log.exception("internal error on %s", path)
             if not status[0]:
                 body = error_body(error_message(exc))
-                await counted_send({"type": "http.response.start", "status": code,
-                                    "headers": [(b"content-type", b"application/json"),
-                                                (b"content-length", str(len(body)).encode())]})
+                await counted_send(
+                    {
+                        "type": "http.response.start",
+                        "status": code,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
                 await send({"type": "http.response.body", "body": body})
         self.state.metrics.http_request(route_label(path), status[0] or 500)

@@ -58,8 +58,9 @@ async def _stop_grpc(http: Any) -> None:
         await grpc_server.stop(STOP_GRACE_S)
 
 
-async def _serve_both(http: Any, state: App, host: str, grpc_port: int | None,
-                      sockets: list[socket.socket] | None = None) -> None:
+async def _serve_both(
+    http: Any, state: App, host: str, grpc_port: int | None, sockets: list[socket.socket] | None = None
+) -> None:
     """Serve HTTP (uvicorn server ``http``) and, unless ``grpc_port`` is None, gRPC in this event loop.
 
     gRPC starts first (so a port in use fails before HTTP listens); its bound port is ``http.grpc_port``.
@@ -98,15 +99,32 @@ class Server:
     asyncio), ``"uvloop"`` or ``"asyncio"`` (``pip install gwinfer[serving]`` brings httptools and uvloop).
     """
 
-    def __init__(self, repo: str | Path, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
-                 max_body_bytes: int = DEFAULT_MAX_BODY, threads: int = 1, max_sequences: int = 1024,
-                 dynamic_batching: bool = True, grpc_port: int | None = None, shadow_fraction: float = 1.0,
-                 http: str = "auto", loop: str = "auto") -> None:
+    def __init__(
+        self,
+        repo: str | Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY,
+        threads: int = 1,
+        max_sequences: int = 1024,
+        dynamic_batching: bool = True,
+        grpc_port: int | None = None,
+        shadow_fraction: float = 1.0,
+        http: str = "auto",
+        loop: str = "auto",
+    ) -> None:
         _check_host(host, token)
         self.http, self.loop = http, loop
-        self.state = App(repo, token=token, max_body_bytes=max_body_bytes, threads=threads,
-                         max_sequences=max_sequences, dynamic_batching=dynamic_batching,
-                         shadow_fraction=shadow_fraction)
+        self.state = App(
+            repo,
+            token=token,
+            max_body_bytes=max_body_bytes,
+            threads=threads,
+            max_sequences=max_sequences,
+            dynamic_batching=dynamic_batching,
+            shadow_fraction=shadow_fraction,
+        )
         self.host, self.port, self.grpc_port = host, port, grpc_port
         self._server = None
         self._thread: threading.Thread | None = None
@@ -145,11 +163,19 @@ class Server:
             raise GwinferError(f"cannot listen on {self.host}:{self.port}: {err.strerror}") from None
         self._sock = sock
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(create_app(self.state), log_level="warning", access_log=False, lifespan="off",
-                                timeout_keep_alive=30, http=self.http, loop=self.loop)
+        config = uvicorn.Config(
+            create_app(self.state),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_keep_alive=30,
+            http=self.http,
+            loop=self.loop,
+        )
         self._server = _uvicorn_server(config)
-        self._thread = threading.Thread(target=self._run, args=(config, sock), daemon=True,
-                                        name=f"gwinfer-serve-{self.port}")
+        self._thread = threading.Thread(
+            target=self._run, args=(config, sock), daemon=True, name=f"gwinfer-serve-{self.port}"
+        )
         self._thread.start()
         t0 = time.monotonic()
         while not self._server.started:
@@ -158,8 +184,10 @@ class Server:
                 self.stop()
                 if isinstance(error, GwinferError):
                     raise error
-                raise GwinferError(f"server on {self.url} did not start within {timeout:g} s"
-                                   + (f": {type(error).__name__}: {error}" if error else ""))
+                raise GwinferError(
+                    f"server on {self.url} did not start within {timeout:g} s"
+                    + (f": {type(error).__name__}: {error}" if error else "")
+                )
             time.sleep(0.01)
         if self.grpc_port is not None:
             self.grpc_port = self._server.grpc_port
@@ -183,9 +211,19 @@ class Server:
         self.stop()
 
 
-def serve(repo: str | Path, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
-          max_body_bytes: int = DEFAULT_MAX_BODY, threads: int = 1, max_sequences: int = 1024,
-          grpc_port: int | None = None, shadow_fraction: float = 1.0, http: str = "auto", loop: str = "auto") -> None:
+def serve(
+    repo: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    token: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    threads: int = 1,
+    max_sequences: int = 1024,
+    grpc_port: int | None = None,
+    shadow_fraction: float = 1.0,
+    http: str = "auto",
+    loop: str = "auto",
+) -> None:
     """Serve ``repo`` in the foreground until interrupted (``gwinfer serve``).
 
     HTTP on host:port; with ``grpc_port`` (not None) also the KServe v2 gRPC protocol on host:grpc_port,
@@ -203,14 +241,34 @@ def serve(repo: str | Path, host: str = "127.0.0.1", port: int = 8000, token: st
         torch.set_num_threads(threads)
     except ImportError:
         pass
-    state = App(repo, token=token, max_body_bytes=max_body_bytes, threads=threads, max_sequences=max_sequences,
-                shadow_fraction=shadow_fraction)
+    state = App(
+        repo,
+        token=token,
+        max_body_bytes=max_body_bytes,
+        threads=threads,
+        max_sequences=max_sequences,
+        shadow_fraction=shadow_fraction,
+    )
     for entry in state.repository_index():
-        log.info("model %s version %s: %s%s%s", entry["name"], entry["version"], entry["state"],
-                 f" ({entry['label']})" if "label" in entry else "", f" {entry['reason']}" if "reason" in entry else "")
+        log.info(
+            "model %s version %s: %s%s%s",
+            entry["name"],
+            entry["version"],
+            entry["state"],
+            f" ({entry['label']})" if "label" in entry else "",
+            f" {entry['reason']}" if "reason" in entry else "",
+        )
     log.info("serving %s on http://%s:%d (KServe v2)", repo, host, port)
-    config = uvicorn.Config(create_app(state), host=host, port=port, log_level="warning", access_log=False,
-                            lifespan="off", http=http, loop=loop)
+    config = uvicorn.Config(
+        create_app(state),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        http=http,
+        loop=loop,
+    )
     try:
         _run_loop(_serve_both(_uvicorn_server(config), state, host, grpc_port), config)
     except KeyboardInterrupt:

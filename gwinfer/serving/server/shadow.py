@@ -55,9 +55,13 @@ class OutputStats:
             rel = math.sqrt(self.sum_sq_diff / self.sum_sq_ref)
         else:
             rel = 0.0 if self.sum_sq_diff == 0 else math.inf
-        return {"elements": self.elements, "mean_abs_diff": self.sum_abs / n if n else None,
-                "max_abs_diff": self.max_abs if n else None, "rel_rms_diff": rel if n else None,
-                "nonfinite": self.nonfinite}
+        return {
+            "elements": self.elements,
+            "mean_abs_diff": self.sum_abs / n if n else None,
+            "max_abs_diff": self.max_abs if n else None,
+            "rel_rms_diff": rel if n else None,
+            "nonfinite": self.nonfinite,
+        }
 
 
 @dataclass
@@ -94,8 +98,14 @@ class PairStats:
             d = b - a
             ok = np.isfinite(d)
             dd, ref = d[ok], a[ok]
-            out[name] = (d.size, float(np.abs(dd).sum()), float(np.abs(dd).max()) if dd.size else 0.0,
-                         float((dd * dd).sum()), float((ref * ref).sum()), int(d.size - dd.size))
+            out[name] = (
+                d.size,
+                float(np.abs(dd).sum()),
+                float(np.abs(dd).max()) if dd.size else 0.0,
+                float((dd * dd).sum()),
+                float((ref * ref).sum()),
+                int(d.size - dd.size),
+            )
         return out
 
     def add(self, parts: dict[str, tuple], items: int, seconds: float) -> None:
@@ -114,21 +124,28 @@ class PairStats:
     def snapshot(self) -> dict[str, Any]:
         lat = np.array(self.latencies, dtype=np.float64)
         return {
-            "requests": self.requests, "count": self.count, "errors": self.errors, "dropped": self.dropped,
-            "last_error": self.last_error, "since": self.since,
+            "requests": self.requests,
+            "count": self.count,
+            "errors": self.errors,
+            "dropped": self.dropped,
+            "last_error": self.last_error,
+            "since": self.since,
             "outputs": {k: v.snapshot() for k, v in sorted(self.outputs.items())},
             "development_latency_s": {
                 "p50": float(np.quantile(lat, 0.5)) if lat.size else None,
                 "p99": float(np.quantile(lat, 0.99)) if lat.size else None,
-                "samples": int(lat.size), "window": self.latency_window},
+                "samples": int(lat.size),
+                "window": self.latency_window,
+            },
         }
 
 
 class ShadowMonitor:
     """Mirrors production requests to development versions in a background thread and keeps the stats."""
 
-    def __init__(self, fraction: float = 1.0, max_pending: int = 16, latency_window: int = 1024,
-                 nice: int = 10) -> None:
+    def __init__(
+        self, fraction: float = 1.0, max_pending: int = 16, latency_window: int = 1024, nice: int = 10
+    ) -> None:
         if not (isinstance(fraction, (int, float)) and 0.0 <= fraction <= 1.0):
             raise GwinferError(f"shadow fraction = {fraction!r} must be in [0, 1] (0 disables shadowing)")
         if not (isinstance(max_pending, int) and max_pending >= 1):
@@ -153,8 +170,9 @@ class ShadowMonitor:
                 st = self.stats[key] = PairStats(model, production, development, self.latency_window)
             return st
 
-    def offer(self, dev: Any, production: int, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray],
-              items: int) -> bool:
+    def offer(
+        self, dev: Any, production: int, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray], items: int
+    ) -> bool:
         """Mirror one answered production request to ``dev`` (a ModelVersion) if sampled; True if queued.
 
         Cheap and non-blocking (call it after the response is sent); never raises.
@@ -210,9 +228,12 @@ class ShadowMonitor:
 
     def snapshot(self, model: str, production: int | None, development: int | None) -> dict[str, Any]:
         """JSON of the current comparison of ``model`` (zeros when nothing was compared yet)."""
-        out: dict[str, Any] = {"model": model, "production": None if production is None else str(production),
-                               "development": None if development is None else str(development),
-                               "fraction": self.fraction if development is not None else 0.0}
+        out: dict[str, Any] = {
+            "model": model,
+            "production": None if production is None else str(production),
+            "development": None if development is None else str(development),
+            "fraction": self.fraction if development is not None else 0.0,
+        }
         with self.lock:
             st = self.stats.get((model, production, development)) if development is not None else None
             out["pending"] = self.pending
@@ -232,15 +253,22 @@ class ShadowMonitor:
 
     def render(self) -> str:
         """Prometheus text of every (model, production, development) pair seen."""
-        counters = (("requests", "mirrored requests compared"), ("count", "mirrored inferences (batch items) compared"),
-                    ("errors", "mirrored requests the development version failed"),
-                    ("dropped", "mirrored requests dropped because too many were pending"))
-        gauges = (("mean_abs_diff", "mean |development - production| per output element"),
-                  ("max_abs_diff", "max |development - production| per output"),
-                  ("rel_rms_diff", "rms(development - production) / rms(production) per output"))
+        counters = (
+            ("requests", "mirrored requests compared"),
+            ("count", "mirrored inferences (batch items) compared"),
+            ("errors", "mirrored requests the development version failed"),
+            ("dropped", "mirrored requests dropped because too many were pending"),
+        )
+        gauges = (
+            ("mean_abs_diff", "mean |development - production| per output element"),
+            ("max_abs_diff", "max |development - production| per output"),
+            ("rel_rms_diff", "rms(development - production) / rms(production) per output"),
+        )
         with self.lock:
-            pairs = [({"model": m, "production": p, "development": d}, st.snapshot())
-                     for (m, p, d), st in sorted(self.stats.items())]
+            pairs = [
+                ({"model": m, "production": p, "development": d}, st.snapshot())
+                for (m, p, d), st in sorted(self.stats.items())
+            ]
         lines: list[str] = []
         for name, help_ in counters:
             metric = f"gwinfer_shadow_{name}_total"
@@ -250,16 +278,31 @@ class ShadowMonitor:
             metric = f"gwinfer_shadow_{name}"
             lines += header(metric, "gauge", f"Shadow monitor: {help_}.")
             for pair, snap in pairs:
-                lines += [sample(metric, {"model": pair["model"], "output": out, "production": pair["production"],
-                                          "development": pair["development"]}, f"{o[name]:.9g}")
-                          for out, o in snap["outputs"].items() if o[name] is not None]
+                lines += [
+                    sample(
+                        metric,
+                        {
+                            "model": pair["model"],
+                            "output": out,
+                            "production": pair["production"],
+                            "development": pair["development"],
+                        },
+                        f"{o[name]:.9g}",
+                    )
+                    for out, o in snap["outputs"].items()
+                    if o[name] is not None
+                ]
         metric = "gwinfer_shadow_development_latency_seconds"
-        lines += header(metric, "summary", "Shadow monitor: development model execution time over the recent "
-                                           "mirrored requests.")
+        lines += header(
+            metric, "summary", "Shadow monitor: development model execution time over the recent mirrored requests."
+        )
         for pair, snap in pairs:
             lat = snap["development_latency_s"]
-            lines += [sample(metric, {**pair, "quantile": quantile}, f"{lat[q]:.6g}")
-                      for q, quantile in (("p50", "0.5"), ("p99", "0.99")) if lat[q] is not None]
+            lines += [
+                sample(metric, {**pair, "quantile": quantile}, f"{lat[q]:.6g}")
+                for q, quantile in (("p50", "0.5"), ("p99", "0.99"))
+                if lat[q] is not None
+            ]
         return "\n".join(lines) + "\n"
 
     def close(self) -> None:

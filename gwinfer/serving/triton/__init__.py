@@ -25,5 +25,14 @@ from gwinfer.serving.triton.launcher import (
 PYTHON_MODEL = Path(__file__).with_name("python_model.py")  # becomes <version>/model.py
 STREAM_MODEL = Path(__file__).with_name("stream_model.py")  # <version>/model.py of python streaming entries
 
-__all__ = ["ENV_VAR", "PYTHON_MODEL", "STREAM_MODEL", "TritonInstall", "TritonServer", "TritonUnavailable",
-           "check_install", "find_triton", "free_port"]
+__all__ = [
+    "ENV_VAR",
+    "PYTHON_MODEL",
+    "STREAM_MODEL",
+    "TritonInstall",
+    "TritonServer",
+    "TritonUnavailable",
+    "check_install",
+    "find_triton",
+    "free_port",
+]

@@ -129,8 +129,10 @@ def install_from(root: Path, source: str) -> TritonInstall:
         return TritonInstall(plain, source, env=root, backends=backends if backends.is_dir() else None)
     bundles = sorted(root.glob("lib/python3*/site-packages/pytriton/tritonserver"))
     if not bundles:
-        raise TritonUnavailable(f"{source}: {root} has neither bin/tritonserver nor nvidia-pytriton "
-                                f"(pip install nvidia-pytriton in that venv)")
+        raise TritonUnavailable(
+            f"{source}: {root} has neither bin/tritonserver nor nvidia-pytriton "
+            f"(pip install nvidia-pytriton in that venv)"
+        )
     tree = bundles[-1]
     binary = tree / "bin" / "tritonserver"
     if not binary.is_file():
@@ -143,13 +145,22 @@ def install_from(root: Path, source: str) -> TritonInstall:
     if not stub.is_file():
         stubs = tree / "python_backend_stubs"
         have = sorted(p.name for p in stubs.iterdir()) if stubs.is_dir() else []
-        raise TritonUnavailable(f"{source}: nvidia-pytriton has no Python-backend stub for Python {info['version']} "
-                                f"(has {have})")
+        raise TritonUnavailable(
+            f"{source}: nvidia-pytriton has no Python-backend stub for Python {info['version']} (has {have})"
+        )
     libs = [Path(info["libdir"])] if info.get("libdir") else []
     libs.append(tree.parent.parent / "nvidia_pytriton.libs")
-    return TritonInstall(binary, source, env=root, backends=tree / "backends", stub=stub,
-                         library_path=[p for p in libs if p.is_dir()], bin_path=[root / "bin"], python=info,
-                         pytriton=True)
+    return TritonInstall(
+        binary,
+        source,
+        env=root,
+        backends=tree / "backends",
+        stub=stub,
+        library_path=[p for p in libs if p.is_dir()],
+        bin_path=[root / "bin"],
+        python=info,
+        pytriton=True,
+    )
 
 
 def find_triton(env: str | Path | None = None) -> TritonInstall:
@@ -167,14 +178,18 @@ def find_triton(env: str | Path | None = None) -> TritonInstall:
     found = shutil.which("tritonserver")
     if found:
         return TritonInstall(Path(found), "PATH")
-    raise TritonUnavailable(f"no Triton found: set {ENV_VAR} to a venv with nvidia-pytriton (make triton-env), "
-                            f"or put tritonserver on PATH (looked in {', '.join(map(str, DEFAULT_ENVS))})")
+    raise TritonUnavailable(
+        f"no Triton found: set {ENV_VAR} to a venv with nvidia-pytriton (make triton-env), "
+        f"or put tritonserver on PATH (looked in {', '.join(map(str, DEFAULT_ENVS))})"
+    )
 
 
 def uses_python_backend(repo: Path) -> bool:
     """True if a model of repository ``repo`` names ``backend: "python"`` in its config.pbtxt."""
-    return any(re.search(r'^\s*backend\s*:\s*"python"', p.read_text(errors="replace"), re.M)
-               for p in repo.glob("*/config.pbtxt"))
+    return any(
+        re.search(r'^\s*backend\s*:\s*"python"', p.read_text(errors="replace"), re.M)
+        for p in repo.glob("*/config.pbtxt")
+    )
 
 
 def check_install(install: TritonInstall, repo: str | Path | None = None) -> None:
@@ -182,16 +197,22 @@ def check_install(install: TritonInstall, repo: str | Path | None = None) -> Non
     if install.pytriton:
         numpy = install.python.get("numpy")
         if numpy is None:
-            raise TritonUnavailable(f"numpy is not importable in {install.env} (the Python backend needs it: "
-                                    f"{install.env}/bin/pip install 'numpy<2'): {install.python.get('numpy_error')}")
+            raise TritonUnavailable(
+                f"numpy is not importable in {install.env} (the Python backend needs it: "
+                f"{install.env}/bin/pip install 'numpy<2'): {install.python.get('numpy_error')}"
+            )
         if int(numpy.split(".")[0]) >= 2:
-            raise TritonUnavailable(f"numpy {numpy} in {install.env}: the Python-backend stub of nvidia-pytriton "
-                                    f"is built for numpy<2 (with numpy 2 it corrupts tensors); "
-                                    f"{install.env}/bin/pip install 'numpy<2'")
+            raise TritonUnavailable(
+                f"numpy {numpy} in {install.env}: the Python-backend stub of nvidia-pytriton "
+                f"is built for numpy<2 (with numpy 2 it corrupts tensors); "
+                f"{install.env}/bin/pip install 'numpy<2'"
+            )
         if repo is not None and install.python.get("onnxruntime") is None and uses_python_backend(Path(repo)):
-            raise TritonUnavailable(f"onnxruntime is not importable in {install.env} (gwinfer's model.py needs it: "
-                                    f"{install.env}/bin/pip install onnxruntime 'numpy<2'): "
-                                    f"{install.python.get('onnxruntime_error')}")
+            raise TritonUnavailable(
+                f"onnxruntime is not importable in {install.env} (gwinfer's model.py needs it: "
+                f"{install.env}/bin/pip install onnxruntime 'numpy<2'): "
+                f"{install.python.get('onnxruntime_error')}"
+            )
     if shutil.which("ldd") is None:
         return
     env = install.environment()
@@ -206,10 +227,14 @@ def check_install(install: TritonInstall, repo: str | Path | None = None) -> Non
         if missing:
             hint = ""
             if any(m.startswith("libpython") for m in missing):
-                hint = (f" (the interpreter of {install.env} has no shared libpython in "
-                        f"{install.python.get('libdir')}: use a Python built with --enable-shared)")
-            raise TritonUnavailable(f"{exe.name}: {', '.join(missing)} not found with "
-                                    f"LD_LIBRARY_PATH={env.get('LD_LIBRARY_PATH', '')}{hint}")
+                hint = (
+                    f" (the interpreter of {install.env} has no shared libpython in "
+                    f"{install.python.get('libdir')}: use a Python built with --enable-shared)"
+                )
+            raise TritonUnavailable(
+                f"{exe.name}: {', '.join(missing)} not found with "
+                f"LD_LIBRARY_PATH={env.get('LD_LIBRARY_PATH', '')}{hint}"
+            )
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -242,13 +267,26 @@ def prepare_backends(install: TritonInstall, workdir: Path) -> Path | None:
     return out
 
 
-def triton_command(install: TritonInstall, repo: str | Path, http_port: int, grpc_port: int,
-                   metrics_port: int | None = None, backend_dir: Path | None = None, host: str = "127.0.0.1",
-                   shm_prefix: str | None = None, extra: tuple[str, ...] = ()) -> list[str]:
+def triton_command(
+    install: TritonInstall,
+    repo: str | Path,
+    http_port: int,
+    grpc_port: int,
+    metrics_port: int | None = None,
+    backend_dir: Path | None = None,
+    host: str = "127.0.0.1",
+    shm_prefix: str | None = None,
+    extra: tuple[str, ...] = (),
+) -> list[str]:
     """The ``tritonserver`` command line (``metrics_port`` None: metrics off)."""
-    cmd = [str(install.binary), f"--model-repository={Path(repo).resolve()}",
-           f"--http-address={host}", f"--http-port={http_port}",
-           f"--grpc-address={host}", f"--grpc-port={grpc_port}"]
+    cmd = [
+        str(install.binary),
+        f"--model-repository={Path(repo).resolve()}",
+        f"--http-address={host}",
+        f"--http-port={http_port}",
+        f"--grpc-address={host}",
+        f"--grpc-port={grpc_port}",
+    ]
     if metrics_port is None:
         cmd.append("--allow-metrics=false")
     else:
@@ -274,9 +312,18 @@ class TritonServer:
     server that cannot run here.
     """
 
-    def __init__(self, repo: str | Path, install: TritonInstall | None = None, host: str = "127.0.0.1",
-                 http_port: int = 0, grpc_port: int = 0, metrics: bool = False, timeout: float = 120.0,
-                 strict: bool = True, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        repo: str | Path,
+        install: TritonInstall | None = None,
+        host: str = "127.0.0.1",
+        http_port: int = 0,
+        grpc_port: int = 0,
+        metrics: bool = False,
+        timeout: float = 120.0,
+        strict: bool = True,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.repo = Path(repo)
         self.strict = strict
         self.install = install
@@ -314,8 +361,9 @@ class TritonServer:
         """The server's last error lines (Triton's ``E...`` log lines, ``error: ...``), else its log tail."""
         lines = self.log_tail(400).splitlines()
         pattern = r"^E\d{4} |^error:|unrecognized option|^Bad option|invalid argument"
-        errors = [ln for ln in lines if re.search(pattern, ln)
-                  and "CudaDriverHelper" not in ln]  # (logged on every machine without a GPU driver)
+        errors = [
+            ln for ln in lines if re.search(pattern, ln) and "CudaDriverHelper" not in ln
+        ]  # (logged on every machine without a GPU driver)
         return " | ".join(" ".join(ln.split()) for ln in (errors[-3:] or lines[-4:]))[-1500:]
 
     def _ready(self) -> bool:
@@ -351,14 +399,28 @@ class TritonServer:
         self.metrics_port = free_port(self.host) if self.metrics else None
         if self.install.stub is not None:
             self.shm_prefix = f"gwinfer{os.getpid()}-{secrets.token_hex(3)}-"
-        self.command = triton_command(self.install, self.repo, self.http_port, self.grpc_port, self.metrics_port,
-                                      backend_dir, self.host, self.shm_prefix,
-                                      self.extra_args + (() if self.strict else ("--exit-on-error=false",)))
+        self.command = triton_command(
+            self.install,
+            self.repo,
+            self.http_port,
+            self.grpc_port,
+            self.metrics_port,
+            backend_dir,
+            self.host,
+            self.shm_prefix,
+            self.extra_args + (() if self.strict else ("--exit-on-error=false",)),
+        )
         self.log_path = self.workdir / "tritonserver.log"
         t0 = time.monotonic()
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=self.install.environment(), start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.install.environment(),
+                start_new_session=True,
+            )
         while True:
             if self.proc.poll() is not None:
                 code = self.proc.returncode

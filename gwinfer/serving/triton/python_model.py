@@ -44,8 +44,10 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         self.name = config.get("name", "model")
         self.batching = int(config.get("max_batch_size", 0)) > 0
-        self.inputs = [(t["name"], pb_utils.triton_string_to_numpy(t["data_type"]),
-                        [int(d) for d in t.get("dims", [])]) for t in config["input"]]
+        self.inputs = [
+            (t["name"], pb_utils.triton_string_to_numpy(t["data_type"]), [int(d) for d in t.get("dims", [])])
+            for t in config["input"]
+        ]
         self.outputs = [(t["name"], pb_utils.triton_string_to_numpy(t["data_type"])) for t in config["output"]]
         path = os.path.join(args["model_repository"], str(args["model_version"]), "model.onnx")
         if not os.path.isfile(path):
@@ -67,7 +69,8 @@ class TritonPythonModel:
         if graph_in != names_in or not set(names_out) <= graph_out:
             raise pb_utils.TritonModelException(
                 f"{self.name}: graph tensors {graph_in} -> {sorted(graph_out)} do not match the config "
-                f"{names_in} -> {names_out}")
+                f"{names_in} -> {names_out}"
+            )
 
     def _feed(self, request):
         """The request's inputs as {name: array}, checked against the config (ValueError if not)."""
@@ -79,20 +82,25 @@ class TritonPythonModel:
             array = np.asarray(tensor.as_numpy())
             shape = list(array.shape[1:] if self.batching else array.shape)
             if len(shape) != len(dims) or any(d != -1 and d != s for d, s in zip(dims, shape)):
-                raise ValueError(f"{self.name}: input {name!r} has shape {list(array.shape)}; "
-                                 f"expected {(['-1'] if self.batching else []) + dims}")
+                raise ValueError(
+                    f"{self.name}: input {name!r} has shape {list(array.shape)}; "
+                    f"expected {(['-1'] if self.batching else []) + dims}"
+                )
             feed[name] = np.ascontiguousarray(array, dtype=dtype)
         return feed
 
     def _run(self, feed):
         names = [name for name, _ in self.outputs]
-        return {name: np.ascontiguousarray(out, dtype=dtype)
-                for (name, dtype), out in zip(self.outputs, self.session.run(names, feed))}
+        return {
+            name: np.ascontiguousarray(out, dtype=dtype)
+            for (name, dtype), out in zip(self.outputs, self.session.run(names, feed))
+        }
 
     @staticmethod
     def _response(outputs):
-        return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(name, array)
-                                                          for name, array in outputs.items()])
+        return pb_utils.InferenceResponse(
+            output_tensors=[pb_utils.Tensor(name, array) for name, array in outputs.items()]
+        )
 
     @staticmethod
     def _error(err):
@@ -111,8 +119,7 @@ class TritonPythonModel:
             order = list(feeds)
             sizes = [len(next(iter(feeds[i].values()))) for i in order]
             try:
-                joint = self._run({name: np.concatenate([feeds[i][name] for i in order])
-                                   for name, _, _ in self.inputs})
+                joint = self._run({name: np.concatenate([feeds[i][name] for i in order]) for name, _, _ in self.inputs})
                 bounds = np.cumsum(sizes)[:-1]
                 parts = {name: np.split(out, bounds) for name, out in joint.items()}
                 for k, i in enumerate(order):

@@ -57,8 +57,9 @@ def snapshotter(update, state, kernel, stride):
     buffer, filled = state
     expected = (buffer.shape[0], stride)
     if tuple(update.shape) != expected:
-        raise ValueError(f"stream update has shape {tuple(update.shape)}; expected {expected} "
-                         f"(channels x stride new samples)")
+        raise ValueError(
+            f"stream update has shape {tuple(update.shape)}; expected {expected} (channels x stride new samples)"
+        )
     window = np.concatenate([buffer, np.asarray(update, dtype=buffer.dtype)], axis=-1)
     filled = min(filled + stride, kernel)
     return window, (window[:, stride:], filled), filled >= kernel
@@ -112,8 +113,10 @@ class TritonPythonModel:
         elif corrid in self.states:
             state = self.states[corrid][0]
         else:
-            raise ValueError(f"sequence {corrid} is not live: start it with sequence_start "
-                             f"(idle sequences expire after {self.idle_s:g} s)")
+            raise ValueError(
+                f"sequence {corrid} is not live: start it with sequence_start "
+                f"(idle sequences expire after {self.idle_s:g} s)"
+            )
         feed = {}
         for name, dtype in self.inputs:
             t = pb_utils.get_input_tensor_by_name(request, name)
