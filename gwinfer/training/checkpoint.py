@@ -30,27 +30,6 @@ from gwinfer.provenance import atomic_path
 
 FORMAT = "gwinfer-checkpoint"
 FORMAT_VERSION = 1
-_PLAIN = (str, int, float, bool, type(None))
-
-
-def check_plain(obj: Any, where: str) -> None:
-    """Raise a one-line GwinferError unless ``obj`` is made only of tensors and plain Python values."""
-    if type(obj) in _PLAIN or isinstance(obj, torch.Tensor):
-        return
-    if type(obj) in (list, tuple):
-        for i, v in enumerate(obj):
-            check_plain(v, f"{where}[{i}]")
-        return
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if type(k) not in (str, int):
-                raise GwinferError(f"{where} has a key {k!r} of type {type(k).__name__}; use str or int keys")
-            check_plain(v, f"{where}[{k!r}]")
-        return
-    raise GwinferError(
-        f"{where} is a {type(obj).__module__}.{type(obj).__name__}; checkpoints and model files hold only tensors "
-        "and plain values (dict, list, tuple, str, int, float, bool, None)"
-    )
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

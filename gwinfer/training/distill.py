@@ -87,7 +87,8 @@ from gwinfer.models.posterior.base import PosteriorEstimator
 from gwinfer.models.posterior.gaussian import GaussianPosterior
 from gwinfer.models.posterior.svd_embedding import SVDEmbedding
 from gwinfer.models.standardize import Standardizer
-from gwinfer.training.run import Run, Source, fit_and_save, load_sections, run_metadata, seed_everything, train_settings
+from gwinfer.training.checkpoint import seed_everything
+from gwinfer.training.run import Run, Source, fit_and_save, load_sections, run_metadata, train_settings
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from typing import Any
 from gwinfer.config import from_dict, to_dict
 from gwinfer.errors import GwinferError
 from gwinfer.physics.timegrid import TimeGrid
+from gwinfer.training.checkpoint import seed_everything
 from gwinfer.training.run import (
     Run,
     Source,
@@ -28,7 +29,6 @@ from gwinfer.training.run import (
     fit_and_save,
     load_sections,
     run_metadata,
-    seed_everything,
     train_settings,
 )
 

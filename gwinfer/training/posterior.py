@@ -22,6 +22,7 @@ from gwinfer.config import from_dict, to_dict
 from gwinfer.data.simulate import Simulation, read_simulation
 from gwinfer.data.strain_dataset import StrainDataset, split_indices
 from gwinfer.errors import GwinferError
+from gwinfer.training.checkpoint import seed_everything
 from gwinfer.training.run import (
     Run,
     Source,
@@ -29,7 +30,6 @@ from gwinfer.training.run import (
     fit_and_save,
     load_sections,
     run_metadata,
-    seed_everything,
     train_settings,
 )
 

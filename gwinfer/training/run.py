@@ -16,7 +16,6 @@ how to write ``model.pt``); this module does the rest the same way for all of th
 from __future__ import annotations
 
 import copy
-import random
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from gwinfer.config import from_dict, load_yaml
@@ -63,13 +61,6 @@ def source_label(source: Source) -> str:
 def train_settings(raw: dict[str, Any], overrides: dict[str, Any] | None = None) -> TrainConfig:
     """The ``train`` section of ``raw`` with ``overrides`` applied, validated."""
     return from_dict(TrainConfig, {**(raw.get("train") or {}), **(overrides or {})}, "train")
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, numpy's and torch's global generators (model initialisation, dropout)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def even_sample(n_total: int, n_fit: int) -> list[int]:

@@ -28,13 +28,13 @@ from tqdm.auto import tqdm
 from gwinfer._version import __version__
 from gwinfer.config import to_dict
 from gwinfer.errors import GwinferError
+from gwinfer.models.base import check_plain
 from gwinfer.provenance import atomic_path, provenance
 from gwinfer.training import distributed as D
 from gwinfer.training.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
     capture_rng_state,
-    check_plain,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
