@@ -131,6 +131,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from gwinfer.evaluation.robustness import format_robustness, robustness_table, write_robustness
+
+    result = robustness_table(
+        args.model, args.data, n=args.n, split=args.split, seed=args.seed, jitter=args.jitter,
+        workers=args.workers, progress=not args.quiet,
+    )  # fmt: skip
+    title = f"{args.model}: robustness"
+    if args.out:
+        write_robustness(result, args.out, title)
+    print(format_robustness(result, title))
+    return 0
+
+
 def cmd_degeneracy(args: argparse.Namespace) -> int:
     from gwinfer.evaluation.degeneracy import degeneracy_maps
     from gwinfer.physics.timegrid import TimeGrid
@@ -205,6 +219,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N waveforms only")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "robustness",
+        help="a point model on perturbed inputs and other waveform codes: clean, +-jitter M with random phase, "
+        "noise at 1e-5/1e-4/1e-3 of the peak, one row per other code",
+    )
+    p.add_argument("--model", required=True, help="point model folder or model.pt")
+    p.add_argument(
+        "--data", required=True, nargs="+",
+        help="test catalogues of the same binaries made by different codes (one must be the model's own code)",
+    )  # fmt: skip
+    p.add_argument("--split", default="test", help="catalogue split (default: test)")
+    p.add_argument("--n", type=int, default=1000, help="test binaries per row (default: 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the jitter, phases and noise (default: 0)")
+    p.add_argument("--jitter", type=float, default=0.5, help="clock offsets uniform in +-JITTER M (default: 0.5)")
+    p.add_argument("--workers", type=int, default=2, help="processes regenerating waveforms (default: 2)")
+    p.add_argument("--out", default=None, help="folder for robustness.json and robustness.md (default: print only)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_robustness)
 
     p = sub.add_parser("degeneracy", help="overlap of one waveform with 2-D slices of the manifold")
     p.add_argument("--q", type=float, required=True)

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 MAX_OVERLAP_DT = 2.0
 
 
-def _model(path: str | Path) -> tuple[Any, dict[str, Any], TimeGrid]:
+def load_point_model(path: str | Path) -> tuple[Any, dict[str, Any], TimeGrid]:
     """(point model, its metadata, the time grid (M) it reads) of a model file or folder."""
     from gwinfer.models import load_model
 
@@ -39,7 +39,7 @@ def _model(path: str | Path) -> tuple[Any, dict[str, Any], TimeGrid]:
     return model, meta, TimeGrid(**{k: float(meta["time_grid"][k]) for k in ("t_start", "t_end", "dt")})
 
 
-def _predict_rows(model: Any, h: np.ndarray, batch: int = 256) -> np.ndarray:
+def predict_rows(model: Any, h: np.ndarray, batch: int = 256) -> np.ndarray:
     """(N, 3) float64 predictions [q, s1z, s2z] of complex h22 rows (N, T), fed as (Re, Im) in batches."""
     import torch
 
@@ -70,13 +70,14 @@ def run_split(
 
     from gwinfer.data.generate import backend_options, compute_waveforms
     from gwinfer.evaluation.overlap import overlap_batch
+    from gwinfer.models import NON_FINITE, OUT_OF_DOMAIN, domain_of, guard
     from gwinfer.waveforms import get_backend
 
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise GwinferError(f"limit = {limit!r} must be a positive integer (or None for the whole split)")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise GwinferError(f"workers = {workers!r} must be a positive integer")
-    model, meta, model_grid = _model(model_path)
+    model, meta, model_grid = load_point_model(model_path)
     root = Path(data)
     full = catalogue_grid(root, split)
     sl = grid_slice(full, model_grid)
@@ -100,7 +101,8 @@ def run_split(
         raise GwinferError(f"catalogue step dt = {full.dt} M is too coarse for overlaps (need <= {MAX_OVERLAP_DT} M)")
     validity = get_backend(approximant, **options).validity if with_overlaps else None
 
-    truths, preds, overlaps, n_clipped, n_done = [], [], [], 0, 0
+    domain = domain_of(meta)
+    truths, preds, overlaps, all_flags, n_clipped, n_done = [], [], [], [], 0, 0
     paths = split_shards(root, split)
     n_total = sum(Shard.open(p).count for p in paths) if limit is None else limit
     bar = tqdm(total=n_total, disable=not progress, unit="wf", desc=f"evaluating {split}")
@@ -112,9 +114,10 @@ def run_split(
             theta, h = f["params"][:take], f["h22"][:take]
         if not np.all(np.isfinite(h.view(np.float32))):
             raise GwinferError(f"{path}: waveform contains NaN or inf")
-        pred = _predict_rows(model, h[:, sl])
+        pred, flags = guard(predict_rows(model, h[:, sl]), domain)
         truths.append(theta)
         preds.append(pred)
+        all_flags.append(flags)
         if with_overlaps:
             clipped = np.column_stack(
                 [
@@ -127,10 +130,19 @@ def run_split(
             if failures:
                 raise GwinferError(f"regenerating {len(failures)} prediction(s) failed, first: {failures[0]}")
             ov = overlap_batch(h, rec, full.dt)
-            overlaps.append(ov)
+            overlaps.append(np.where(flags & NON_FINITE, 0.0, ov))  # a failed prediction scores 0
         n_done += len(theta)
         bar.update(len(theta))
     bar.close()
+    flags = np.concatenate(all_flags) if all_flags else np.zeros(0, dtype=np.int64)
+    n_bad, n_out = int(np.count_nonzero(flags & NON_FINITE)), int(np.count_nonzero(flags & OUT_OF_DOMAIN))
+    if n_bad or n_out:
+        log.warning(
+            "%d non-finite prediction(s) (scored as failures) and %d outside the model's domain %s (clamped)",
+            n_bad,
+            n_out,
+            domain.describe(),
+        )
     ev = Evaluation(
         np.concatenate(truths),
         np.concatenate(preds),
@@ -139,6 +151,8 @@ def run_split(
         approximant,
         options,
         n_clipped,
+        n_non_finite=n_bad,
+        n_out_of_domain=n_out,
     )
     from gwinfer.models import resolve_model_path
 
@@ -182,6 +196,8 @@ def results_dict(ev: Evaluation, info: dict[str, Any]) -> dict[str, Any]:
 
     res = error_table(*ev.columns(), ev.overlaps)
     res["n_clipped_for_regeneration"] = ev.n_clipped
+    res["n_non_finite_predictions"] = ev.n_non_finite
+    res["n_out_of_domain_predictions"] = ev.n_out_of_domain
     res["provenance"] = provenance("evaluation", info, parents=[info["model"]["path"]])
     return res
 

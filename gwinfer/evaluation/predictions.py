@@ -24,7 +24,9 @@ class Evaluation:
     ``truth``, ``pred``: (N, 3) [q, s1z, s2z]; ``overlaps``: (N,) overlap of each true h22 with the one
     regenerated at the prediction (None when not computed); ``grid``: the catalogue's time grid (M) the
     overlaps were computed on; ``backend`` and ``backend_options``: the waveform model that regenerated
-    the predictions; ``n_clipped``: predictions clipped into the backend's validity box first.
+    the predictions; ``n_clipped``: predictions clipped into the backend's validity box first;
+    ``n_non_finite`` / ``n_out_of_domain``: predictions the domain guard (:func:`gwinfer.models.guard`)
+    replaced (scored as overlap 0) / clamped into the model's domain.
     """
 
     truth: np.ndarray
@@ -34,6 +36,8 @@ class Evaluation:
     backend: str
     backend_options: dict[str, float]
     n_clipped: int = 0
+    n_non_finite: int = 0
+    n_out_of_domain: int = 0
 
     def columns(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(prediction, truth) as ``{"q", "s1", "s2"}`` -> (N,) arrays."""

@@ -77,12 +77,28 @@ def catalogue_record(root: Path) -> dict[str, Any]:
 
     manifest = read_manifest(root) or {}
     manifest_path = root / "manifest.json"
+    cfg = manifest.get("config") or {}
     return {
         "path": str(root),
+        "box": {k: cfg.get(k) for k in ("q_min", "q_max", "spin_min", "spin_max")},
         "name": (manifest.get("config") or {}).get("name", root.name),
         "approximant": (manifest.get("backend") or {}).get("name", "unknown"),
         "manifest_sha256": sha256_file(manifest_path) if manifest_path.exists() else None,
     }
+
+
+def training_domain(sources: list[dict[str, Any]]):
+    """The smallest parameter box holding every training catalogue (the paper's box where unrecorded)."""
+    from gwinfer.models import Domain
+
+    boxes = [c["box"] for c in sources if None not in c["box"].values()]
+    if not boxes:
+        return Domain()
+    return Domain(
+        min(b["q_min"] for b in boxes),
+        max(b["q_max"] for b in boxes),
+        max(max(abs(b["spin_min"]), abs(b["spin_max"])) for b in boxes),
+    )
 
 
 def train_point(
@@ -120,6 +136,7 @@ def train_point(
         "approximants": [c["approximant"] for c in sources],
         "catalogue": sources[0],
         "catalogues": sources,
+        "domain": training_domain(sources).to_dict(),
         **run_metadata(
             "model",
             config_path,

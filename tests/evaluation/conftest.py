@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,3 +28,22 @@ class ConjugateGaussian:
 def conjugate_gaussian() -> type[ConjugateGaussian]:
     """The exact toy posterior estimator class: ``conjugate_gaussian(sigma, shift=0.0)`` (``sample(x, n)``)."""
     return ConjugateGaussian
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, micro_catalogue: Path) -> Path:
+    """A tiny reduced-basis model trained for 3 epochs on the micro catalogue (window [-4000, 100] M, dt 4 M)."""
+    from gwinfer.training.point import train_point
+
+    out = tmp_path_factory.mktemp("run")
+    cfg = out / "exp.yaml"
+    cfg.write_text(
+        json.dumps(
+            {
+                "data": {"catalogue": str(micro_catalogue), "t_start": -4000.0, "t_end": 100.0, "dt": 4.0},
+                "model": {"kind": "reduced_basis", "config": {"n_components": 4, "hidden": 32, "depth": 2, "dt": 4.0}},
+                "train": {"epochs": 3, "batch_size": 9, "lr": 1e-3, "tensorboard": False, "early_stopping_patience": 0},
+            }
+        )
+    )
+    return train_point(cfg, out / "run")

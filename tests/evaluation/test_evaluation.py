@@ -17,24 +17,6 @@ from gwinfer.errors import GwinferError
 GWINFER = [sys.executable, "-m", "gwinfer.cli"]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, micro_catalogue: Path) -> Path:
-    from gwinfer.training.point import train_point
-
-    out = tmp_path_factory.mktemp("run")
-    cfg = out / "exp.yaml"
-    cfg.write_text(
-        json.dumps(
-            {
-                "data": {"catalogue": str(micro_catalogue), "t_start": -4000.0, "t_end": 100.0, "dt": 4.0},
-                "model": {"kind": "reduced_basis", "config": {"n_components": 4, "hidden": 32, "depth": 2, "dt": 4.0}},
-                "train": {"epochs": 3, "batch_size": 9, "lr": 1e-3, "tensorboard": False, "early_stopping_patience": 0},
-            }
-        )
-    )
-    return train_point(cfg, out / "run")
-
-
 def test_model_file_records_its_grid_and_approximant(trained: Path) -> None:
     r = subprocess.run([*GWINFER, "info", "--json", str(trained)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

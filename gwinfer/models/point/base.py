@@ -107,7 +107,10 @@ class PointEstimator(nn.Module):
 
     @torch.no_grad()
     def fit_standardization(self, theta: Tensor, x: Tensor) -> None:
-        """Fit target standardisation on ``theta`` (N, 3) and input statistics on ``x`` (N, 2, T); call once."""
+        """Fit target standardisation on ``theta`` (N, 3) and input statistics on ``x`` (N, 2, T); call once.
+
+        With an active :class:`Augmentation` the input statistics see ``x`` and a perturbed copy of it.
+        """
         check_waveforms(x, self.n_samples)
         check_theta(theta, x.shape[0])
         if x.shape[0] < 2:
@@ -115,6 +118,11 @@ class PointEstimator(nn.Module):
         if not (theta[:, 0] >= 1.0).all():
             raise GwinferError("theta[:, 0] is the mass ratio q = m1/m2 and must be >= 1")
         self.head.fit(theta)
+        augment = getattr(self.config, "augment", None)
+        if augment is not None and augment.active:
+            # the input statistics (and bases) are those of the inputs as training presents them: the clean
+            # sample and one perturbed copy, so no input direction is scaled up past its noise
+            x = torch.cat([x, augment(x)])
         self._fit_inputs(x)
 
     @property
