@@ -166,7 +166,9 @@ def _spline_data(f: h5py.File, name: str, path: Path) -> tuple[np.ndarray, np.nd
             raise GwinferError(f"{where} has no dataset {key!r} (spline knots 'X' in M and values 'Y')")
         data = group[key][()]
         if data.ndim != 1 or not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
-            raise GwinferError(f"{where}/{key} must be a 1-D array of real numbers, got shape {data.shape} {data.dtype}")
+            raise GwinferError(
+                f"{where}/{key} must be a 1-D array of real numbers, got shape {data.shape} {data.dtype}"
+            )
         out.append(data.astype(np.float64))
     x, y = out
     if x.size != y.size:
@@ -409,8 +411,17 @@ def write_nr_hdf5(
             _spline_group(f, "phase_l2_m-2", t, -phase)
         _spline_group(f, "Omega-vs-time", t_om, om)
         ones = np.ones_like(t_om)
-        for key, value in (("spin1x", 0.0), ("spin1y", 0.0), ("spin1z", s1z), ("spin2x", 0.0), ("spin2y", 0.0),
-                           ("spin2z", s2z), ("LNhatx", 0.0), ("LNhaty", 0.0), ("LNhatz", 1.0)):
+        for key, value in (
+            ("spin1x", 0.0),
+            ("spin1y", 0.0),
+            ("spin1z", s1z),
+            ("spin2x", 0.0),
+            ("spin2y", 0.0),
+            ("spin2z", s2z),
+            ("LNhatx", 0.0),
+            ("LNhaty", 0.0),
+            ("LNhatz", 1.0),
+        ):
             _spline_group(f, f"{key}-vs-time", t_om, value * ones)
         for i, share in ((1, m2), (2, -m1)):  # centre of mass at the origin, nhat from object 2 to 1
             _spline_group(f, f"position{i}x-vs-time", t_om, share * radius * np.cos(orbital_phase))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.interpolate import CubicSpline
+from scipy.optimize import minimize_scalar
 
 from gwinfer.errors import GwinferError
 from gwinfer.physics.timegrid import TimeGrid
@@ -70,8 +71,9 @@ class WaveformBackend(ABC):
         return {}
 
 
-def peak_time(t: np.ndarray, h: np.ndarray) -> float:
-    """Time of the maximum of |h|, to sub-sample precision (root of the derivative of a local cubic spline)."""
+def spline_peak(t: np.ndarray, h: np.ndarray) -> float:
+    """Time of the maximum of |h| from the root of the derivative of a local cubic spline through |h|: the
+    fallback of :func:`peak_time` (biased by up to ~0.3 of a sample at IMRPhenomT's peak)."""
     amp = np.abs(h)
     k = int(np.argmax(amp))
     lo, hi = max(k - 8, 0), min(k + 9, len(t))
@@ -85,15 +87,97 @@ def peak_time(t: np.ndarray, h: np.ndarray) -> float:
     return float(roots[np.argmax(spline(roots))])
 
 
-def align_to_grid(t: np.ndarray, h: np.ndarray, grid: TimeGrid, label: str = "waveform") -> np.ndarray:
-    """Shift (t, h) so that |h| peaks at t = 0, resample onto ``grid`` and rotate so h(0) is real > 0.
+def _kink_fit_peak(
+    t: np.ndarray, log_amp: np.ndarray, k: int, widths: tuple[float, float], degrees: tuple[int, int]
+) -> float | None:
+    """Peak time from a least-squares fit of two polynomials joined at the peak (see :func:`peak_time`).
+
+    ``widths`` and ``degrees``: the half-window (M) and the polynomial degree on the left and on the right
+    of the loudest sample ``k``; a side's degree is lowered to its number of samples. None if a side has
+    fewer than 3 samples.
+    """
+    sel = (t >= t[k] - widths[0]) & (t <= t[k] + widths[1])
+    ts, y = t[sel], log_amp[sel]
+    k_sel = k - int(np.argmax(sel))
+    p_left = min(degrees[0], k_sel)
+    p_right = min(degrees[1], ts.size - 1 - k_sel)
+    if p_left < 3 or p_right < 3:
+        return None
+    scale = max(widths)
+
+    def design(tau: float) -> np.ndarray:
+        x = (ts - tau) / scale
+        left = x <= 0
+        cols = [np.ones_like(x)]
+        cols += [np.where(left, x**j, 0.0) for j in range(2, p_left + 1)]
+        cols += [np.where(left, 0.0, x**j) for j in range(2, p_right + 1)]
+        return np.stack(cols, axis=1)
+
+    def rss(tau: float) -> float:
+        a = design(tau)
+        r = a @ np.linalg.lstsq(a, y, rcond=None)[0] - y
+        return float(r @ r)
+
+    taus = np.linspace(float(ts[k_sel - 1]), float(ts[k_sel + 1]), 41)
+    j = int(np.argmin([rss(x) for x in taus]))
+    a, b = float(taus[max(j - 1, 0)]), float(taus[min(j + 1, taus.size - 1)])
+    return float(minimize_scalar(rss, bounds=(a, b), method="bounded", options={"xatol": 1e-7}).x)
+
+
+def peak_time(t: np.ndarray, h: np.ndarray) -> float:
+    """Time (in t's units, M) of the maximum of |h|, to better than 0.01 M for steps up to 2 M.
+
+    One cubic spline through |h| (:func:`spline_peak`, gwinfer's method before issue 13) is biased by up to a
+    few tenths of a sample for IMRPhenomT, whose amplitude is only once differentiable at its peak (the
+    merger and ringdown pieces meet there with different curvatures) and can be nearly flat on one side
+    (measured: 0.19 M at dt = 0.5 M and 0.59 M at dt = 2 M over q <= 8, |s| <= 0.8). Here log|h| is
+    instead fitted, by least squares, with two polynomials that meet at the peak time tau with a common
+    value and zero slope but may have different curvature, and tau minimises the residual (a 41-point scan
+    between the two neighbours of the loudest sample, then Brent's method). A smooth peak is a special
+    case, so smooth inputs (NR) are not biased either.
+
+    Windows and degrees, chosen from the local step dt and measured on 108 IMRPhenomT waveforms with
+    random sub-sample offsets over q in [1, 8], |s| <= 0.8 (largest errors): for dt <= 1.25 M, degree 7
+    within +-8 M on both sides (0.0007 M at dt = 0.1, 0.0006 M at 0.5, 0.0009 M at 1, 0.003 M at 1.25);
+    for dt <= 4 M, degree 6 within 6 dt before and degree 7 within 7 dt after the peak (0.005 M at
+    dt = 1.5 and at 2; beyond 2 M the accuracy degrades: 0.07 M at 2.5, 0.12 M at 3, 0.35 M at 4). At
+    most 200 samples on each side are used. Coarser steps, or fewer than 3 samples on a side, fall back
+    to :func:`spline_peak` (biased by up to ~0.3 dt).
+    """
+    t = np.asarray(t, dtype=np.float64)
+    amp = np.abs(np.asarray(h))
+    k = int(np.argmax(amp))
+    if k == 0 or k == amp.size - 1:
+        return spline_peak(t, h)
+    dt = float(np.median(np.diff(t[max(k - 8, 0) : k + 9])))
+    if dt <= 1.25:
+        widths, degrees = (8.0, 8.0), (7, 7)
+    elif dt <= 4.0:
+        widths, degrees = (6.0 * dt, 7.0 * dt), (6, 7)
+    else:
+        return spline_peak(t, h)
+    widths = (min(widths[0], 200.0 * dt), min(widths[1], 200.0 * dt))
+    lo = int(np.searchsorted(t, t[k] - widths[0]))
+    hi = int(np.searchsorted(t, t[k] + widths[1], side="right"))
+    window = amp[lo:hi]
+    if np.any(window <= 0.0):
+        return spline_peak(t, h)
+    tau = _kink_fit_peak(t[lo:hi], np.log(window / amp[k]), k - lo, widths, degrees)
+    return spline_peak(t, h) if tau is None else tau
+
+
+def align_to_grid(
+    t: np.ndarray, h: np.ndarray, grid: TimeGrid, label: str = "waveform", peak: float | None = None
+) -> np.ndarray:
+    """Shift (t, h) so that |h| peaks at t = 0 (at ``peak`` if given, else :func:`peak_time`), resample onto
+    ``grid`` and rotate so h(0) is real > 0.
 
     Resampling interpolates amplitude and unwrapped phase with cubic splines (both are smooth, unlike the
     oscillating real and imaginary parts), which keeps sub-sample shifts accurate at coarse steps.
     """
     if not np.all(np.isfinite(h)):
         raise GwinferError(f"{label}: the waveform contains NaN or inf")
-    tp = peak_time(t, h)
+    tp = peak_time(t, h) if peak is None else float(peak)
     tt = t - tp
     if tt[0] > grid.t_start or tt[-1] < grid.t_end:
         raise GwinferError(

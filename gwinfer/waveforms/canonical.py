@@ -12,7 +12,8 @@ uniform or not):
    all-zero h, or an amplitude that is largest at the first or last sample (no merger to align on);
 2. conjugates an input whose phase turns the other way from gwinfer's h22 (:data:`H22_ROTATION`), e.g.
    one written as h+ + i hx, and says so in a warning;
-3. locates the amplitude peak with :func:`locate_peak` (better than 0.01 M at steps up to 2 M);
+3. locates the amplitude peak with :func:`~gwinfer.waveforms.base.peak_time` (better than 0.01 M at steps
+   up to 2 M);
 4. resamples onto the model's grid with :func:`~gwinfer.waveforms.base.align_to_grid` (amplitude and
    unwrapped phase through cubic splines); where the input does not cover the model's window, the result
    is zero and a warning states the covered span (``coverage`` is the covered fraction);
@@ -26,7 +27,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.interpolate import CubicSpline
-from scipy.optimize import minimize_scalar
 
 from gwinfer.errors import GwinferError
 from gwinfer.physics.timegrid import TimeGrid
@@ -59,7 +59,7 @@ RINGDOWN_RATIO_MAX = {30.0: 0.4291, 50.0: 0.1125}
 #: Ratio above which the ringdown check warns (1.5 and 2 times the measured maxima).
 RINGDOWN_RATIO_LIMIT = {30.0: 0.65, 50.0: 0.25}
 
-#: Input step (M) around the peak above which :func:`locate_peak` is less accurate than 0.01 M.
+#: Input step (M) around the peak above which :func:`~gwinfer.waveforms.base.peak_time` is less accurate than 0.01 M.
 PEAK_STEP_MAX = 2.0
 
 #: Relative margin added on both sides of the measured ranges before a warning is raised (other models
@@ -160,84 +160,6 @@ def rotation_sense(t: np.ndarray, h: np.ndarray) -> int:
     return 1 if float(np.sum(np.angle(z) * np.abs(z))) > 0 else -1
 
 
-def _kink_fit_peak(t: np.ndarray, log_amp: np.ndarray, k: int, widths: tuple[float, float],
-                   degrees: tuple[int, int]) -> float | None:
-    """Peak time from a least-squares fit of two polynomials joined at the peak (see :func:`locate_peak`).
-
-    ``widths`` and ``degrees``: the half-window (M) and the polynomial degree on the left and on the right
-    of the loudest sample ``k``; a side's degree is lowered to its number of samples. None if a side has
-    fewer than 3 samples.
-    """
-    sel = (t >= t[k] - widths[0]) & (t <= t[k] + widths[1])
-    ts, y = t[sel], log_amp[sel]
-    k_sel = k - int(np.argmax(sel))
-    p_left = min(degrees[0], k_sel)
-    p_right = min(degrees[1], ts.size - 1 - k_sel)
-    if p_left < 3 or p_right < 3:
-        return None
-    scale = max(widths)
-
-    def design(tau: float) -> np.ndarray:
-        x = (ts - tau) / scale
-        left = x <= 0
-        cols = [np.ones_like(x)]
-        cols += [np.where(left, x**j, 0.0) for j in range(2, p_left + 1)]
-        cols += [np.where(left, 0.0, x**j) for j in range(2, p_right + 1)]
-        return np.stack(cols, axis=1)
-
-    def rss(tau: float) -> float:
-        a = design(tau)
-        r = a @ np.linalg.lstsq(a, y, rcond=None)[0] - y
-        return float(r @ r)
-
-    taus = np.linspace(float(ts[k_sel - 1]), float(ts[k_sel + 1]), 41)
-    j = int(np.argmin([rss(x) for x in taus]))
-    a, b = float(taus[max(j - 1, 0)]), float(taus[min(j + 1, taus.size - 1)])
-    return float(minimize_scalar(rss, bounds=(a, b), method="bounded", options={"xatol": 1e-7}).x)
-
-
-def locate_peak(t: np.ndarray, h: np.ndarray) -> float:
-    """Time (in t's units, M) of the maximum of |h|, to better than 0.01 M for steps up to 2 M.
-
-    :func:`~gwinfer.waveforms.base.peak_time` puts one cubic spline through |h|; that is biased by up to a
-    few tenths of a sample for IMRPhenomT, whose amplitude is only once differentiable at its peak (the
-    merger and ringdown pieces meet there with different curvatures) and can be nearly flat on one side
-    (measured: 0.19 M at dt = 0.5 M and 0.59 M at dt = 2 M over q <= 8, |s| <= 0.8). Here log|h| is
-    instead fitted, by least squares, with two polynomials that meet at the peak time tau with a common
-    value and zero slope but may have different curvature, and tau minimises the residual (a 41-point scan
-    between the two neighbours of the loudest sample, then Brent's method). A smooth peak is a special
-    case, so smooth inputs (NR) are not biased either.
-
-    Windows and degrees, chosen from the local step dt and measured on 108 IMRPhenomT waveforms with
-    random sub-sample offsets over q in [1, 8], |s| <= 0.8 (largest errors): for dt <= 1.25 M, degree 7
-    within +-8 M on both sides (0.0007 M at dt = 0.1, 0.0006 M at 0.5, 0.0009 M at 1, 0.003 M at 1.25);
-    for dt <= 4 M, degree 6 within 6 dt before and degree 7 within 7 dt after the peak (0.005 M at
-    dt = 1.5 and at 2; beyond 2 M the accuracy degrades: 0.07 M at 2.5, 0.12 M at 3, 0.35 M at 4). At
-    most 200 samples on each side are used. Coarser steps, or fewer than 3 samples on a side, fall back
-    to :func:`~gwinfer.waveforms.base.peak_time` (biased by up to ~0.3 dt).
-    """
-    t = np.asarray(t, dtype=np.float64)
-    amp = np.abs(np.asarray(h))
-    k = int(np.argmax(amp))
-    if k == 0 or k == amp.size - 1:
-        return peak_time(t, h)
-    dt = float(np.median(np.diff(t[max(k - 8, 0) : k + 9])))
-    if dt <= 1.25:
-        widths, degrees = (8.0, 8.0), (7, 7)
-    elif dt <= 4.0:
-        widths, degrees = (6.0 * dt, 7.0 * dt), (6, 7)
-    else:
-        return peak_time(t, h)
-    widths = (min(widths[0], 200.0 * dt), min(widths[1], 200.0 * dt))
-    lo = int(np.searchsorted(t, t[k] - widths[0]))
-    hi = int(np.searchsorted(t, t[k] + widths[1], side="right"))
-    window = amp[lo:hi]
-    if np.any(window <= 0.0):
-        return peak_time(t, h)
-    tau = _kink_fit_peak(t[lo:hi], np.log(window / amp[k]), k - lo, widths, degrees)
-    return peak_time(t, h) if tau is None else tau
-
-
 def _phase_at(t: np.ndarray, h: np.ndarray, k: int, times: tuple[float, ...]) -> np.ndarray:
     """Unwrapped arg(h) at ``times`` (near sample k) from a local cubic spline, as align_to_grid uses."""
     lo, hi = max(k - 8, 0), min(k + 9, t.size)
@@ -323,7 +245,7 @@ def canonical_h22(t: np.ndarray, h: np.ndarray, grid: TimeGrid, *, label: str = 
             f"{label}: the phase turns the other way from gwinfer's h22 = h+ - i hx (as h+ + i hx would); "
             "the input was conjugated"
         )
-    tp = locate_peak(t, h)
+    tp = peak_time(t, h)
     lo, hi = max(k - 8, 0), min(k + 9, t.size)
     amp_peak = float(CubicSpline(t[lo:hi], amp[lo:hi])(tp))
     times = grid.times()
@@ -336,23 +258,16 @@ def canonical_h22(t: np.ndarray, h: np.ndarray, grid: TimeGrid, *, label: str = 
         amplitude_peak=amp_peak, ringdown_ratio=_ringdown_ratio(t, amp, tp, amp_peak),
         input_step=float(np.median(np.diff(t[lo:hi]))),
     )  # fmt: skip
-    # align_to_grid locates the peak itself, with base.peak_time; asking it for the grid shifted by the
-    # difference of the two estimates makes it sample the input at (grid times + tp) on the input's clock
-    tp_base = peak_time(t, h)
-    shift = tp - tp_base
-    inside = (times + shift >= t[0] - tp_base) & (times + shift <= t[-1] - tp_base)
+    inside = (times >= t[0] - tp) & (times <= t[-1] - tp)
     i0, i1 = int(np.argmax(inside)), int(inside.size - 1 - np.argmax(inside[::-1]))
-    if not (inside.any() and times[i0] < 0.0 < times[i1] and times[i0] + shift < 0.0 < times[i1] + shift):
+    if not (inside.any() and times[i0] < 0.0 < times[i1]):
         why = "".join(f"; {w}" for w in bbh22_warnings(result))
         raise GwinferError(
             f"{label}: the input spans [{span[0]:.3g}, {span[1]:.3g}] M around its peak; it must cover model samples "
             f"(dt = {grid.dt} M) on both sides of the peak{why}"
         )
-    sub = TimeGrid(float(times[i0] + shift), float(times[i1] + shift), grid.dt)
-    result.h[i0 : i0 + sub.n] = align_to_grid(t, h, sub, label=label)
-    # align_to_grid made the phase zero at tp_base: make it zero at tp instead
-    phi_tp, phi_base = _phase_at(t, h, k, (tp, tp_base))
-    result.h[:] *= np.exp(-1j * (phi_tp - phi_base))
+    sub = TimeGrid(float(times[i0]), float(times[i1]), grid.dt)
+    result.h[i0 : i0 + sub.n] = align_to_grid(t, h, sub, label=label, peak=tp)
     if i0 > 0 or i1 < times.size - 1:
         warnings.append(
             f"{label}: the input spans [{span[0]:.1f}, {span[1]:.1f}] M around its peak and covers "

@@ -84,8 +84,17 @@ def test_nr_splines_between_the_knots(nr_file) -> None:
 
 def test_nr_file_has_the_format_2_layout(nr_file) -> None:
     with h5py.File(nr_file) as f:
-        for group in ("amp_l2_m2", "phase_l2_m2", "amp_l2_m-2", "phase_l2_m-2", "Omega-vs-time",
-                      "spin1z-vs-time", "LNhatz-vs-time", "position1x-vs-time", "position2y-vs-time"):
+        for group in (
+            "amp_l2_m2",
+            "phase_l2_m2",
+            "amp_l2_m-2",
+            "phase_l2_m-2",
+            "Omega-vs-time",
+            "spin1z-vs-time",
+            "LNhatz-vs-time",
+            "position1x-vs-time",
+            "position2y-vs-time",
+        ):
             assert {"X", "Y", "deg", "tol", "errors"} <= set(f[group]), group
         for key in ("mass1", "mass2", "spin1x", "spin2z", "LNhatz", "nhatx", "f_lower_at_1MSUN", "Omega", "Lmax"):
             assert key in f.attrs, key
