@@ -103,8 +103,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    if args.waveform:
+        from gwinfer.evaluation.single import format_prediction, predict_waveform
+        from gwinfer.provenance import write_json
+
+        result = predict_waveform(args.model, args.waveform)
+        print(format_prediction(result))
+        if args.out:
+            write_json(args.out, result)
+            print(f"prediction written to {args.out}")
+        return 0
     from gwinfer.evaluation.evaluate import predict_to_file
 
+    if not args.data or not args.out:
+        raise GwinferError(
+            "give --data CATALOGUE and --out FILE (a catalogue split), or --waveform FILE (one waveform)"
+        )
     print(f"predictions written to {predict_to_file(args.model, args.data, args.split, args.out, limit=args.limit)}")
     return 0
 
@@ -201,11 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("predict", help="predict (q, s1z, s2z) for a catalogue split")
-    p.add_argument("--model", required=True)
-    p.add_argument("--data", required=True, help="catalogue folder (manifest or bare <split>/*.h5 shards)")
-    p.add_argument("--split", default="test")
-    p.add_argument("--out", required=True, help="HDF5 file of truth and predictions")
+    p = sub.add_parser("predict", help="predict (q, s1z, s2z) for a catalogue split or for one waveform file")
+    p.add_argument("--model", required=True, help="point model folder or model.pt")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="catalogue folder (manifest or bare <split>/*.h5 shards)")
+    src.add_argument(
+        "--waveform",
+        help="one h22 file: LVC NR HDF5 (amp_l2_m2/phase_l2_m2), text (t [M], Re, Im) or .npy (N, 3); any peak "
+        "offset, step and constant phase",
+    )
+    p.add_argument("--split", default="test", help="catalogue split (with --data; default: test)")
+    p.add_argument(
+        "--out", default=None, help="HDF5 file of truth and predictions (--data) or JSON result (--waveform)"
+    )
     p.add_argument("--limit", type=int, default=None)
     p.set_defaults(func=cmd_predict)
 

@@ -155,7 +155,7 @@ def robustness_table(
             ov, flags = judge(waves[:, sl], waves, full, own, options)
         elif step == "jitter":
             backend = get_backend(own, **options)
-            pad = 4.0 + jitter
+            pad = model_grid.dt * np.ceil((4.0 + jitter) / model_grid.dt)
             clock = TimeGrid(model_grid.t_start - pad, model_grid.t_end + pad, model_grid.dt)
             shifts = rng.uniform(-jitter, jitter, len(params))
             phases = rng.uniform(0.0, 2.0 * np.pi, len(params))
