@@ -102,7 +102,7 @@ def run_split(
     validity = get_backend(approximant, **options).validity if with_overlaps else None
 
     domain = domain_of(meta)
-    truths, preds, overlaps, all_flags, n_clipped, n_done = [], [], [], [], 0, 0
+    truths, preds, raws, overlaps, all_flags, n_clipped, n_done = [], [], [], [], [], 0, 0
     paths = split_shards(root, split)
     n_total = sum(Shard.open(p).count for p in paths) if limit is None else limit
     bar = tqdm(total=n_total, disable=not progress, unit="wf", desc=f"evaluating {split}")
@@ -114,7 +114,9 @@ def run_split(
             theta, h = f["params"][:take], f["h22"][:take]
         if not np.all(np.isfinite(h.view(np.float32))):
             raise GwinferError(f"{path}: waveform contains NaN or inf")
-        pred, flags = guard(predict_rows(model, h[:, sl]), domain)
+        raw = predict_rows(model, h[:, sl])
+        pred, flags = guard(raw, domain)
+        raws.append(raw)
         truths.append(theta)
         preds.append(pred)
         all_flags.append(flags)
@@ -153,6 +155,8 @@ def run_split(
         n_clipped,
         n_non_finite=n_bad,
         n_out_of_domain=n_out,
+        raw=np.concatenate(raws) if raws else None,
+        flags=flags,
     )
     from gwinfer.models import resolve_model_path
 
@@ -179,13 +183,20 @@ def run_split(
 def predict_to_file(
     model_path: str | Path, data: str | Path, split: str, out: str | Path, limit: int | None = None
 ) -> Path:
-    """``gwinfer predict``: write truth and predicted (q, s1z, s2z) of a split to HDF5 with provenance."""
+    """``gwinfer predict``: write truth and predicted (q, s1z, s2z) of a split to HDF5 with provenance.
+
+    Predictions are kept inside the model's domain (:func:`gwinfer.models.guard`); the raw network
+    outputs and a per-row ``flags`` dataset (1: outside the domain, clamped; 2: non-finite) go beside them.
+    """
     ev, info = run_split(model_path, data, split, with_overlaps=False, limit=limit)
     with atomic_path(out) as tmp:
         with h5py.File(tmp, "w") as f:
-            for name, arr in (("truth", ev.truth), ("prediction", ev.pred)):
+            for name, arr in (("truth", ev.truth), ("prediction", ev.pred), ("raw_prediction", ev.raw)):
                 d = f.create_dataset(name, data=arr)
                 d.attrs["columns"] = np.array(["q", "s1z", "s2z"], dtype="S3")
+            f.create_dataset("flags", data=ev.flags).attrs["meaning"] = (
+                "0 ok, 1 outside the model's domain (clamped), 2 non-finite"
+            )
             f.attrs["provenance"] = json.dumps(provenance("predictions", info, parents=[info["model"]["path"]]))
     return Path(out)
 

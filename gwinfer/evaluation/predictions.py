@@ -38,6 +38,8 @@ class Evaluation:
     n_clipped: int = 0
     n_non_finite: int = 0
     n_out_of_domain: int = 0
+    raw: np.ndarray | None = None  # (N, 3) network outputs before the domain guard
+    flags: np.ndarray | None = None  # (N,) guard flags (gwinfer.models.OUT_OF_DOMAIN | NON_FINITE)
 
     def columns(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(prediction, truth) as ``{"q", "s1", "s2"}`` -> (N,) arrays."""
