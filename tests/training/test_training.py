@@ -411,3 +411,15 @@ def test_project_lamb_with_weight_decay_equals_algorithm2(lamb_problem):
     plain = run_torch(lambda ps: Lamb(ps, lr=0.01, weight_decay=0.05, eps=1e-6, **LAMB_OPTIONS), ws, grads)
     assert not np.allclose(plain[0] - ws[0], want[0] - ws[0], rtol=1e-3)  # the bias correction matters
     assert math.isclose(build_optimizer([nn.Parameter(torch.zeros(1))], cfg).param_groups[0]["weight_decay"], 0.05)
+
+
+def test_yaml_configs_read_exponent_floats_and_refuse_duplicate_keys(tmp_path):
+    """YAML 1.1 (PyYAML's default) reads 2e-3 as a string and keeps the last of two equal keys."""
+    from gwinfer.config import load_yaml
+
+    (tmp_path / "ok.yaml").write_text("lr: 2e-3\ndt: 1e-9\nsteps: 10\nname: 1e-3x\n")
+    assert load_yaml(tmp_path / "ok.yaml") == {"lr": 2e-3, "dt": 1e-9, "steps": 10, "name": "1e-3x"}
+    assert from_dict(TrainConfig, {"lr": load_yaml(tmp_path / "ok.yaml")["lr"]}).lr == 2e-3
+    (tmp_path / "dup.yaml").write_text("train:\n  lr: 0.1\n  lr: 0.2\n")
+    with pytest.raises(GwinferError, match="duplicate key 'lr' \\(line 3\\)"):
+        load_yaml(tmp_path / "dup.yaml")
