@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from gwinfer.registry import Registry
 from gwinfer.waveforms.base import ValidityRange, WaveformBackend, align_to_grid, peak_time
+from gwinfer.waveforms.canonical import CanonicalWaveform, canonical_h22
 
 DEFAULT_BACKEND = "IMRPhenomT"
 BACKENDS = Registry(
@@ -31,9 +32,11 @@ def get_backend(name: str = DEFAULT_BACKEND, **options: float) -> WaveformBacken
 __all__ = [
     "BACKENDS",
     "DEFAULT_BACKEND",
+    "CanonicalWaveform",
     "ValidityRange",
     "WaveformBackend",
     "align_to_grid",
+    "canonical_h22",
     "get_backend",
     "peak_time",
 ]
