@@ -180,6 +180,14 @@ def test_bad_requests_are_4xx_and_server_keeps_serving(setup):
     check("tiny", "waveform", x.astype(np.float64), datatype="FP64", binary=False, match="datatype")
     check("missing", "waveform", x, match="unknown model")
     check("tiny", "waveform", np.zeros((65, 2, T), np.float32), match="batch")
+    bad = x.copy()
+    bad[1, 0, 3] = np.nan
+    check("tiny", "waveform", bad, match="NaN or inf")
+    check("tiny", "waveform", bad, binary=False, match="NaN or inf")
+    check("tiny", "waveform", np.full_like(x, 1e30), match="accepted |x| <= 1e+06")
+    zero = x.copy()
+    zero[1] = 0.0
+    check("tiny", "waveform", zero, match="all zeros in batch row(s) [1]")
     with pytest.raises(InferenceServerException, match="unknown version"):
         c.get_model_metadata("tiny", "9")
     with pytest.raises(InferenceServerException, match="unknown output"):

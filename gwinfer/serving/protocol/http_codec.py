@@ -173,10 +173,16 @@ def encode_response(
             t["parameters"] = {"binary_data_size": len(data)}
             blobs.append(data)
         else:
-            t["data"] = arr.reshape(-1).tolist()
+            flat = arr.reshape(-1)
+            if flat.dtype.kind == "f" and not np.all(np.isfinite(flat)):
+                # JSON has no NaN or inf: such entries (e.g. a streaming entry's outputs before its window is
+                # full) are null; binary outputs carry them as IEEE values
+                t["data"] = [v if np.isfinite(v) else None for v in flat.tolist()]
+            else:
+                t["data"] = flat.tolist()
         tensors.append(t)
     resp["outputs"] = tensors
-    head = json.dumps(resp, separators=(",", ":")).encode()
+    head = json.dumps(resp, separators=(",", ":"), allow_nan=False).encode()
     if not blobs:
         return head, None
     return b"".join([head, *blobs]), len(head)

@@ -54,11 +54,40 @@ def check_input_parameters(name: str, params: Any) -> None:
         raise ServingError(400, f"input {name!r}: parameters must be an object")
 
 
+#: Inputs that carry the signal (h22, whitened strain, features): an all-zero row of one has nothing to infer from.
+SIGNAL_INPUTS = ("waveform", "strain", "features")
+#: Largest |value| accepted in a float input: h22 in geometric units and whitened strain are O(1)-O(100).
+MAX_ABS_INPUT = 1e6
+
+
+def check_values(name: str, arr: np.ndarray) -> None:
+    """ServingError(400) for a float input holding NaN/inf, values beyond +-:data:`MAX_ABS_INPUT`, or an
+    all-zero row of a signal input."""
+    if arr.dtype.kind != "f" or arr.size == 0:
+        return
+    if not np.all(np.isfinite(arr)):
+        raise ServingError(400, f"input {name!r} holds NaN or inf; only finite values are accepted")
+    peak = float(np.max(np.abs(arr)))
+    if peak > MAX_ABS_INPUT:
+        raise ServingError(
+            400,
+            f"input {name!r} has values up to {peak:.3g}; accepted |x| <= {MAX_ABS_INPUT:g} (h22 and whitened strain are O(1))",
+        )
+    if name in SIGNAL_INPUTS and arr.ndim >= 2:
+        rows = np.flatnonzero(~np.any(arr.reshape(arr.shape[0], -1), axis=1))
+        if rows.size:
+            raise ServingError(
+                400, f"input {name!r} is all zeros in batch row(s) {rows[:5].tolist()}: no signal to infer from"
+            )
+
+
 def check_complete(mv: ModelVersion, arrays: dict[str, np.ndarray]) -> None:
-    """ServingError(400) unless every input of ``mv`` was given."""
+    """ServingError(400) unless every input of ``mv`` was given, with finite, sensible values."""
     missing = sorted({t.name for t in mv.inputs} - set(arrays))
     if missing:
         raise ServingError(400, f"missing input(s) {missing} for model {mv.name!r}")
+    for name, arr in arrays.items():
+        check_values(name, np.asarray(arr))
 
 
 def check_output(mv: ModelVersion, name: Any, params: Any) -> None:
