@@ -41,13 +41,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gwinfer.serving.server.run import serve
+    from gwinfer.serving.server.run import resolve_token, serve
 
     serve(
         args.repo,
         host=args.host,
         port=args.port,
-        token=args.token,
+        token=resolve_token(args.token, args.token_file),
         max_body_bytes=args.max_body_bytes,
         threads=args.threads,
         max_sequences=args.max_sequences,
@@ -59,6 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     from gwinfer.serving.promotion import promote
+    from gwinfer.serving.server.run import resolve_token
 
     result = promote(
         args.repo,
@@ -66,7 +67,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
         args.version,
         stage=args.stage,
         url=args.url,
-        token=args.token,
+        token=resolve_token(args.token),
         min_count=args.min_count,
         max_mean_abs_diff=args.max_mean_abs_diff,
         max_rel_rms_diff=args.max_rel_rms_diff,
@@ -81,6 +82,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 def cmd_stream(args: argparse.Namespace) -> int:
     from gwinfer.errors import GwinferError
     from gwinfer.serving.replay import stream_strain
+    from gwinfer.serving.server.run import resolve_token
 
     files = {d: f for d, f in (("H1", args.h1), ("L1", args.l1), ("V1", args.v1)) if f}
     if not files:
@@ -95,7 +97,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
         seed=args.seed,
         start=args.start,
         psd_gps=args.psd_gps,
-        token=args.token,
+        token=resolve_token(args.token),
     )
     rows, names = res["rows"], res["spec"].parameter_names
     ready = [r for r in rows if r["ready"]]
@@ -162,9 +164,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--token",
         default=None,
-        help="require 'Authorization: Bearer TOKEN' (HTTP header or gRPC "
-        "metadata 'authorization'; health checks exempt)",
+        help="require 'Authorization: Bearer TOKEN' (HTTP header or gRPC metadata 'authorization'; health checks "
+        "exempt); visible in ps: prefer --token-file or $GWINFER_TOKEN",
     )
+    p.add_argument("--token-file", default=None, help="file whose first line is the token")
     p.add_argument(
         "--max-body-bytes", type=int, default=64 << 20, help="largest HTTP request body / gRPC message, bytes"
     )

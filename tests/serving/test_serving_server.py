@@ -350,3 +350,28 @@ def test_cli_serve_in_subprocess(setup):
         proc.terminate()
         proc.wait(timeout=20)
         proc.stderr.close()
+
+
+def test_ports_threads_and_token_sources(tmp_path, monkeypatch, capsys):
+    from gwinfer.cli import main
+    from gwinfer.serving.server.run import TOKEN_ENV, check_port, resolve_token
+
+    for argv, message in (
+        (["--port", "70000"], "port 70000 must be an integer in [1, 65535]"),
+        (["--port", "0"], "port 0 must be"),
+        (["--grpc-port", "8000"], "must differ from the HTTP port"),
+        (["--threads", "0"], "threads = 0 must be an integer >= 1"),
+    ):
+        assert main(["serve", "--repo", str(tmp_path), *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("gwinfer: error: ") and message in err and err.count("\n") == 1, err
+    assert check_port(8000) == 8000
+    (tmp_path / "tok").write_text("s3cret\nignored\n")
+    monkeypatch.setenv(TOKEN_ENV, "from-env")
+    assert resolve_token("arg", tmp_path / "tok") == "arg"
+    assert resolve_token(None, tmp_path / "tok") == "s3cret"
+    assert resolve_token() == "from-env"
+    monkeypatch.delenv(TOKEN_ENV)
+    assert resolve_token() is None
+    with pytest.raises(GwinferError, match="does not exist"):
+        resolve_token(None, tmp_path / "missing")

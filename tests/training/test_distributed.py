@@ -110,3 +110,18 @@ def test_torchrun_command_and_bad_nproc():
     if not torch.cuda.is_available():
         with pytest.raises(GwinferError, match="CUDA"):
             select_device("cuda")
+
+
+def test_the_command_sets_its_own_thread_default():
+    """``gwinfer`` runs one intra-op thread per process unless OMP_NUM_THREADS says otherwise."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from gwinfer.cli.main import process_defaults; process_defaults(); import torch; print(torch.get_num_threads())"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == "1"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_NUM_THREADS": "2"}, capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    assert out.stdout.split()[-1] == "2"

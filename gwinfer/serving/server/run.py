@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import threading
 import time
@@ -22,6 +23,32 @@ from gwinfer.serving.server.app import DEFAULT_MAX_BODY, App
 from gwinfer.serving.server.http import create_app
 
 log = logging.getLogger(__name__)
+
+
+#: Environment variable holding the bearer token (so that it is not visible in ``ps`` as an argument).
+TOKEN_ENV = "GWINFER_TOKEN"
+
+
+def check_port(port: Any, what: str = "port") -> int:
+    """``port`` as an int in [1, 65535] (0 is refused: a server needs a known port), else a one-line error."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise GwinferError(f"{what} {port!r} must be an integer in [1, 65535]")
+    return port
+
+
+def resolve_token(token: str | None = None, token_file: str | Path | None = None) -> str | None:
+    """The bearer token: ``token`` if given, else the first line of ``token_file``, else $GWINFER_TOKEN."""
+    if token is not None:
+        return token
+    if token_file is not None:
+        p = Path(token_file)
+        if not p.is_file():
+            raise GwinferError(f"token file {p} does not exist")
+        first = (p.read_text().strip().splitlines() or [""])[0].strip()
+        if not first:
+            raise GwinferError(f"token file {p} is empty")
+        return first
+    return os.environ.get(TOKEN_ENV) or None
 
 
 def _check_host(host: str, token: str | None) -> None:
@@ -234,6 +261,13 @@ def serve(
     """
     import uvicorn
 
+    check_port(port)
+    if grpc_port is not None:
+        check_port(grpc_port, "gRPC port")
+        if grpc_port == port:
+            raise GwinferError(f"the gRPC port must differ from the HTTP port ({port})")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise GwinferError(f"threads = {threads!r} must be an integer >= 1")
     _check_host(host, token)
     try:
         import torch
