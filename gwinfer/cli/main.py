@@ -47,7 +47,9 @@ def _mpi_rank() -> int:
 
 
 def describe(path: str | Path) -> dict:
-    """Provenance of anything gwinfer wrote: a catalogue folder, a model/checkpoint file or a result JSON."""
+    """What any file gwinfer writes is, with its provenance: a catalogue folder, a point or posterior model
+    (file, folder or checkpoint), a simulation, prediction or shard HDF5 file, a PSD text file, or a JSON
+    result; a one-line error for anything else."""
     p = Path(path)
     if p.is_dir() and (p / "model.pt").is_file():
         p = p / "model.pt"
@@ -56,16 +58,31 @@ def describe(path: str | Path) -> dict:
 
         manifest = read_manifest(p)
         if manifest is None:
-            raise GwinferError(f"{p} has no manifest.json: not a gwinfer catalogue")
+            raise GwinferError(f"{p} has no manifest.json: not a gwinfer catalogue (nor a model folder)")
         return manifest
-    if not p.exists():
+    if not p.is_file():
         raise GwinferError(f"{p} does not exist")
     if p.suffix == ".json":
         from gwinfer.provenance import read_json
 
         return read_json(p)
-    from gwinfer.models import load_model
+    if p.suffix in (".h5", ".hdf5"):
+        return _describe_hdf5(p)
+    if p.suffix in (".txt", ".dat"):
+        return _describe_text(p)
+    import zipfile
 
+    from gwinfer.models import is_posterior_file, load_estimator, load_model
+
+    if not zipfile.is_zipfile(p):
+        raise GwinferError(
+            f"{p} is not a file gwinfer wrote (not a catalogue, model, checkpoint, simulation, prediction, PSD or result)"
+        )
+    if is_posterior_file(p):
+        model, meta = load_estimator(p)
+        return {"kind": "posterior-model", "model_kind": model.kind, "spec": model.spec(),
+                "n_parameters": sum(t.numel() for t in model.parameters()),
+                "parameters": meta.get("names"), **{k: v for k, v in meta.items() if k != "prior_text"}}  # fmt: skip
     model, meta = load_model(p)
     grid = meta.get("time_grid", {})
     return {
@@ -81,6 +98,49 @@ def describe(path: str | Path) -> dict:
     }
 
 
+def _describe_hdf5(p: Path) -> dict:
+    import h5py
+
+    try:
+        with h5py.File(p, "r") as f:
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+            keys = sorted(f.keys())
+    except OSError as err:
+        raise GwinferError(f"{p} is not a readable HDF5 file ({str(err).splitlines()[0][:120]})") from None
+    for key in ("provenance", "config"):
+        if isinstance(attrs.get(key), str):
+            try:
+                attrs[key] = json.loads(attrs[key])
+            except ValueError:
+                pass
+    if "prediction" in keys:
+        kind = "predictions"
+    elif "theta" in keys and "signals" in keys:
+        kind = "simulation"
+    elif "h22" in keys and "params" in keys:
+        kind = "catalogue-shard"
+    else:
+        raise GwinferError(f"{p} is an HDF5 file gwinfer did not write (datasets {keys[:6]})")
+    return {"kind": kind, "datasets": keys, **{k: v for k, v in attrs.items() if not hasattr(v, "shape")}}
+
+
+def _describe_text(p: Path) -> dict:
+    first = p.open().readline()
+    if first.startswith("# {"):
+        try:
+            return {"kind": "psd", **json.loads(first[2:])}
+        except ValueError:
+            pass
+    raise GwinferError(f"{p} is not a file gwinfer wrote (no JSON provenance header)")
+
+
+def _summary_lines(info: dict) -> str:
+    """A few readable lines for a model (``--json`` prints everything)."""
+    keys = ("kind", "model_kind", "n_parameters", "parameters", "approximant", "approximants", "t_start", "t_end",
+            "dt", "domain", "gwinfer_version", "training")  # fmt: skip
+    return "\n".join(f"{k}: {info[k]}" for k in keys if info.get(k) is not None)
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     info = describe(args.path)
     if args.json:
@@ -89,6 +149,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         from gwinfer.data.validate import summary
 
         print(summary(info))
+    elif info.get("kind") in ("model", "posterior-model"):
+        print(_summary_lines(info))
     else:
         print(json.dumps(info, indent=2, default=str))
     return 0
@@ -332,3 +394,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gwinfer: interrupted; finished work is kept, re-run the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `gwinfer info --json DIR | head`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

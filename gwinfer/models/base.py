@@ -14,6 +14,7 @@ A training checkpoint (any dict holding ``model_spec``, ``model_state`` and ``me
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,8 @@ def read_payload(
     ``what`` names the file kind in the one-line errors ("model", "estimator"). The metadata gets
     ``"gwinfer_version"`` (of the writer) added if absent.
     """
+    if not zipfile.is_zipfile(path):
+        raise GwinferError(f"{path} is not a gwinfer {what} file (not a torch archive)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 (the unpickler raises many kinds on foreign bytes)
