@@ -345,9 +345,9 @@ class Trainer:
             "partial_epoch": None,
         }
         if not (resume and self.checkpoint_path.is_file()):
-            if self.info.is_main:  # starting over: no stale best model or log of an earlier run
-                for stale in (self.best_path, self.out_dir / "log.csv"):
-                    stale.unlink(missing_ok=True)
+            if self.info.is_main:  # starting over: an earlier run's files are moved aside, never deleted
+                self._move_aside()
+            D.barrier(self.info)
             seed_everything(self.config.seed + self.info.rank)
             return fresh
         ck = load_checkpoint(self.checkpoint_path, map_location=self.info.device)
@@ -374,6 +374,21 @@ class Trainer:
         if self.info.is_main:
             log.info("resuming from %s at epoch %d, step %d", self.checkpoint_path, st["epoch"], st["global_step"])
         return st
+
+    def _move_aside(self) -> None:
+        """Move an earlier run's files (checkpoints, log, model, TensorBoard) into ``out_dir/previous-<time>/``."""
+        names = ("checkpoint.pt", "best.pt", "log.csv", "model.pt", "tb")
+        present = [self.out_dir / n for n in names if (self.out_dir / n).exists()]
+        if not present:
+            return
+        aside = self.out_dir / time.strftime("previous-%Y%m%d-%H%M%S")
+        k = 1
+        while aside.exists():
+            aside, k = aside.with_name(f"{aside.name.split('.')[0]}.{k}"), k + 1
+        aside.mkdir()
+        for p in present:
+            p.rename(aside / p.name)
+        log.warning("starting over in %s: the earlier run's files were moved to %s", self.out_dir, aside)
 
     def _check_compatible(self, ck: dict[str, Any]) -> None:
         where = f"checkpoint {self.checkpoint_path}"

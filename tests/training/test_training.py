@@ -442,3 +442,20 @@ def test_same_seed_same_run(tmp_path, micro_catalogue):
     torch.manual_seed(999)  # whatever the global state before the run
     b = torch.load(train_point(cfg, tmp_path / "b"), weights_only=True)["model_state"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_starting_over_moves_a_finished_run_aside(tmp_path, micro_catalogue):
+    """``--no-resume`` into a finished run keeps its model, checkpoints and log in previous-<time>/."""
+    from gwinfer.training.point import train_point
+
+    cfg = {
+        "data": {"catalogue": str(micro_catalogue), "t_start": -4000.0, "t_end": 100.0, "dt": 4.0},
+        "model": {"kind": "reduced_basis", "config": {"n_components": 4, "hidden": 16, "depth": 1, "dt": 4.0}},
+        "train": {"epochs": 1, "batch_size": 9, "tensorboard": False},
+    }  # fmt: skip
+    first = train_point(cfg, tmp_path / "run")
+    before = first.read_bytes()
+    train_point({**cfg, "train": {**cfg["train"], "seed": 1}}, tmp_path / "run", resume=False)
+    (aside,) = tmp_path.joinpath("run").glob("previous-*")
+    assert (aside / "model.pt").read_bytes() == before
+    assert {p.name for p in aside.iterdir()} >= {"model.pt", "checkpoint.pt", "best.pt", "log.csv"}
