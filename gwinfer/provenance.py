@@ -61,6 +61,27 @@ def provenance(
     return rec
 
 
+def check_output(path: str | Path, *, folder: bool) -> Path:
+    """``path`` if a ``folder`` (or a file) can be written there; else a one-line GwinferError.
+
+    Called before any work starts, so that a long run never ends in a failed write: a folder wanted where
+    a file is (or the reverse), or a destination whose first existing ancestor is not writable.
+    """
+    p = Path(path)
+    if folder and p.exists() and not p.is_dir():
+        raise GwinferError(f"{p} is a file; a folder is needed here")
+    if not folder and p.is_dir():
+        raise GwinferError(f"{p} is a folder; a file path is needed here (e.g. {p / 'result.json'})")
+    ancestor = p if p.exists() else p.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise GwinferError(f"cannot create {p}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise GwinferError(f"cannot write {p}: {ancestor} is not writable")
+    return p
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path`` in one step.

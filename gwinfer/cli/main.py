@@ -380,6 +380,26 @@ def process_defaults() -> None:
         libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
 
 
+#: The paths each command writes (argument dest -> "file" | "dir"), checked before any work starts.
+OUTPUTS: dict[str, dict[str, str]] = {
+    "generate": {"out": "dir"}, "predict": {"out": "file"}, "evaluate": {"json": "file", "report": "dir"},
+    "robustness": {"out": "dir"}, "degeneracy": {"out": "dir"}, "demo": {"out": "dir"},
+    "train": {"out": "dir"}, "train-posterior": {"out": "dir"}, "distill": {"out": "dir"},
+    "simulate": {"out": "file"}, "sample": {"out": "file"}, "pp": {"out": "dir"}, "reference": {"out": "file"},
+    "analyze": {"out": "file"}, "psd": {"out": "file"}, "export": {"repo": "dir"}, "stream": {"out": "file"},
+}  # fmt: skip
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """One-line errors for output paths that cannot be written, before the command does any work."""
+    from gwinfer.provenance import check_output
+
+    for dest, kind in OUTPUTS.get(args.command, {}).items():
+        value = getattr(args, dest, None)
+        if value:
+            check_output(value, folder=kind == "dir")
+
+
 def main(argv: list[str] | None = None) -> int:
     process_defaults()
     args = build_parser().parse_args(argv)
@@ -387,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
+        check_outputs(args)
         return args.func(args)
     except GwinferError as err:
         print(f"gwinfer: error: {err}", file=sys.stderr)

@@ -117,4 +117,7 @@ def split_shards(root: Path, split: str) -> list[Path]:
 
 def catalogue_grid(root: Path, split: str) -> TimeGrid:
     """The time grid of a split (from its first shard)."""
-    return TimeGrid.from_times(Shard.open(split_shards(root, split)[0]).times)
+    shards = split_shards(root, split)
+    if not shards:
+        raise GwinferError(f"{root} has no {split!r} split (no {split}/*.h5 shards)")
+    return TimeGrid.from_times(Shard.open(shards[0]).times)

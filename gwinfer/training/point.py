@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gwinfer.checks import positive_int
 from gwinfer.config import from_dict, to_dict
 from gwinfer.errors import GwinferError
 from gwinfer.physics.timegrid import TimeGrid
@@ -59,8 +60,9 @@ class DataConfig:
     def __post_init__(self) -> None:
         if not self.catalogue:
             raise GwinferError("data.catalogue must name a catalogue folder")
-        if self.fit_samples < 2:
-            raise GwinferError(f"data.fit_samples = {self.fit_samples} must be >= 2")
+        positive_int(self.fit_samples, "data.fit_samples", minimum=2)
+        if self.limit_train is not None:
+            positive_int(self.limit_train, "data.limit_train")
 
     def grid(self, catalogue_grid: TimeGrid) -> TimeGrid:
         return TimeGrid(

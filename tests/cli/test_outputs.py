@@ -1,0 +1,55 @@
+"""Every command checks where it will write before it starts working: one line, exit 2, nothing made."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from support import ROOT
+
+MODEL = str(ROOT / "models" / "rb-chi-random80k")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["evaluate", "--model", MODEL, "--data", "{cat}", "--json", "{file}/r.json"], "is a file, not a folder"),
+        (["evaluate", "--model", MODEL, "--data", "{cat}", "--report", "{file}"], "is a file; a folder is needed"),
+        (["predict", "--model", MODEL, "--data", "{cat}", "--out", "{dir}"], "is a folder; a file path is needed"),
+        (["train", "--config", str(ROOT / "configs" / "train-tiny.yaml"), "--out", "{file}"], "a folder is needed"),
+        (["sample", "--model", "m.pt", "--strain", "s.npy", "--out", "{dir}"], "a file path is needed"),
+        (["export", "--model", MODEL, "--repo", "{file}"], "a folder is needed"),
+        (["evaluate", "--model", MODEL, "--data", "{cat}", "--json", "{ro}/r.json"], "is not writable"),
+    ],
+)
+def test_outputs_checked_before_work(argv, message, tmp_path, micro_catalogue, capsys):
+    from gwinfer.cli import main
+
+    if "{ro}" in " ".join(argv) and os.geteuid() == 0:
+        pytest.skip("root writes everywhere: a read-only folder cannot be tested as root")
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o500)
+    values = {
+        "cat": str(micro_catalogue),
+        "file": str(tmp_path / "file"),
+        "dir": str(tmp_path),
+        "ro": str(tmp_path / "ro"),
+    }
+    assert main([a.format(**values) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gwinfer: error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_bad_limits_are_one_line(tmp_path, micro_catalogue, capsys):
+    from gwinfer.cli import main
+
+    (tmp_path / "exp.yaml").write_text(
+        f"data: {{catalogue: {micro_catalogue}, limit_train: -5}}\nmodel: {{kind: reduced_basis}}\n"
+    )
+    assert main(["train", "--config", str(tmp_path / "exp.yaml"), "--out", str(tmp_path / "run")]) == 2
+    assert "data.limit_train = -5 must be an integer >= 1" in capsys.readouterr().err
+    assert main(["evaluate", "--model", MODEL, "--data", str(micro_catalogue), "--limit", "0"]) == 2
+    assert "limit = 0 must be a positive integer" in capsys.readouterr().err
+    assert main(["evaluate", "--model", MODEL, "--data", str(micro_catalogue), "--split", "holdout"]) == 2
+    assert "has no split 'holdout'" in capsys.readouterr().err
