@@ -76,7 +76,7 @@ def check_output(path: str | Path, *, folder: bool) -> Path:
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise GwinferError(f"cannot create {p}: {ancestor} is a file, not a folder")
+        raise GwinferError(f"cannot write {p}: {ancestor} is a file, not a folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise GwinferError(f"cannot write {p}: {ancestor} is not writable")
     return p
