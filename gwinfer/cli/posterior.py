@@ -51,7 +51,7 @@ def _read_strain(path: str):
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from gwinfer.data.strain_dataset import simulation_config_of
-    from gwinfer.evaluation.posterior import make_result, sample_posterior, save_result
+    from gwinfer.evaluation.posterior import make_result, sample_in_prior, save_result
     from gwinfer.models import load_estimator, symmetrised
     from gwinfer.provenance import provenance
 
@@ -72,14 +72,21 @@ def cmd_sample(args: argparse.Namespace) -> int:
         source = {"simulation": args.data, "injection": args.injection, "noise_seed": args.noise_seed}
     if tuple(x.shape) != tuple(model.x_shape):
         raise GwinferError(f"strain has shape {tuple(x.shape)}; the model expects {tuple(model.x_shape)}")
+    log_prior = None
+    if "simulation" in meta and names:
+        from gwinfer.evaluation.reference import log_prior_function
+
+        log_prior = log_prior_function(simulation_config_of(meta), list(names))
     t0 = time.perf_counter()
-    samples = sample_posterior(model, x, args.n, names)
+    samples, acceptance = sample_in_prior(model, x, args.n, list(names or []) or None, log_prior, seed=args.seed)
     seconds = time.perf_counter() - t0
     meta_data = {
         "gwinfer": {
             "model": str(args.model),
             "data": source,
             "n": args.n,
+            "seed": args.seed,
+            "prior_acceptance": acceptance,
             "sampling_seconds": seconds,
             "simulation": json.loads(simulation_config_of(meta).to_json()) if "simulation" in meta else None,
             "provenance": json.dumps(
@@ -223,6 +230,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         n=args.n,
         psd_seglen=args.psd_seglen,
         corner=not args.no_corner,
+        seed=args.seed,
     )
     post = out["posterior"]
     for k in ("chirp_mass", "mass_ratio", "chi_eff", "luminosity_distance"):
@@ -264,7 +272,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--injection", type=int, help="row of the simulation file --data (signal + seeded noise)")
     p.add_argument("--data", help="simulation HDF5 file (with --injection)")
     p.add_argument("--noise-seed", type=int, default=0, help="noise seed of the injection")
-    p.add_argument("--n", type=int, default=50000, help="number of samples")
+    p.add_argument("--n", type=int, default=50000, help="number of samples (default: 50000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the posterior draws (default: 0)")
     p.add_argument("--out", required=True, help="result file (.json or .hdf5)")
     p.add_argument("--no-corner", action="store_true", help="skip the corner plot")
     p.add_argument(
@@ -307,6 +316,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--psd-seglen", type=float, default=1.0, help="Welch segment length (s) of the off-source PSD")
     p.add_argument("--out", required=True, help="result file (.json or .hdf5)")
     p.add_argument("--no-corner", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="seed of the posterior draws (default: 0)")
     p.set_defaults(func=cmd_analyze)
 
     p = subparsers.add_parser("psd", help="off-source median-Welch PSD of a GWOSC strain file (two-column text)")

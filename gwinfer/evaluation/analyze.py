@@ -176,34 +176,6 @@ def noise_check(
     return out
 
 
-def _prior_supported_samples(
-    model: Any, x: np.ndarray, n: int, names: list[str], config: Any, max_rounds: int = 20
-) -> tuple[dict[str, np.ndarray], float]:
-    """``n`` draws of ``model`` inside the support of the training prior (the flow leaks a little mass
-    outside it, e.g. mass_ratio > 1 or spins beyond 0.99: those draws have zero prior probability and
-    are rejected, as DINGO does) and the accepted fraction."""
-    from gwinfer.evaluation.posterior import sample_posterior
-    from gwinfer.evaluation.reference import log_prior_function
-
-    log_prior = log_prior_function(config, names)
-    kept: list[dict[str, np.ndarray]] = []
-    total = drawn = 0
-    for _ in range(max_rounds):
-        batch = sample_posterior(model, x, max(n - total, 1000), names)
-        ok = np.isfinite(log_prior(batch))
-        drawn += ok.size
-        kept.append({k: v[ok] for k, v in batch.items()})
-        total += int(ok.sum())
-        if total >= n:
-            break
-    if total < n:
-        raise GwinferError(
-            f"only {total} of {drawn} posterior draws lie inside the training prior: the data "
-            "are probably outside what the model was trained on"
-        )
-    return {k: np.concatenate([b[k] for b in kept])[:n] for k in names}, total / drawn
-
-
 def analyze(
     model_path: str | Path,
     files: Mapping[str, str | Path],
@@ -212,12 +184,14 @@ def analyze(
     n: int = 50000,
     psd_seglen: float = 1.0,
     corner: bool = True,
+    seed: int | None = 0,
 ) -> dict[str, Any]:
     """Posterior of the event at ``gps`` (GPS s) in the strain ``files`` ({detector: GWOSC HDF5}) with the
-    posterior model ``model_path``; writes a bilby result (+ corner plot) to ``out``. Returns
-    ``{"result", "corner", "seconds", "segment_start"}``."""
+    posterior model ``model_path``; writes a bilby result (+ corner plot) to ``out``. ``seed`` fixes the
+    draws (None: torch's global generator). Returns ``{"result", "corner", "seconds", "segment_start"}``."""
     from gwinfer.data.strain_dataset import simulation_config_of
-    from gwinfer.evaluation.posterior import make_result, save_result
+    from gwinfer.evaluation.posterior import make_result, sample_in_prior, save_result
+    from gwinfer.evaluation.reference import log_prior_function
     from gwinfer.models import load_estimator, symmetrised
     from gwinfer.provenance import provenance, sha256_file
 
@@ -236,7 +210,7 @@ def analyze(
     t_data = time.perf_counter() - t0
     names = list(meta.get("names") or [])
     t1 = time.perf_counter()
-    samples, acceptance = _prior_supported_samples(model, x, n, names, config)
+    samples, acceptance = sample_in_prior(model, x, n, names, log_prior_function(config, names), seed=seed)
     t_sample = time.perf_counter() - t1
     if "geocent_time" in samples:
         samples["geocent_time"] = samples["geocent_time"] + seg0

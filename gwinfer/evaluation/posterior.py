@@ -47,20 +47,40 @@ def parameter_names(names: Sequence[str] | None, d: int) -> list[str]:
 
 
 def sample_posterior(
-    estimator: Any, x: Any, n: int, names: Sequence[str] | None = None, batch_size: int = 20000
+    estimator: Any,
+    x: Any,
+    n: int,
+    names: Sequence[str] | None = None,
+    batch_size: int = 20000,
+    seed: int | None = None,
 ) -> dict[str, np.ndarray]:
     """``n`` posterior samples of one observation ``x`` (shape ``x_shape``) as ``{name: float64 array (n,)}``.
 
     Samples are drawn in chunks of ``batch_size`` (memory). ``names`` default ``theta_0, theta_1, ...``.
     Units are those the estimator was trained on (e.g. Msun, Mpc, s, rad for bilby's parameters).
+    ``seed``: draws from a generator seeded with it (the global one is left as it was); None: the global.
+    A non-finite or absurdly large observation is refused with one line (it would give NaN samples).
     """
     import torch
+
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            return sample_posterior(estimator, x, n, names, batch_size)
+    arr = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise GwinferError("the observation holds NaN or inf; only finite whitened strain is accepted")
+    if arr.size and float(np.max(np.abs(arr))) > 1e6:
+        raise GwinferError(
+            f"the observation has values up to {float(np.max(np.abs(arr))):.3g}; whitened strain is O(1) "
+            "(accepted |x| <= 1e6): was it whitened?"
+        )
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise GwinferError(f"number of samples n = {n!r} must be an integer >= 1")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise GwinferError(f"batch_size = {batch_size!r} must be an integer >= 1")
-    xt = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    xt = x if isinstance(x, torch.Tensor) else torch.as_tensor(arr)
     xt = xt.to(torch.float32)
     if hasattr(estimator, "eval"):
         estimator.eval()
@@ -118,6 +138,46 @@ def result_priors(keys: Sequence[str], priors: Mapping[str, Any] | None = None) 
         if k not in prior_dict:
             prior_dict[k] = Prior(name=k, latex_label=k)
     return prior_dict
+
+
+def sample_in_prior(
+    estimator: Any,
+    x: Any,
+    n: int,
+    names: Sequence[str],
+    log_prior: Any,
+    seed: int | None = None,
+    max_rounds: int = 20,
+) -> tuple[dict[str, np.ndarray], float]:
+    """``n`` draws of ``estimator`` inside the support of the training prior and the accepted fraction.
+
+    A flow leaks a little mass outside its prior (mass_ratio > 1, spins beyond 0.99, ...): those draws have
+    zero prior probability and are rejected, as DINGO does; every command (``sample``, ``analyze``) treats
+    them this way. ``log_prior(samples) -> (n,)`` is -inf outside the support; None keeps every draw.
+    """
+    import torch
+
+    if log_prior is None:
+        return sample_posterior(estimator, x, n, names, seed=seed), 1.0
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(int(seed))
+        kept: list[dict[str, np.ndarray]] = []
+        total = drawn = 0
+        for _ in range(max_rounds):
+            batch = sample_posterior(estimator, x, max(n - total, 1000), names)
+            ok = np.isfinite(log_prior(batch))
+            drawn += ok.size
+            kept.append({k: v[ok] for k, v in batch.items()})
+            total += int(ok.sum())
+            if total >= n:
+                break
+    if total < n:
+        raise GwinferError(
+            f"only {total} of {drawn} posterior draws lie inside the training prior: the data "
+            "are probably outside what the model was trained on"
+        )
+    return {k: np.concatenate([b[k] for b in kept])[:n] for k in names}, total / drawn
 
 
 def make_result(
