@@ -375,3 +375,28 @@ def test_ports_threads_and_token_sources(tmp_path, monkeypatch, capsys):
     assert resolve_token() is None
     with pytest.raises(GwinferError, match="does not exist"):
         resolve_token(None, tmp_path / "missing")
+
+
+def test_a_broken_model_is_unavailable_alone(tmp_path):
+    """A model folder with a malformed config.pbtxt is listed UNAVAILABLE with its reason; the others serve."""
+    repo = tmp_path / "repo"
+    path = tmp_path / "m.pt"
+    save_model(path, tiny_model(), metadata={"time_grid": {"t_start": 0.0, "t_end": 126.0, "dt": 2.0}})
+    export_model(path, repo, name="good")
+    (repo / "broken" / "1").mkdir(parents=True)
+    (repo / "broken" / "config.pbtxt").write_text("name: 'broken' input [ { oops")
+    server = Server(repo).start()
+    try:
+        index = {e["name"]: e for e in json.loads(raw(server, "POST", "/v2/repository/index", b"{}")[1])}
+        assert index["good"]["state"] == "READY"
+        assert index["broken"]["state"] == "UNAVAILABLE" and "config.pbtxt" in index["broken"]["reason"]
+        x = waveforms(1, seed=3)
+        t = httpclient.InferInput("waveform", list(x.shape), "FP32")
+        t.set_data_from_numpy(x)
+        c = httpclient.InferenceServerClient(server.url)
+        assert c.infer("good", [t]).as_numpy("theta").shape == (1, 3)
+        with pytest.raises(InferenceServerException):
+            c.infer("broken", [t])
+        c.close()
+    finally:
+        server.stop()

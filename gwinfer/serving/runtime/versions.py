@@ -121,8 +121,23 @@ def load_model_versions(
 def load_repository(
     repo: str | Path, threads: int = 1, max_sequences: int = 1024
 ) -> dict[str, dict[int, ModelVersion]]:
-    """All versions of all models of a repository: {name: {version: ModelVersion}}."""
-    return {name: load_model_versions(Path(repo) / name, threads, max_sequences)[1] for name in list_models(repo)}
+    """All versions of all models of a repository: {name: {version: ModelVersion}}.
+
+    A model whose folder cannot be read (a bad ``config.pbtxt``, ...) is listed with its versions
+    UNAVAILABLE and the one-line reason; it never stops the other models from being served.
+    """
+    out: dict[str, dict[int, ModelVersion]] = {}
+    for name in list_models(repo):
+        try:
+            out[name] = load_model_versions(Path(repo) / name, threads, max_sequences)[1]
+        except GwinferError as err:
+            reason = " ".join(str(err).split())[:300]
+            log.warning("model %s unavailable: %s", name, reason)
+            out[name] = {
+                v: ModelVersion(name, v, "", [], [], 0, {}, state="UNAVAILABLE", reason=reason)
+                for v in (list_versions(Path(repo) / name) or [1])
+            }
+    return out
 
 
 def check_version_runs(model_dir: Path, cfg: dict[str, Any], version: int) -> None:
