@@ -142,6 +142,43 @@ def _read_checksum(out: Path, plan: ShardPlan) -> str | None:
     return None
 
 
+def _adopt(out: Path, plan: ShardPlan, cfg: CatalogueConfig, params: np.ndarray) -> bool:
+    """True if the finished shard of ``plan`` in ``out`` can be kept; False if it is still to be generated.
+
+    A shard is kept only when its checksum file matches its bytes and the shard records this catalogue's
+    config and parameters. A shard file without a checksum file is nobody's finished work that gwinfer can
+    vouch for and is never overwritten (one-line error); a shard of another config is refused the same way;
+    a damaged one (checksum mismatch: truncated, bit-flipped) is moved aside to ``*.damaged`` and redone.
+    """
+    import h5py
+
+    from gwinfer.provenance import sha256_file
+
+    path, side = out / plan.file, out / (plan.file + ".sha256")
+    if not path.exists():
+        return False
+    if not side.exists():
+        raise GwinferError(
+            f"{path} exists but was not finished by gwinfer here (no checksum file): move it away or use another --out"
+        )
+    if sha256_file(path) != side.read_text().strip():
+        aside = path.with_name(path.name + ".damaged")
+        path.rename(aside)
+        side.unlink()
+        log.warning("%s does not match its checksum (damaged): moved to %s and generated again", path, aside)
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            stored = json.loads(f.attrs["config"])
+            same_params = np.array_equal(f["params"][:], params[plan.start : plan.stop])
+    except (OSError, KeyError, ValueError) as err:
+        raise GwinferError(f"{path} is not a readable gwinfer shard ({type(err).__name__}): move it away") from None
+    if stored != to_dict(cfg) or not same_params:
+        diff = _config_diff(stored, to_dict(cfg)) or ["params"]
+        raise GwinferError(f"{path} belongs to another catalogue (differs in {diff}): use another --out")
+    return True
+
+
 def waveform_stream(
     tasks: list[tuple[int, float, float, float]], backend: str, options: dict[str, float], grid: TimeGrid, workers: int
 ) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
@@ -228,7 +265,7 @@ def generate_catalogue(
     plans = plan_shards(cfg, params)
     if rank == 0 and existing is None:
         write_manifest(out, _manifest(cfg, plans, params, backend.versions(), {}))
-    todo = [p for p in plans if p.gid % size == rank and _read_checksum(out, p) is None]
+    todo = [p for p in plans if p.gid % size == rank and not _adopt(out, p, cfg, params[p.split])]
     tasks = [(k, *map(float, params[p.split][i])) for k, p in enumerate(todo) for i in range(p.start, p.stop)]
     failures: list[dict[str, Any]] = []
     if tasks:

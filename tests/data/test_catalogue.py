@@ -278,3 +278,36 @@ def test_mpi_generation_matches_pool(tmp_path: Path, micro_catalogue: Path) -> N
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert checksums(out) == checksums(micro_catalogue)
+
+
+def test_generate_adopts_only_shards_it_can_vouch_for(tmp_path: Path, micro_config: CatalogueConfig,
+                                                     micro_catalogue: Path) -> None:  # fmt: skip
+    """Bare shards are never overwritten, another config's shards are refused, a damaged shard is moved
+    aside and made again: the result is byte-identical to a clean run."""
+    bare = tmp_path / "bare"
+    shutil.copytree(micro_catalogue, bare)
+    (bare / "manifest.json").unlink()
+    for side in bare.rglob("*.sha256"):
+        side.unlink()
+    before = (bare / "train" / "shard-00000.h5").read_bytes()
+    with pytest.raises(GwinferError, match="not finished by gwinfer here"):
+        generate_catalogue(micro_config, bare, workers=1, progress=False)
+    assert (bare / "train" / "shard-00000.h5").read_bytes() == before
+
+    foreign = tmp_path / "foreign"
+    shutil.copytree(micro_catalogue, foreign)
+    (foreign / "manifest.json").unlink()
+    other = dataclasses.replace(micro_config, seed=micro_config.seed + 1, name="other")
+    with pytest.raises(GwinferError, match="belongs to another catalogue"):
+        generate_catalogue(other, foreign, workers=1, progress=False)
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(micro_catalogue, damaged)
+    shard = damaged / "train" / "shard-00001.h5"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte
+    shard.write_bytes(bytes(data))
+    generate_catalogue(micro_config, damaged, workers=1, progress=False)
+    assert (damaged / "train" / "shard-00001.h5.damaged").exists()
+    assert checksums(damaged) == checksums(micro_catalogue)
+    assert validate_catalogue(damaged)["ok"]
