@@ -15,7 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from gwinfer.data.store import Shard, catalogue_grid, split_shards
+from gwinfer.data.store import Shard, catalogue_grid, read_rows, split_shards
 from gwinfer.errors import GwinferError
 from gwinfer.physics.timegrid import TimeGrid
 
@@ -53,12 +53,11 @@ def load_split(
     params, waves, n = [], [], 0
     for path in split_shards(root, split):
         Shard.open(path)
-        with h5py.File(path, "r") as f:
-            take = f["params"].shape[0] if limit is None else min(f["params"].shape[0], limit - n)
-            params.append(f["params"][:take])
-            waves.append(f["h22"][:take, sl])
+        p, h = read_rows(path, None if limit is None else limit - n, sl)
+        params.append(p)
+        waves.append(h)
         _check_finite(waves[-1], str(path))
-        n += take
+        n += len(p)
         if limit is not None and n >= limit:
             break
     return np.concatenate(params), np.concatenate(waves), target
@@ -123,7 +122,13 @@ class CatalogueDataset:
         k = int(np.searchsorted(self._offsets, i, side="right") - 1)
         f = self._file(k)
         row = i - int(self._offsets[k])
-        h = f["h22"][row, self._slice]
+        try:
+            h = f["h22"][row, self._slice]
+        except OSError as err:
+            raise GwinferError(
+                f"shard {self._paths[k]} is damaged at row {row} ({str(err).splitlines()[0][:120]}): "
+                "`gwinfer validate` the catalogue"
+            ) from None
         _check_finite(h, f"{self._paths[k]} row {row}")
         theta = f["params"][row].astype(np.float32)
         x = np.stack([h.real, h.imag]).astype(np.float32)

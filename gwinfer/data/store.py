@@ -76,6 +76,20 @@ class Shard:
             raise GwinferError(f"shard {path} is unreadable (corrupt or truncated): {err}") from None
 
 
+def read_rows(path: Path, take: int | None = None, columns: slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+    """(params (n, 3) float64, h22 (n, T') complex64) of the first ``take`` waveforms of a shard (all by
+    default), time samples ``columns``; a damaged shard (unreadable chunk) is one line, not an h5py traceback."""
+    try:
+        with h5py.File(path, "r") as f:
+            n = f["params"].shape[0] if take is None else min(f["params"].shape[0], take)
+            return f["params"][:n], f["h22"][:n, columns]
+    except (OSError, KeyError) as err:
+        first = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        raise GwinferError(
+            f"shard {path} is damaged ({first}): `gwinfer validate` the catalogue, re-run `gwinfer generate`"
+        ) from None
+
+
 def read_manifest(root: Path) -> dict[str, Any] | None:
     """The manifest of ``root``, or None where the folder holds bare shards."""
     path = Path(root) / MANIFEST

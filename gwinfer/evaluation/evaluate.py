@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from gwinfer.data.loaders import grid_slice
-from gwinfer.data.store import Shard, catalogue_grid, read_manifest, split_shards
+from gwinfer.data.store import Shard, catalogue_grid, read_manifest, read_rows, split_shards
 from gwinfer.errors import GwinferError
 from gwinfer.evaluation.predictions import Evaluation
 from gwinfer.physics.timegrid import TimeGrid
@@ -107,11 +107,9 @@ def run_split(
     n_total = sum(Shard.open(p).count for p in paths) if limit is None else limit
     bar = tqdm(total=n_total, disable=not progress, unit="wf", desc=f"evaluating {split}")
     for path in paths:
-        with h5py.File(path, "r") as f:
-            take = f["params"].shape[0] if limit is None else min(f["params"].shape[0], limit - n_done)
-            if take <= 0:
-                break
-            theta, h = f["params"][:take], f["h22"][:take]
+        if limit is not None and limit - n_done <= 0:
+            break
+        theta, h = read_rows(path, None if limit is None else limit - n_done)
         if not np.all(np.isfinite(h.view(np.float32))):
             raise GwinferError(f"{path}: waveform contains NaN or inf")
         raw = predict_rows(model, h[:, sl])

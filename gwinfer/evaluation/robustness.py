@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from gwinfer.data.loaders import grid_slice
-from gwinfer.data.store import catalogue_grid, read_manifest, split_shards
+from gwinfer.data.store import catalogue_grid, read_manifest, read_rows, split_shards
 from gwinfer.errors import GwinferError
 from gwinfer.evaluation.evaluate import load_point_model, predict_rows
 from gwinfer.physics.timegrid import TimeGrid
@@ -38,16 +38,14 @@ NOISE_LEVELS = (1e-5, 1e-4, 1e-3)
 
 def _read_test(root: Path, split: str, n: int) -> tuple[np.ndarray, np.ndarray, TimeGrid, str, dict[str, float]]:
     """(params (n, 3), h22 (n, T) complex128, grid, backend name, backend options) of a catalogue split."""
-    import h5py
-
     manifest = read_manifest(root)
     if manifest is None:
         raise GwinferError(f"{root} has no manifest.json: not a gwinfer catalogue")
     params, waves = [], []
     for path in split_shards(root, split):
-        with h5py.File(path, "r") as f:
-            params.append(f["params"][:])
-            waves.append(f["h22"][:].astype(np.complex128))
+        p, h = read_rows(path)
+        params.append(p)
+        waves.append(h.astype(np.complex128))
         if sum(len(p) for p in params) >= n:
             break
     if not params:

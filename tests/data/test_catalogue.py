@@ -311,3 +311,22 @@ def test_generate_adopts_only_shards_it_can_vouch_for(tmp_path: Path, micro_conf
     assert (damaged / "train" / "shard-00001.h5.damaged").exists()
     assert checksums(damaged) == checksums(micro_catalogue)
     assert validate_catalogue(damaged)["ok"]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_damaged_shard_is_one_line_for_evaluate(tmp_path: Path, micro_catalogue: Path, damage: str) -> None:
+    cat = tmp_path / "cat"
+    shutil.copytree(micro_catalogue, cat)
+    shard = cat / "test" / "shard-00000.h5"
+    data = bytearray(shard.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        for k in range(int(len(data) * 0.6), int(len(data) * 0.9), 97):
+            data[k] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    model = str(ROOT / "models" / "rb-chi-random80k")
+    r = subprocess.run([*GWINFER, "evaluate", "--model", model, "--data", str(cat), "--quiet"], capture_output=True,
+                       text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("gwinfer: error: shard "), r.stderr
