@@ -145,6 +145,7 @@ def robustness_table(
     root, params, waves, full, options = sets[own]
     sl = grid_slice(full, model_grid)
     rows: dict[str, dict[str, Any]] = {}
+    mismatches: dict[str, list[float]] = {}
     steps = ["clean", "jitter", *[f"noise {lv:g}" for lv in noise_levels], *[c for c in sets if c != own]]
     bar = tqdm(steps, disable=not progress, desc="robustness", unit="row")
     for step in bar:
@@ -172,6 +173,7 @@ def robustness_table(
             o_root, o_params, o_waves, o_full, o_options = sets[step]
             ov, flags = judge(o_waves[:, grid_slice(o_full, model_grid)], o_waves, o_full, step, o_options)
         rows[step] = _summary(ov, flags)
+        mismatches[step] = [float(v) for v in np.clip(1.0 - ov, 0.0, 1.0)]
     model_file = Path(model_path) / "model.pt" if Path(model_path).is_dir() else Path(model_path)
     info = {
         "model": {"path": str(model_file), "sha256": sha256_file(model_file), "approximant": own,
@@ -179,7 +181,7 @@ def robustness_table(
         "test_sets": {c: {"path": str(v[0]), "split": split} for c, v in sets.items()},
         "n": n, "seed": seed, "jitter": jitter, "noise_levels": list(noise_levels),
     }  # fmt: skip
-    return {"rows": rows, "provenance": provenance("robustness", info, parents=[model_file])}
+    return {"rows": rows, "mismatches": mismatches, "provenance": provenance("robustness", info, parents=[model_file])}
 
 
 def format_robustness(result: dict[str, Any], title: str = "") -> str:
@@ -195,11 +197,32 @@ def format_robustness(result: dict[str, Any], title: str = "") -> str:
     return "\n".join(lines).strip() + "\n"
 
 
+def plot_robustness(result: dict[str, Any], path: str | Path, title: str = "") -> Path:
+    """Box plot of the mismatch 1 - overlap of every row (log scale), the 0.97 line marked."""
+    from gwinfer.evaluation.figures import pyplot, save_png
+
+    plt = pyplot()
+    names = list(result["mismatches"])
+    data = [np.maximum(np.asarray(result["mismatches"][k]), 1e-7) for k in names]
+    fig, ax = plt.subplots(figsize=(1.1 * len(names) + 2.5, 4.2))
+    ax.boxplot(data, whis=(5, 95), showfliers=True, flierprops={"markersize": 2, "alpha": 0.4})
+    ax.set_xticks(range(1, len(names) + 1), names, rotation=20)
+    ax.set_yscale("log")
+    ax.axhline(0.03, color="tab:red", lw=1, ls="--", label="overlap 0.97")
+    ax.set_ylabel("mismatch 1 - overlap (max over t, phi)")
+    ax.set_title(title or "robustness", fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return save_png(fig, path, dpi=110)
+
+
 def write_robustness(result: dict[str, Any], out: str | Path, title: str = "") -> Path:
-    """``OUT/robustness.json`` and ``OUT/robustness.md``; returns the folder."""
+    """``OUT/robustness.json``, ``OUT/robustness.md`` and ``OUT/robustness.png``; returns the folder."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "robustness.json", result)
     with atomic_path(out / "robustness.md") as tmp:
         Path(tmp).write_text(format_robustness(result, title))
+    plot_robustness(result, out / "robustness.png", title)
     return out

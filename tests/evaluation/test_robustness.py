@@ -37,7 +37,8 @@ def test_robustness_rows(trained, micro_catalogue, xas_test, tmp_path):
     assert rows["noise 1e-05"]["median"] == pytest.approx(rows["clean"]["median"], abs=2e-3)
     out = write_robustness(res, tmp_path / "rob")
     assert json.loads((out / "robustness.json").read_text())["provenance"]["kind"] == "robustness"
-    assert "| jitter |" in (out / "robustness.md").read_text()
+    assert "| jitter |" in (out / "robustness.md").read_text() and (out / "robustness.png").stat().st_size > 1000
+    assert len(res["mismatches"]["clean"]) == 4
 
 
 def test_robustness_needs_the_models_own_code(trained, xas_test):
