@@ -40,13 +40,27 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _read_strain(path: str):
-    import numpy as np
-
+    """float32 (n_det, n_samples) whitened strain from .npy or whitespace text; one line for anything else."""
     p = Path(path)
     if not p.is_file():
         raise GwinferError(f"strain file {p} does not exist")
-    x = np.load(p) if p.suffix == ".npy" else np.loadtxt(p, ndmin=2)
-    return np.atleast_2d(np.asarray(x, dtype=np.float32))
+    try:
+        x = np.load(p, allow_pickle=False) if p.suffix == ".npy" else np.loadtxt(p, ndmin=2)
+        x = np.atleast_2d(np.asarray(x, dtype=np.float32))
+    except (ValueError, OSError, TypeError) as err:
+        first = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise GwinferError(f"strain file {p} is not a numeric array (.npy or whitespace text): {first}") from None
+    if x.size == 0:
+        raise GwinferError(f"strain file {p} holds no samples")
+    return x
+
+
+def _segment_start(path: str | None) -> float | None:
+    """The GPS start (s) recorded by ``gwinfer prepare`` beside a strain file, if any."""
+    if path is None or not Path(path).with_suffix(".json").is_file():
+        return None
+    rec = json.loads(Path(path).with_suffix(".json").read_text())
+    return float(rec["segment_start"]) if rec.get("kind") == "whitened-segment" else None
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -80,6 +94,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     samples, acceptance = sample_in_prior(model, x, args.n, list(names or []) or None, log_prior, seed=args.seed)
     seconds = time.perf_counter() - t0
+    seg0 = _segment_start(args.strain)
+    if seg0 is not None and "geocent_time" in samples:  # seconds from the segment start -> GPS seconds
+        samples["geocent_time"] = samples["geocent_time"] + seg0
+        source["segment_start"] = seg0
     meta_data = {
         "gwinfer": {
             "model": str(args.model),
@@ -219,6 +237,14 @@ def _strain_files(args: argparse.Namespace) -> dict[str, str]:
     return files
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from gwinfer.evaluation.analyze import prepare_segment
+
+    paths = prepare_segment(args.model, _strain_files(args), args.gps, args.out, psd_seglen=args.psd_seglen)
+    print("\n".join(f"{k}: {v}" for k, v in paths.items()))
+    return 0
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from gwinfer.evaluation.analyze import analyze
 
@@ -318,6 +344,21 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-corner", action="store_true")
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior draws (default: 0)")
     p.set_defaults(func=cmd_analyze)
+
+    p = subparsers.add_parser(
+        "prepare",
+        help="the whitened segment a posterior model reads (for sample --strain and the server), with its PSDs",
+    )
+    p.add_argument("--model", required=True, help="two-detector posterior model (its sample rate, duration, band)")
+    p.add_argument("--h1", help="H1 GWOSC HDF5 strain file")
+    p.add_argument("--l1", help="L1 GWOSC HDF5 strain file")
+    p.add_argument("--v1", help="V1 GWOSC HDF5 strain file")
+    p.add_argument("--gps", type=float, required=True, help="trigger GPS time (s)")
+    p.add_argument(
+        "--psd-seglen", type=float, default=1.0, help="Welch segment length (s) of the off-source PSD (default: 1)"
+    )
+    p.add_argument("--out", required=True, help="segment .npy (OUT.json and OUT-<det>-psd.txt are written beside it)")
+    p.set_defaults(func=cmd_prepare)
 
     p = subparsers.add_parser("psd", help="off-source median-Welch PSD of a GWOSC strain file (two-column text)")
     p.add_argument("--strain", required=True, help="GWOSC HDF5 strain file")

@@ -250,3 +250,48 @@ def analyze(
         "segment_start": seg0,
         "posterior": result.posterior,
     }
+
+
+def prepare_segment(
+    model_path: str | Path, files: Mapping[str, str | Path], gps: float, out: str | Path, psd_seglen: float = 1.0
+) -> dict[str, Path]:
+    """``gwinfer prepare``: the whitened segment a posterior model reads, from GWOSC strain, as ``OUT`` (.npy,
+    float32 (n_det, n_samples)) with ``OUT.json`` beside it (GPS of the segment start, detectors, sample
+    rate, band, strain files with their sha256, provenance) and each detector's off-source PSD as
+    ``OUT-<det>-psd.txt``. ``gwinfer sample --strain OUT`` and the server take the array; ``sample`` reads
+    the JSON to give geocent_time in GPS seconds."""
+    from gwinfer.data.strain_dataset import simulation_config_of
+    from gwinfer.models import load_estimator
+    from gwinfer.provenance import atomic_path, provenance, sha256_file, write_json
+
+    out = Path(out)
+    if out.suffix != ".npy":
+        raise GwinferError(f"--out {out} must end in .npy (the whitened segment is a numpy array)")
+    _, meta = load_estimator(model_path)
+    config = simulation_config_of(meta)
+    x, seg0, psds = event_data(files, gps, config, psd_seglen)
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, x.astype(np.float32))
+    psd_paths = {}
+    for d, psd in psds.items():
+        psd_paths[d] = write_psd(psd, out.with_name(f"{out.stem}-{d}-psd.txt"),
+                                 {"detector": d, "gps": gps, "psd_seglen": psd_seglen, "method": psd.name})  # fmt: skip
+    record = {
+        "kind": "whitened-segment",
+        "segment_start": seg0,
+        "gps": gps,
+        "detectors": list(config.detectors),
+        "fs": config.fs,
+        "duration": config.duration,
+        "f_min": config.f_min,
+        "shape": list(x.shape),
+        "model": str(model_path),
+        "files": {d: {"path": str(p), "sha256": sha256_file(p)} for d, p in files.items()},
+        "psds": {d: str(p) for d, p in psd_paths.items()},
+        "provenance": provenance(
+            "whitened-segment", {"gps": gps, "psd_seglen": psd_seglen}, parents=[model_path, *files.values()]
+        ),  # fmt: skip
+    }
+    write_json(out.with_suffix(".json"), record)
+    return {"segment": out, "record": out.with_suffix(".json"), **{f"psd_{d}": p for d, p in psd_paths.items()}}
