@@ -59,6 +59,30 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def parse_settings(settings: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["train.lr=2e-3", "data.limit_train=5000"]`` -> ``{"train": {"lr": 0.002}, "data": {...}}``.
+
+    Keys are dotted paths into the config's sections; values are read as YAML (numbers, lists, strings).
+    """
+    out: dict[str, Any] = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise GwinferError(f"--set {item!r} must look like section.key=value (e.g. train.lr=2e-3)")
+        try:
+            parsed = yaml.load(value, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+        except yaml.YAMLError as err:
+            raise GwinferError(f"--set {item!r}: the value is not valid YAML ({str(err).splitlines()[0]})") from None
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise GwinferError(f"--set {item!r} conflicts with another --set of {part!r}")
+        node[parts[-1]] = parsed
+    return out
+
+
 def deep_merge(base: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
     """A copy of ``base`` with ``overrides`` merged in: mappings recursively, anything else (lists too) replaced."""
     out = copy.deepcopy(base)

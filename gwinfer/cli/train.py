@@ -25,20 +25,24 @@ TASKS = {
 }
 
 
-def run_task(task: str, config: str, out: str, resume: bool = True, teacher: str | None = None) -> Path:
-    """Run training ``task`` in this process (one rank under torchrun); returns the path of ``model.pt``."""
+def run_task(
+    task: str, config: str, out: str, resume: bool = True, teacher: str | None = None, settings: list[str] = ()
+) -> Path:
+    """Run training ``task`` in this process (one rank under torchrun); returns the path of ``model.pt``.
+
+    ``settings``: ``section.key=value`` overrides of the config (``--set``)."""
     if task == "train":
         from gwinfer.training.point import train_point
 
-        return train_point(config, out, resume=resume)
+        return train_point(config, out, resume=resume, settings=settings)
     if task == "train-posterior":
         from gwinfer.training.posterior import train_posterior
 
-        return train_posterior(config, out, resume=resume)
+        return train_posterior(config, out, resume=resume, settings=settings)
     if task == "distill":
         from gwinfer.training.distill import distill
 
-        return distill(teacher, config, out, resume=resume)
+        return distill(teacher, config, out, resume=resume, settings=settings)
     raise GwinferError(f"unknown training task {task!r}; choose one of {sorted(TASKS)}")
 
 
@@ -46,6 +50,8 @@ def _task_argv(args: argparse.Namespace) -> list[str]:
     argv = [args.task, "--config", args.config, "--out", args.out]
     if getattr(args, "teacher", None):
         argv += ["--teacher", args.teacher]
+    for item in args.set or []:
+        argv += ["--set", item]
     return argv + (["--no-resume"] if args.no_resume else [])
 
 
@@ -56,7 +62,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         from gwinfer.training.distributed import launch_torchrun
 
         return launch_torchrun(args.nproc, ["gwinfer.cli.train", *_task_argv(args)])
-    path = run_task(args.task, args.config, args.out, resume=not args.no_resume, teacher=getattr(args, "teacher", None))
+    path = run_task(
+        args.task, args.config, args.out, resume=not args.no_resume, teacher=getattr(args, "teacher", None),
+        settings=args.set or [],
+    )  # fmt: skip
     print(f"{'student' if args.task == 'distill' else 'model'} written to {path}")
     return 0
 
@@ -66,7 +75,11 @@ def _add_run_arguments(p: argparse.ArgumentParser, task: str) -> None:
         p.add_argument("--teacher", required=True, help="teacher posterior model file (train-posterior's model.pt)")
     p.add_argument("--config", required=True, help="the run's sectioned YAML (configs/)")
     p.add_argument("--out", required=True, help="run folder: checkpoint.pt, best.pt, log.csv, tb/, model.pt")
-    p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
+    p.add_argument("--no-resume", action="store_true", help="start over (an earlier run's files are moved aside)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="override a config value, e.g. --set train.lr=2e-3 --set data.limit_train=5000 (repeatable)",
+    )  # fmt: skip
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -92,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        run_task(task, args.config, args.out, resume=not args.no_resume, teacher=getattr(args, "teacher", None))
+        run_task(
+            task, args.config, args.out, resume=not args.no_resume, teacher=getattr(args, "teacher", None),
+            settings=args.set,
+        )  # fmt: skip
     except GwinferError as err:
         print(f"gwinfer: error: {err}", file=sys.stderr)
         return 2

@@ -71,6 +71,7 @@ import copy
 import json
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -493,6 +494,7 @@ def distill(
     out_dir: str | Path,
     resume: bool = True,
     overrides: dict[str, Any] | None = None,
+    settings: Sequence[str] = (),
 ) -> Path:
     """Distil the teacher file ``teacher_path`` into a student described by ``source`` (YAML or dict with
     data/student/distill/train); return ``out_dir/model.pt`` (the student, a ``save_estimator`` file).
@@ -504,7 +506,7 @@ def distill(
     from gwinfer.provenance import sha256_file
     from gwinfer.training.posterior import PosteriorDataConfig, data_metadata, fit_examples, training_datasets
 
-    raw = load_sections(source, ("data", "student"), ("distill", "train"), "a distillation config")
+    raw = load_sections(source, ("data", "student"), ("distill", "train"), "a distillation config", settings)
     data = from_dict(PosteriorDataConfig, raw["data"], "data")
     dcfg = from_dict(DistillConfig, raw.get("distill") or {}, "distill")
     train_cfg = train_settings(raw, overrides)

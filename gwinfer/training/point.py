@@ -14,6 +14,7 @@ training sample, trains through the run layer (:mod:`gwinfer.training.run`: one 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,11 @@ def training_domain(sources: list[dict[str, Any]]):
 
 
 def train_point(
-    config_path: Source, out_dir: str | Path, resume: bool = True, overrides: dict[str, Any] | None = None
+    config_path: Source,
+    out_dir: str | Path,
+    resume: bool = True,
+    overrides: dict[str, Any] | None = None,
+    settings: Sequence[str] = (),
 ) -> Path:
     """Train the point-estimator experiment ``config_path`` into ``out_dir``; return the path of ``model.pt``."""
     import torch
@@ -114,7 +119,7 @@ def train_point(
     from gwinfer.data.store import catalogue_grid
     from gwinfer.models import build_model, save_model
 
-    raw = load_sections(config_path, ("data", "model"), ("train",), "a point-estimator experiment")
+    raw = load_sections(config_path, ("data", "model"), ("train",), "a point-estimator experiment", settings)
     data = from_dict(DataConfig, raw["data"], "data")
     train_cfg = train_settings(raw, overrides)
     roots = [Path(c) for c in (data.catalogue, *data.catalogues)]

@@ -10,6 +10,7 @@ the run goes through the shared run layer (:mod:`gwinfer.training.run`).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,11 @@ def initial_estimator(path: str | Path, spec: dict[str, Any], theta_dim: int, x_
 
 
 def train_posterior(
-    source: Source, out_dir: str | Path, resume: bool = True, overrides: dict[str, Any] | None = None
+    source: Source,
+    out_dir: str | Path,
+    resume: bool = True,
+    overrides: dict[str, Any] | None = None,
+    settings: Sequence[str] = (),
 ) -> Path:
     """Train the posterior experiment ``source`` into ``out_dir``; return the path of ``out_dir/model.pt``.
 
@@ -126,7 +131,7 @@ def train_posterior(
     """
     from gwinfer.models import build_estimator, save_estimator
 
-    raw = load_sections(source, ("data", "model"), ("train", "init_from"), "a posterior experiment")
+    raw = load_sections(source, ("data", "model"), ("train", "init_from"), "a posterior experiment", settings)
     data = from_dict(PosteriorDataConfig, raw["data"], "data")
     train_cfg = train_settings(raw, overrides)
     sim, train_set, val_set = training_datasets(data)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from gwinfer.config import from_dict, load_yaml
+from gwinfer.config import deep_merge, from_dict, load_yaml, parse_settings
 from gwinfer.errors import GwinferError
 from gwinfer.provenance import provenance
 from gwinfer.training import distributed as D
@@ -35,10 +35,14 @@ from gwinfer.training.trainer import Trainer
 Source = str | Path | dict[str, Any]
 
 
-def load_sections(source: Source, required: Sequence[str], optional: Sequence[str], what: str) -> dict[str, Any]:
-    """The raw mapping of a sectioned YAML file (or a copy of a dict): every ``required`` section present,
-    no section outside ``required + optional``, and ``train`` (if given) a mapping; one-line errors."""
+def load_sections(
+    source: Source, required: Sequence[str], optional: Sequence[str], what: str, settings: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The raw mapping of a sectioned YAML file (or a copy of a dict), with the command line's ``--set
+    section.key=value`` ``settings`` merged in: every ``required`` section present, no section outside
+    ``required + optional``, and ``train`` (if given) a mapping; one-line errors."""
     raw = copy.deepcopy(dict(source)) if isinstance(source, dict) else load_yaml(source)
+    raw = deep_merge(raw, parse_settings(list(settings)))
     accepted = [*required, *optional]
     unknown = sorted(set(raw) - set(accepted))
     missing = [s for s in required if s not in raw]

@@ -459,3 +459,32 @@ def test_starting_over_moves_a_finished_run_aside(tmp_path, micro_catalogue):
     (aside,) = tmp_path.joinpath("run").glob("previous-*")
     assert (aside / "model.pt").read_bytes() == before
     assert {p.name for p in aside.iterdir()} >= {"model.pt", "checkpoint.pt", "best.pt", "log.csv"}
+
+
+def test_set_overrides_any_config_value(tmp_path, micro_catalogue, capsys):
+    """``--set section.key=value`` changes the run (recorded in the model's experiment), bad ones are one line."""
+    import json
+
+    import torch
+
+    from gwinfer.cli import main
+    from gwinfer.config import parse_settings
+
+    assert parse_settings(["train.lr=2e-3", "model.config.hidden=[8, 8]", "data.x=a b"]) == {
+        "train": {"lr": 2e-3}, "model": {"config": {"hidden": [8, 8]}}, "data": {"x": "a b"},
+    }  # fmt: skip
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text(json.dumps({
+        "data": {"catalogue": str(micro_catalogue), "t_start": -4000.0, "t_end": 100.0, "dt": 4.0},
+        "model": {"kind": "reduced_basis", "config": {"n_components": 4, "hidden": 16, "depth": 1, "dt": 4.0}},
+        "train": {"epochs": 2, "batch_size": 9, "tensorboard": False},
+    }))  # fmt: skip
+    argv = ["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "--set", "train.epochs=1",
+            "--set", "model.config.hidden=8"]  # fmt: skip
+    assert main(argv) == 0
+    meta = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["metadata"]
+    assert meta["experiment"]["train"]["epochs"] == 1 and meta["experiment"]["model"]["config"]["hidden"] == 8
+    for bad, message in (("train.lr", "must look like section.key=value"), ("train.nope=1", "unknown setting")):
+        assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "bad"), "--set", bad]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
