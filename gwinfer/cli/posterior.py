@@ -258,6 +258,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         corner=not args.no_corner,
         seed=args.seed,
     )
+    for w in out["warnings"]:
+        print(f"warning: {w}")
     post = out["posterior"]
     for k in ("chirp_mass", "mass_ratio", "chi_eff", "luminosity_distance"):
         if k in post:

@@ -23,6 +23,7 @@ projection; :func:`noise_check` measures it on off-source data.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +32,8 @@ from typing import Any
 import numpy as np
 
 from gwinfer.errors import GwinferError
+
+log = logging.getLogger(__name__)
 
 #: GPS seconds kept free of the event on either side when choosing off-source data.
 GUARD = 2.0
@@ -209,9 +212,13 @@ def analyze(
     x, seg0, psds = event_data(files, gps, config, psd_seglen)
     t_data = time.perf_counter() - t0
     names = list(meta.get("names") or [])
+    coverage = coverage_report(config, psds, gps)
     t1 = time.perf_counter()
     samples, acceptance = sample_in_prior(model, x, n, names, log_prior_function(config, names), seed=seed)
     t_sample = time.perf_counter() - t1
+    coverage["warnings"] += edge_warnings(samples, config.load_prior())
+    for w in coverage["warnings"]:
+        log.warning(w)
     if "geocent_time" in samples:
         samples["geocent_time"] = samples["geocent_time"] + seg0
     meta_data = {
@@ -221,6 +228,7 @@ def analyze(
             "segment_start": seg0,
             "n": n,
             "prior_acceptance": acceptance,
+            "coverage": coverage,
             "data_seconds": t_data,
             "sampling_seconds": t_sample,
             "psd_seglen": psd_seglen,
@@ -249,7 +257,70 @@ def analyze(
         "seconds": t_data + t_sample,
         "segment_start": seg0,
         "posterior": result.posterior,
+        "warnings": coverage["warnings"],
     }
+
+
+#: Thresholds of :func:`coverage_report`: the event's PSD differs from the training PSD by more than 10 %
+#: (median over the band of |ln S_event / S_train|) or by more than a factor e^0.3 = 1.35 on a tenth of the band.
+PSD_MEDIAN_LIMIT, PSD_P90_LIMIT = 0.10, 0.30
+#: A posterior with more than this share of its draws within 2 % (of the prior's width) of a bound is flagged.
+EDGE_SHARE_LIMIT = 0.10
+
+
+def psd_distance(event: Any, train: Any, f_lo: float, f_hi: float) -> dict[str, float]:
+    """|ln(S_event / S_train)| over 200 log-spaced frequencies in the band both PSDs cover (Hz):
+    its median and 90th percentile, and the mean of ln(S_event / S_train)."""
+    lo = max(f_lo, event.f_range[0], train.f_range[0])
+    hi = min(f_hi, event.f_range[1], train.f_range[1])
+    if not lo < hi:
+        raise GwinferError(f"the event's PSD ({event.f_range} Hz) and the training PSD do not share the band")
+    f = np.geomspace(lo, hi, 200)
+    r = np.log(event(f) / train(f))
+    return {"median_abs_log_ratio": float(np.median(np.abs(r))), "p90_abs_log_ratio": float(np.quantile(np.abs(r), 0.9)),
+            "mean_log_ratio": float(np.mean(r)), "f_lo": float(lo), "f_hi": float(hi)}  # fmt: skip
+
+
+def coverage_report(config: Any, psds: Mapping[str, Any], gps: float) -> dict[str, Any]:
+    """How far an event's noise and time are from a posterior model's training conditions.
+
+    ``psds``: the event's PSD per detector; ``config``: the model's simulation config. Returns per-detector
+    :func:`psd_distance` and one-line ``warnings`` (the answer is then likely biased or too wide/narrow).
+    """
+    from gwinfer.data.simulate import load_psd
+
+    f_hi = 0.95 * (config.f_max or config.fs / 2)
+    report: dict[str, Any] = {"psd": {}, "warnings": []}
+    for det, spec in config.detector_psds.items():
+        if det not in psds:
+            continue
+        d = psd_distance(psds[det], load_psd(spec)[0], config.f_min, f_hi)
+        report["psd"][det] = d
+        if d["median_abs_log_ratio"] > PSD_MEDIAN_LIMIT or d["p90_abs_log_ratio"] > PSD_P90_LIMIT:
+            report["warnings"].append(
+                f"{det}: the event's noise differs from the model's training PSD ({spec}) by a median factor "
+                f"{np.exp(d['median_abs_log_ratio']):.2f} over {d['f_lo']:.0f}-{d['f_hi']:.0f} Hz (limit "
+                f"{np.exp(PSD_MEDIAN_LIMIT):.2f}): the model was not trained for this noise; its posterior may be "
+                "biased and mis-sized"
+            )
+    report["gps_offset_days"] = float((gps - config.gps_start) / 86400.0)
+    return report
+
+
+def edge_warnings(samples: Mapping[str, np.ndarray], prior: Any) -> list[str]:
+    """Parameters whose draws pile against a bound of the training prior (the event may lie outside it)."""
+    out = []
+    for name, values in samples.items():
+        p = prior.get(name) if prior is not None else None
+        lo, hi = getattr(p, "minimum", None), getattr(p, "maximum", None)
+        if lo is None or hi is None or not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
+            continue
+        width = hi - lo
+        share = float(np.mean((values < lo + 0.02 * width) | (values > hi - 0.02 * width)))
+        if share > EDGE_SHARE_LIMIT and name not in ("phase", "psi", "ra"):  # periodic: edges mean nothing
+            out.append(f"{100 * share:.0f} % of the {name} draws lie at a bound of the training prior [{lo:g}, {hi:g}]: "
+                       "the event may lie outside what the model was trained on")  # fmt: skip
+    return out
 
 
 def prepare_segment(

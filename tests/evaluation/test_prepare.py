@@ -52,3 +52,22 @@ def test_unreadable_strain_is_one_line(tmp_path, content, capsys):
     assert main(["sample", "--model", str(MODEL), "--strain", str(path), "--out", str(tmp_path / "r.json")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("gwinfer: error: ") and err.count("\n") == 1, err
+
+
+def test_analyze_says_when_the_event_is_outside_the_models_conditions(tmp_path):
+    """hl-gw150914 was trained on GW150914's own PSDs: on GW150914 no warning, on GW151226's data (other
+    noise) a warning naming the PSD mismatch, recorded in the result."""
+    from gwinfer.detectors.psd import PSD
+    from gwinfer.evaluation.analyze import analyze, psd_distance
+
+    own = analyze(MODEL, {"H1": H1, "L1": L1}, GPS, tmp_path / "a.json", n=300, corner=False)
+    assert not [w for w in own["warnings"] if "training PSD" in w]
+    h1, l1 = STRAIN / "H-H1_LOSC_4_V2-1135136334-32.hdf5", STRAIN / "L-L1_LOSC_4_V2-1135136334-32.hdf5"
+    other = analyze(MODEL, {"H1": h1, "L1": l1}, 1135136350.65, tmp_path / "b.json", n=300, corner=False)
+    assert sum("training PSD" in w for w in other["warnings"]) == 2
+    meta = json.loads((tmp_path / "b.json").read_text())["meta_data"]["gwinfer"]["coverage"]
+    assert meta["psd"]["L1"]["median_abs_log_ratio"] > 0.1 and abs(meta["gps_offset_days"] - (1135136350.65 - 1126259460.94) / 86400) < 1e-6
+    # the distance itself: a PSD twice another is ln 2 away everywhere
+    f = np.geomspace(10, 1000, 50)
+    d = psd_distance(PSD.from_arrays(f, 2 * f**-2.0), PSD.from_arrays(f, f**-2.0), 20, 500)
+    assert d["median_abs_log_ratio"] == pytest.approx(np.log(2)) and d["mean_log_ratio"] == pytest.approx(np.log(2))
