@@ -53,6 +53,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_sequences=args.max_sequences,
         grpc_port=args.grpc_port if args.grpc_port > 0 else None,
         shadow_fraction=args.shadow_fraction,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        max_concurrency=args.max_concurrency,
     )
     return 0
 
@@ -172,6 +175,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--max-body-bytes", type=int, default=64 << 20, help="largest HTTP request body / gRPC message, bytes"
     )
     p.add_argument("--threads", type=int, default=1, help="intra-op threads of each model")
+    p.add_argument(
+        "--header-timeout", type=float, default=10.0,
+        help="s a connection may take to send complete request headers (slow clients are closed) (default: 10)",
+    )  # fmt: skip
+    p.add_argument(
+        "--body-timeout", type=float, default=60.0, help="s a request body may take to arrive (408 after) (default: 60)"
+    )
+    p.add_argument(
+        "--max-concurrency", type=int, default=512,
+        help="connections and requests in flight; beyond it new requests get 503 (default: 512)",
+    )  # fmt: skip
     p.add_argument("--max-sequences", type=int, default=1024, help="live streaming sequences per model")
     p.add_argument(
         "--shadow-fraction",

@@ -66,7 +66,10 @@ def test_analyze_says_when_the_event_is_outside_the_models_conditions(tmp_path):
     other = analyze(MODEL, {"H1": h1, "L1": l1}, 1135136350.65, tmp_path / "b.json", n=300, corner=False)
     assert sum("training PSD" in w for w in other["warnings"]) == 2
     meta = json.loads((tmp_path / "b.json").read_text())["meta_data"]["gwinfer"]["coverage"]
-    assert meta["psd"]["L1"]["median_abs_log_ratio"] > 0.1 and abs(meta["gps_offset_days"] - (1135136350.65 - 1126259460.94) / 86400) < 1e-6
+    assert (
+        meta["psd"]["L1"]["median_abs_log_ratio"] > 0.1
+        and abs(meta["gps_offset_days"] - (1135136350.65 - 1126259460.94) / 86400) < 1e-6
+    )
     # the distance itself: a PSD twice another is ln 2 away everywhere
     f = np.geomspace(10, 1000, 50)
     d = psd_distance(PSD.from_arrays(f, 2 * f**-2.0), PSD.from_arrays(f, f**-2.0), 20, 500)

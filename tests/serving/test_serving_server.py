@@ -400,3 +400,40 @@ def test_a_broken_model_is_unavailable_alone(tmp_path):
         c.close()
     finally:
         server.stop()
+
+
+def test_slow_clients_are_cut_off_and_valid_ones_served(tmp_path):
+    """20 connections trickling their headers are closed after the header deadline, a body that stalls gets
+    408, and a valid request is answered all the while."""
+    import socket
+    import time
+
+    path = tmp_path / "m.pt"
+    save_model(path, tiny_model(), metadata={"time_grid": {"t_start": 0.0, "t_end": 126.0, "dt": 2.0}})
+    export_model(path, tmp_path / "repo", name="tiny")
+    server = Server(tmp_path / "repo", header_timeout=1.0, body_timeout=1.0).start()
+    try:
+        host, port = server.url.split(":")
+        slow = []
+        for _ in range(20):
+            s = socket.create_connection((host, int(port)), timeout=5)
+            s.sendall(b"POST /v2/models/tiny/infer HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+            slow.append(s)
+        stalled = socket.create_connection((host, int(port)), timeout=5)
+        stalled.sendall(b"POST /v2/models/tiny/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+        x = waveforms(1, seed=5)
+        t = httpclient.InferInput("waveform", list(x.shape), "FP32")
+        t.set_data_from_numpy(x)
+        c = httpclient.InferenceServerClient(server.url)
+        assert c.infer("tiny", [t]).as_numpy("theta").shape == (1, 3)
+        time.sleep(1.6)
+        for s in slow:
+            assert s.recv(100) == b""  # closed by the server
+            s.close()
+        answer = stalled.recv(4096).decode()
+        assert answer.startswith("HTTP/1.1 408") and "did not arrive within 1 s" in answer, answer
+        stalled.close()
+        assert c.infer("tiny", [t]).as_numpy("theta").shape == (1, 3)
+        c.close()
+    finally:
+        server.stop()

@@ -38,6 +38,7 @@ from gwinfer.serving.repository.layout import CONFIG_FILE, check_name
 from gwinfer.serving.runtime.batching import Batcher, timed
 from gwinfer.serving.runtime.sequences import SnapshotState, snapshotter
 from gwinfer.serving.runtime.versions import ModelVersion, load_model_versions, load_repository
+from gwinfer.serving.server.limits import BODY_TIMEOUT_S
 from gwinfer.serving.server.metrics import Metrics
 from gwinfer.serving.server.shadow import ShadowMonitor
 
@@ -100,7 +101,11 @@ class App:
         max_sequences: int = 1024,
         dynamic_batching: bool = True,
         shadow_fraction: float = 1.0,
+        body_timeout: float = BODY_TIMEOUT_S,
     ) -> None:
+        if not (isinstance(body_timeout, (int, float)) and 0 < body_timeout <= 3600):
+            raise GwinferError(f"body_timeout = {body_timeout!r} s must lie in (0, 3600] s")
+        self.body_timeout = float(body_timeout)
         if not isinstance(max_body_bytes, int) or max_body_bytes < 1024:
             raise GwinferError(f"max_body_bytes = {max_body_bytes!r} must be an integer >= 1024")
         self.shadow = ShadowMonitor(shadow_fraction)

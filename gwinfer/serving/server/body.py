@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,10 +15,18 @@ from gwinfer.serving.protocol.errors import ServingError
 ALIGNMENT = 64  # bytes: start of the binary tensors and of the buffer
 
 
-async def receive_chunks(request: Any) -> AsyncIterator[bytes]:
-    """The body chunks of an ASGI request (ServingError(400) if the client disconnects first)."""
+async def receive_chunks(request: Any, timeout: float | None = None) -> AsyncIterator[bytes]:
+    """The body chunks of an ASGI request (ServingError(400) if the client disconnects first, 408 if the
+    whole body has not arrived within ``timeout`` s)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        message = await request.receive()
+        if deadline is None:
+            message = await request.receive()
+        else:
+            try:
+                message = await asyncio.wait_for(request.receive(), max(deadline - time.monotonic(), 0.0))
+            except asyncio.TimeoutError:
+                raise ServingError(408, f"the request body did not arrive within {timeout:g} s") from None
         if message["type"] == "http.disconnect":
             raise ServingError(400, "the client disconnected before sending the whole body")
         chunk = message.get("body", b"")
@@ -26,7 +36,7 @@ async def receive_chunks(request: Any) -> AsyncIterator[bytes]:
             return
 
 
-async def receive_into(request: Any, length: int, align_at: int = 0) -> memoryview:
+async def receive_into(request: Any, length: int, align_at: int = 0, timeout: float | None = None) -> memoryview:
     """A body of Content-Length ``length`` bytes received into one buffer (byte ``align_at`` 64-byte
     aligned); ServingError(400) if the client sends more or fewer bytes."""
     pad = (-align_at) % ALIGNMENT if 0 <= align_at <= length else 0
@@ -34,7 +44,7 @@ async def receive_into(request: Any, length: int, align_at: int = 0) -> memoryvi
     start = pad + (-raw.ctypes.data) % ALIGNMENT  # the buffer itself aligned
     view = memoryview(raw)[start : start + length]
     n = 0
-    async for chunk in receive_chunks(request):
+    async for chunk in receive_chunks(request, timeout):
         if n + len(chunk) > length:
             raise ServingError(400, f"the request body is longer than its Content-Length {length}")
         view[n : n + len(chunk)] = chunk
@@ -44,13 +54,16 @@ async def receive_into(request: Any, length: int, align_at: int = 0) -> memoryvi
     return view
 
 
-async def read_body(request: Any, max_body_bytes: int, align_at: int = 0) -> bytes | memoryview:
+async def read_body(
+    request: Any, max_body_bytes: int, align_at: int = 0, timeout: float | None = None
+) -> bytes | memoryview:
     """The request body (decompressed), checked against ``max_body_bytes`` (413 beyond it).
 
     With a Content-Length and no Content-Encoding the body is received straight into one writable
     buffer (no joins) placed so that byte ``align_at`` of the body (the start of the binary tensors
     after a JSON header of that length) is 64-byte aligned; arrays viewing it need no copy.
     gzip and deflate bodies are decompressed (the limit applies to the decompressed size too).
+    ``timeout``: seconds the whole body may take to arrive (408 after it).
     """
     length = request.headers.get("content-length")
     if length is not None:
@@ -60,9 +73,9 @@ async def read_body(request: Any, max_body_bytes: int, align_at: int = 0) -> byt
             raise ServingError(413, f"request body of {int(length)} bytes exceeds the limit of {max_body_bytes}")
     encoding = request.headers.get("content-encoding")
     if length is not None and encoding in (None, "", "identity"):
-        return await receive_into(request, int(length), align_at)
+        return await receive_into(request, int(length), align_at, timeout)
     chunks, n = [], 0
-    async for chunk in receive_chunks(request):
+    async for chunk in receive_chunks(request, timeout):
         n += len(chunk)
         if n > max_body_bytes:
             raise ServingError(413, f"request body exceeds the limit of {max_body_bytes} bytes")

@@ -61,7 +61,7 @@ async def run_all(fns: list[Callable[[], Any]]) -> None:
 async def json_object(state: App, request: Request, refusal: str, required: bool = False) -> dict[str, Any]:
     """The request's JSON object body ({} if empty and not ``required``); ServingError(400, ``refusal``)
     otherwise."""
-    body = bytes(await read_body(request, state.max_body_bytes))
+    body = bytes(await read_body(request, state.max_body_bytes, timeout=state.body_timeout))
     if not body.strip() and not required:
         return {}
     try:
@@ -81,7 +81,9 @@ async def infer(state: App, request: Request, name: str, version: str | None) ->
 
     async def run() -> tuple[tuple[bytes, int | None], int]:
         head_length = request.headers.get("inference-header-content-length")
-        body = await read_body(request, state.max_body_bytes, align_at=header_length_of(head_length))
+        body = await read_body(
+            request, state.max_body_bytes, align_at=header_length_of(head_length), timeout=state.body_timeout
+        )
         check_ready(mv)
         req, blob = json_header(body, head_length)
         arrays, batch = parse_inputs(req, blob, mv, state.shm)

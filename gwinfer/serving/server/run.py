@@ -21,6 +21,12 @@ from typing import Any
 from gwinfer.errors import GwinferError
 from gwinfer.serving.server.app import DEFAULT_MAX_BODY, App
 from gwinfer.serving.server.http import create_app
+from gwinfer.serving.server.limits import (
+    BODY_TIMEOUT_S,
+    HEADER_TIMEOUT_S,
+    MAX_CONCURRENCY,
+    protocol_with_header_timeout,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,19 @@ def resolve_token(token: str | None = None, token_file: str | Path | None = None
             raise GwinferError(f"token file {p} is empty")
         return first
     return os.environ.get(TOKEN_ENV) or None
+
+
+def check_limits(header_timeout: Any, max_concurrency: Any) -> tuple[float, int]:
+    """(header deadline s, concurrency cap), validated: one-line errors naming the accepted ranges."""
+    if (
+        isinstance(header_timeout, bool)
+        or not isinstance(header_timeout, (int, float))
+        or not 0 < header_timeout <= 3600
+    ):
+        raise GwinferError(f"header timeout {header_timeout!r} s must lie in (0, 3600] s")
+    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or not 1 <= max_concurrency <= 100_000:
+        raise GwinferError(f"max concurrency {max_concurrency!r} must be an integer in [1, 100000]")
+    return float(header_timeout), max_concurrency
 
 
 def _check_host(host: str, token: str | None) -> None:
@@ -140,9 +159,13 @@ class Server:
         shadow_fraction: float = 1.0,
         http: str = "auto",
         loop: str = "auto",
+        header_timeout: float = HEADER_TIMEOUT_S,
+        body_timeout: float = BODY_TIMEOUT_S,
+        max_concurrency: int = MAX_CONCURRENCY,
     ) -> None:
         _check_host(host, token)
         self.http, self.loop = http, loop
+        self.header_timeout, self.max_concurrency = check_limits(header_timeout, max_concurrency)
         self.state = App(
             repo,
             token=token,
@@ -151,6 +174,7 @@ class Server:
             max_sequences=max_sequences,
             dynamic_batching=dynamic_batching,
             shadow_fraction=shadow_fraction,
+            body_timeout=body_timeout,
         )
         self.host, self.port, self.grpc_port = host, port, grpc_port
         self._server = None
@@ -196,8 +220,9 @@ class Server:
             access_log=False,
             lifespan="off",
             timeout_keep_alive=30,
-            http=self.http,
+            http=protocol_with_header_timeout(self.http, self.header_timeout),
             loop=self.loop,
+            limit_concurrency=self.max_concurrency,
         )
         self._server = _uvicorn_server(config)
         self._thread = threading.Thread(
@@ -250,6 +275,9 @@ def serve(
     shadow_fraction: float = 1.0,
     http: str = "auto",
     loop: str = "auto",
+    header_timeout: float = HEADER_TIMEOUT_S,
+    body_timeout: float = BODY_TIMEOUT_S,
+    max_concurrency: int = MAX_CONCURRENCY,
 ) -> None:
     """Serve ``repo`` in the foreground until interrupted (``gwinfer serve``).
 
@@ -269,6 +297,7 @@ def serve(
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise GwinferError(f"threads = {threads!r} must be an integer >= 1")
     _check_host(host, token)
+    header_timeout, max_concurrency = check_limits(header_timeout, max_concurrency)
     try:
         import torch
 
@@ -282,6 +311,7 @@ def serve(
         threads=threads,
         max_sequences=max_sequences,
         shadow_fraction=shadow_fraction,
+        body_timeout=body_timeout,
     )
     for entry in state.repository_index():
         log.info(
@@ -300,8 +330,9 @@ def serve(
         log_level="warning",
         access_log=False,
         lifespan="off",
-        http=http,
+        http=protocol_with_header_timeout(http, header_timeout),
         loop=loop,
+        limit_concurrency=max_concurrency,
     )
     try:
         _run_loop(_serve_both(_uvicorn_server(config), state, host, grpc_port), config)
