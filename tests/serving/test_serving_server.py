@@ -437,3 +437,30 @@ def test_slow_clients_are_cut_off_and_valid_ones_served(tmp_path):
         c.close()
     finally:
         server.stop()
+
+
+def test_the_index_follows_the_disk(tmp_path):
+    """A version folder deleted from the repository stops answering (UNAVAILABLE, 503); one added on disk
+    is listed as not loaded until a load request."""
+    import shutil
+
+    path = tmp_path / "m.pt"
+    save_model(path, tiny_model(), metadata={"time_grid": {"t_start": 0.0, "t_end": 126.0, "dt": 2.0}})
+    repo = tmp_path / "repo"
+    export_model(path, repo, name="tiny")
+    export_model(path, repo, name="tiny", version=2)
+    server = Server(repo).start()
+    try:
+        shutil.rmtree(repo / "tiny" / "2")
+        export_model(path, repo, name="tiny", version=3)
+        index = {e["version"]: e for e in json.loads(raw(server, "POST", "/v2/repository/index", b"{}")[1])}
+        assert index["1"]["state"] == "READY"
+        assert index["2"]["state"] == "UNAVAILABLE" and "removed" in index["2"]["reason"]
+        assert index["3"]["state"] == "UNAVAILABLE" and "not loaded" in index["3"]["reason"]
+        x = waveforms(1, seed=2)
+        status, body = raw(server, "POST", "/v2/models/tiny/versions/2/infer", json.dumps(
+            {"inputs": [{"name": "waveform", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
+        ).encode())  # fmt: skip
+        assert status == 503 and "removed" in json.loads(body)["error"]
+    finally:
+        server.stop()

@@ -135,9 +135,32 @@ class App:
         self.ready = True
         self.load_lock = asyncio.Lock()
 
+    # --- the disk
+    def follow_disk(self) -> None:
+        """Mark versions whose folder was deleted from the repository UNAVAILABLE (they no longer answer);
+        a folder that comes back needs ``POST /v2/repository/models/NAME/load``, as in Triton."""
+        for name, versions in self.models.items():
+            for v, mv in versions.items():
+                if mv.state == "READY" and not (self.repo / name / str(v)).is_dir():
+                    mv.state, mv.reason = "UNAVAILABLE", "its folder was removed from the repository"
+                    log.warning("model %s version %d: folder removed from the repository, unavailable", name, v)
+
+    def on_disk_only(self) -> list[dict[str, Any]]:
+        """Index entries of model versions present on disk but not loaded."""
+        from gwinfer.serving.repository.layout import list_models, list_versions
+
+        out = []
+        for name in list_models(self.repo):
+            for v in list_versions(self.repo / name):
+                if v not in self.models.get(name, {}):
+                    out.append({"name": name, "version": str(v), "state": "UNAVAILABLE",
+                                "reason": "on disk, not loaded (POST /v2/repository/models/NAME/load)"})  # fmt: skip
+        return out
+
     # --- lookups
     def model(self, name: str, version: str | None = None) -> ModelVersion:
         """The version answering a request for ``name`` (``version`` None, "" or "-1": the routed one)."""
+        self.follow_disk()
         versions = self.models.get(name)
         if not versions:
             raise ServingError(404, f"unknown model {name!r}; available: {sorted(self.models)}")
@@ -204,8 +227,10 @@ class App:
         return meta
 
     def repository_index(self, ready_only: bool = False) -> list[dict[str, Any]]:
-        """[{name, version, state, reason?, label?}] (``label``: "production" or "development")."""
-        out = []
+        """[{name, version, state, reason?, label?}] (``label``: "production" or "development"), following
+        the disk: removed versions are UNAVAILABLE, versions on disk that are not loaded are listed."""
+        self.follow_disk()
+        out = [] if ready_only else self.on_disk_only()
         for name, versions in sorted(self.models.items()):
             labels = self.labels.get(name)
             for v, mv in sorted(versions.items()):
@@ -218,7 +243,7 @@ class App:
                 if label:
                     entry["label"] = label
                 out.append(entry)
-        return out
+        return sorted(out, key=lambda e: (e["name"], int(e["version"])))
 
     def monitor(self, name: str) -> dict[str, Any]:
         """The shadow comparison of ``name``'s development version against its production version."""
