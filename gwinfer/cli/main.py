@@ -251,6 +251,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already names it or there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            action.option_strings
+            and "default" not in text
+            and default not in (None, False, argparse.SUPPRESS)
+            and not action.required
+        ):
+            text += f" (default: {default})"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gwinfer", description="Deep-learning inference of binary black hole parameters from gravitational waves."
@@ -276,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="re-check every checksum and the grid properties of a catalogue")
     p.add_argument("path")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("predict", help="predict (q, s1z, s2z) for a catalogue split or for one waveform file")
@@ -292,18 +308,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", default=None, help="HDF5 file of truth and predictions (--data) or JSON result (--waveform)"
     )
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=int, default=None, help="predict the first N waveforms only (default: all)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="error table, overlaps over the full window, figures and HTML report")
-    p.add_argument("--model", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--split", default="test")
+    p.add_argument("--model", required=True, help="point model folder or model.pt")
+    p.add_argument("--data", required=True, help="catalogue folder")
+    p.add_argument("--split", default="test", help="catalogue split (default: test)")
     p.add_argument("--json", default=None, help="results.json path")
     p.add_argument("--report", default=None, help="report folder (index.html + figures)")
     p.add_argument("--workers", type=int, default=2, help="processes regenerating waveforms")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N waveforms only")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
@@ -326,17 +342,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_robustness)
 
     p = sub.add_parser("degeneracy", help="overlap of one waveform with 2-D slices of the manifold")
-    p.add_argument("--q", type=float, required=True)
-    p.add_argument("--s1", type=float, required=True)
-    p.add_argument("--s2", type=float, required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--backend", default="IMRPhenomT")
+    p.add_argument("--q", type=float, required=True, help="mass ratio m1/m2 >= 1 of the reference binary")
+    p.add_argument("--s1", type=float, required=True, help="s1z of the reference binary")
+    p.add_argument("--s2", type=float, required=True, help="s2z of the reference binary")
+    p.add_argument("--out", required=True, help="folder for maps.png and maps.json")
+    p.add_argument("--backend", default="IMRPhenomT", help="waveform code (default: IMRPhenomT)")
     p.add_argument("--n", type=int, default=31, help="points per axis")
-    p.add_argument("--t-start", type=float, default=-10000.0)
-    p.add_argument("--t-end", type=float, default=130.0)
-    p.add_argument("--dt", type=float, default=2.0)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--t-start", type=float, default=-10000.0, help="window start, M (default: -10000)")
+    p.add_argument("--t-end", type=float, default=130.0, help="window end, M (default: 130)")
+    p.add_argument("--dt", type=float, default=2.0, help="time step, M (default: 2)")
+    p.add_argument("--workers", type=int, default=2, help="processes computing waveforms (default: 2)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_degeneracy)
 
     from gwinfer.cli.posterior import add_parsers as add_posterior_parsers
@@ -348,9 +364,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_serving_parsers(sub)  # export, serve, promote
 
     p = sub.add_parser("demo", help="the main job on a small built-in default, writing a report")
-    p.add_argument("--out", default="out/demo")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument(
+        "--out", default="out/demo", help="folder of the demo's catalogue, run and report (default: out/demo)"
+    )
+    p.add_argument("--workers", type=int, default=2, help="processes computing waveforms (default: 2)")
     p.set_defaults(func=cmd_demo)
+    for command in sub.choices.values():
+        command.formatter_class = HelpFormatter
     return parser
 
 

@@ -128,7 +128,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="model file or shipped-model folder (point or posterior estimator)")
     p.add_argument("--repo", required=True, help="model repository folder (created if absent)")
     p.add_argument("--name", default=None, help="model name (default: the model folder's name)")
-    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="graph format (default: onnx)")
     p.add_argument(
         "--backend",
         choices=["native", "python"],
@@ -154,7 +154,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("serve", help="serve a model repository over KServe v2 HTTP and gRPC (tritonclient-compatible)")
-    p.add_argument("--repo", required=True)
+    p.add_argument("--repo", required=True, help="model repository folder (gwinfer export --repo)")
     p.add_argument("--host", default="127.0.0.1", help="listen address of HTTP and gRPC (loopback by default)")
     p.add_argument("--port", type=int, default=8000, help="HTTP port")
     p.add_argument(

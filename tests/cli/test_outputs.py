@@ -53,3 +53,24 @@ def test_bad_limits_are_one_line(tmp_path, micro_catalogue, capsys):
     assert "limit = 0 must be a positive integer" in capsys.readouterr().err
     assert main(["evaluate", "--model", MODEL, "--data", str(micro_catalogue), "--split", "holdout"]) == 2
     assert "has no split 'holdout'" in capsys.readouterr().err
+
+
+def test_every_option_has_help_with_its_default():
+    import argparse
+
+    from gwinfer.cli.main import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    bad = []
+    for name, command in sub.choices.items():
+        formatter = command._get_formatter()
+        for action in command._actions:
+            if not action.option_strings or "-h" in action.option_strings:
+                continue
+            text = formatter._get_help_string(action)
+            if not action.help:
+                bad.append(f"{name} {action.option_strings[-1]}: no help")
+            elif action.default not in (None, False) and not action.required and "default" not in text:
+                bad.append(f"{name} {action.option_strings[-1]}: default not shown")
+    assert not bad, bad
