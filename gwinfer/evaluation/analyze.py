@@ -248,7 +248,7 @@ def analyze(
         search_parameter_keys=names,
         meta_data=meta_data,
         sampling_time=t_sample,
-        priors=None,
+        priors=gps_prior(config.load_prior(), seg0),
     )
     paths = save_result(result, out, corner=corner)
     return {
@@ -321,6 +321,18 @@ def edge_warnings(samples: Mapping[str, np.ndarray], prior: Any) -> list[str]:
             out.append(f"{100 * share:.0f} % of the {name} draws lie at a bound of the training prior [{lo:g}, {hi:g}]: "
                        "the event may lie outside what the model was trained on")  # fmt: skip
     return out
+
+
+def gps_prior(prior: Any, seg0: float) -> Any:
+    """The training prior with geocent_time moved from seconds after the segment start to GPS seconds
+    (the frame of the stored samples), so the result's prior and posterior agree."""
+    from bilby.core.prior import Uniform
+
+    g = prior.get("geocent_time") if prior is not None else None
+    if isinstance(g, Uniform):
+        prior["geocent_time"] = Uniform(g.minimum + seg0, g.maximum + seg0, name="geocent_time",
+                                        latex_label="$t_c$ [GPS s]", unit="s")  # fmt: skip
+    return prior
 
 
 def prepare_segment(

@@ -74,3 +74,19 @@ def test_analyze_says_when_the_event_is_outside_the_models_conditions(tmp_path):
     f = np.geomspace(10, 1000, 50)
     d = psd_distance(PSD.from_arrays(f, 2 * f**-2.0), PSD.from_arrays(f, f**-2.0), 20, 500)
     assert d["median_abs_log_ratio"] == pytest.approx(np.log(2)) and d["mean_log_ratio"] == pytest.approx(np.log(2))
+
+
+def test_analyze_result_prior_is_in_gps_seconds(tmp_path):
+    import bilby
+
+    from gwinfer.evaluation.analyze import analyze
+
+    out = analyze(MODEL, {"H1": H1, "L1": L1}, GPS, tmp_path / "a.json", n=200, corner=False)
+    res = bilby.core.result.read_in_result(str(out["result"]))
+    prior = res.priors["geocent_time"]
+    assert (
+        prior.minimum <= np.min(res.posterior["geocent_time"])
+        and np.max(res.posterior["geocent_time"]) <= prior.maximum
+    )
+    assert abs(prior.minimum - GPS) < 1 and prior.maximum - prior.minimum < 1
+    assert "chirp_mass" in res.priors and np.isfinite(res.priors["chirp_mass"].maximum)
