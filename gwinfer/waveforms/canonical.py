@@ -160,12 +160,6 @@ def rotation_sense(t: np.ndarray, h: np.ndarray) -> int:
     return 1 if float(np.sum(np.angle(z) * np.abs(z))) > 0 else -1
 
 
-def _phase_at(t: np.ndarray, h: np.ndarray, k: int, times: tuple[float, ...]) -> np.ndarray:
-    """Unwrapped arg(h) at ``times`` (near sample k) from a local cubic spline, as align_to_grid uses."""
-    lo, hi = max(k - 8, 0), min(k + 9, t.size)
-    return CubicSpline(t[lo:hi], np.unwrap(np.angle(h[lo:hi])))(np.asarray(times))
-
-
 def _ringdown_ratio(t: np.ndarray, amp: np.ndarray, tp: float, amp_peak: float) -> tuple[float, float] | None:
     """(dt_rd, |h(tp + dt_rd)| / |h(tp)|) for dt_rd = 50 M, else 30 M, else None (input ends too early)."""
     for later in sorted(RINGDOWN_RATIO_LIMIT, reverse=True):
