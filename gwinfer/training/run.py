@@ -5,7 +5,8 @@ how to write ``model.pt``); this module does the rest the same way for all of th
 
 * :func:`load_sections`: the YAML (or a dict) with its sections checked (unknown/missing ones, mappings);
 * :func:`train_settings`: the ``train`` section (plus overrides) as a validated :class:`TrainConfig`;
-* :func:`seed_everything`: the seeds set BEFORE the model is built, so two runs with one seed are equal;
+* the tasks call :func:`~gwinfer.training.checkpoint.seed_everything` BEFORE building the model, so two
+  runs with one seed are equal;
 * :func:`even_sample`: the deterministic rows (same on every rank) that fit a model's standardisation;
 * :func:`run_metadata`: the experiment, the command and the provenance recorded in ``model.pt``;
 * :func:`fit_and_save`: the shared :class:`~gwinfer.training.trainer.Trainer` (one process or torchrun/DDP,
