@@ -59,6 +59,32 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def looks_like_path(value: Any) -> bool:
+    """True for a string that names a file or folder rather than a named preset (``gw5d``,
+    ``aLIGOZeroDetHighPower``): it holds a path separator or ends in a file suffix."""
+    return isinstance(value, str) and (
+        "/" in value or Path(value).suffix in (".txt", ".dat", ".csv", ".prior", ".h5", ".pt")
+    )
+
+
+def resolve_paths(raw: dict[str, Any], base: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """A copy of ``raw`` whose relative paths at the dotted ``keys`` (a string or a list of strings) are
+    joined to ``base``, the folder of the config file that holds them; absolute paths and named presets
+    are kept. So a config means the same files from any working directory."""
+    out = copy.deepcopy(raw)
+    for dotted in keys:
+        *parents, leaf = dotted.split(".")
+        node = out
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node:
+            continue
+        value = node[leaf]
+        fix = lambda v: str(base / v) if looks_like_path(v) and not Path(v).is_absolute() else v  # noqa: E731
+        node[leaf] = [fix(v) for v in value] if isinstance(value, list) else fix(value)
+    return out
+
+
 def parse_settings(settings: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """``["train.lr=2e-3", "data.limit_train=5000"]`` -> ``{"train": {"lr": 0.002}, "data": {...}}``.
 

@@ -46,7 +46,7 @@ def run_demo(out: Path, workers: int = 2) -> Path:
     print(f"validation: {'OK' if report['ok'] else report['problems']} ({report['checked']} waveforms)")
 
     exp = load_yaml(CONFIGS / "train-tiny.yaml")
-    exp["data"]["catalogue"] = str(catalogue)
+    exp["data"]["catalogue"] = str(catalogue.resolve())
     exp_path = out / "train-tiny.yaml"
     exp_path.write_text(json.dumps(exp, indent=2))
     models = {"demo (trained just now on tiny)": train_point(exp_path, out / "run")}

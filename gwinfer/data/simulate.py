@@ -136,10 +136,12 @@ class SimulationConfig:
 
 
 def load_simulation_config(path: str | Path) -> SimulationConfig:
-    """A :class:`SimulationConfig` from a YAML file (``configs/sim-gw5d.yaml``)."""
-    from gwinfer.config import from_dict, load_yaml
+    """A :class:`SimulationConfig` from a YAML file (``configs/sim-gw5d.yaml``); its PSD and prior files
+    are relative to the file's folder (lalsimulation curves and named priors are kept as names)."""
+    from gwinfer.config import from_dict, load_yaml, resolve_paths
 
-    return from_dict(SimulationConfig, load_yaml(path), Path(path).name)
+    raw = resolve_paths(load_yaml(path), Path(path).resolve().parent, ("psd", "psds", "prior"))
+    return from_dict(SimulationConfig, raw, Path(path).name)
 
 
 # --------------------------------------------------------------------------------------------- priors/PSD
@@ -162,12 +164,26 @@ def inferred_parameters(config: SimulationConfig, prior: Any | None = None) -> t
     return tuple(config.parameters)
 
 
+def recorded_path(spec: str | Path) -> Path | str:
+    """A file named in a stored config: as given if it exists (absolute, or relative to the working
+    directory), else relative to the repository root (how model files made before paths were resolved
+    against their config recorded ``configs/psd/...``); names that are no path are returned unchanged."""
+    from gwinfer.config import looks_like_path
+
+    p = Path(spec)
+    if not looks_like_path(str(spec)) or p.is_absolute() or p.exists():
+        return spec
+    root = Path(__file__).resolve().parents[2] / p
+    return root if root.exists() else spec
+
+
 def load_psd(spec: str) -> tuple[Any, str, str]:
     """(PSD, source description, sha256): the file's bytes hash, or for a lalsimulation curve the hash of
     its float64 values on a fixed grid (1/16 Hz from 10 Hz to 2048 Hz)."""
     from gwinfer.detectors.psd import PSD
     from gwinfer.provenance import sha256_file
 
+    spec = str(recorded_path(spec))
     psd = PSD.from_name(spec)
     if Path(spec).is_file():
         return psd, str(Path(spec).resolve()), sha256_file(spec)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from gwinfer.config import deep_merge, from_dict, load_yaml, parse_settings
+from gwinfer.config import deep_merge, from_dict, load_yaml, parse_settings, resolve_paths
 from gwinfer.errors import GwinferError
 from gwinfer.provenance import provenance
 from gwinfer.training import distributed as D
@@ -34,6 +34,8 @@ from gwinfer.training.config import TrainConfig
 from gwinfer.training.trainer import Trainer
 
 Source = str | Path | dict[str, Any]
+#: The settings of a training config that name files or folders (resolved against the config's folder).
+PATH_KEYS = ("data.catalogue", "data.catalogues", "data.simulation", "init_from")
 
 
 def load_sections(
@@ -42,7 +44,10 @@ def load_sections(
     """The raw mapping of a sectioned YAML file (or a copy of a dict), with the command line's ``--set
     section.key=value`` ``settings`` merged in: every ``required`` section present, no section outside
     ``required + optional``, and ``train`` (if given) a mapping; one-line errors."""
-    raw = copy.deepcopy(dict(source)) if isinstance(source, dict) else load_yaml(source)
+    if isinstance(source, dict):
+        raw = copy.deepcopy(dict(source))
+    else:  # paths in the file are relative to the file; those of --set to the working directory
+        raw = resolve_paths(load_yaml(source), Path(source).resolve().parent, PATH_KEYS)
     raw = deep_merge(raw, parse_settings(list(settings)))
     accepted = [*required, *optional]
     unknown = sorted(set(raw) - set(accepted))

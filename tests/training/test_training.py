@@ -488,3 +488,29 @@ def test_set_overrides_any_config_value(tmp_path, micro_catalogue, capsys):
         assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "bad"), "--set", bad]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+
+
+def test_config_paths_are_relative_to_the_config_file(tmp_path, micro_catalogue, monkeypatch):
+    """A config's catalogue path means the same folder from any working directory; --set paths are the
+    caller's (relative to the working directory)."""
+    import os
+    from pathlib import Path
+
+    from gwinfer.training.run import load_sections
+
+    conf = tmp_path / "configs"
+    conf.mkdir()
+    rel = os.path.relpath(micro_catalogue, conf)
+    (conf / "exp.yaml").write_text(f"data: {{catalogue: {rel}, catalogues: [{rel}]}}\nmodel: {{kind: wavenet}}\n")
+    elsewhere = tmp_path / "somewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    raw = load_sections(conf / "exp.yaml", ("data", "model"), ("train",), "x")
+    assert Path(raw["data"]["catalogue"]).resolve() == micro_catalogue.resolve()
+    assert Path(raw["data"]["catalogues"][0]).resolve() == micro_catalogue.resolve()
+    raw = load_sections(conf / "exp.yaml", ("data", "model"), ("train",), "x", settings=["data.catalogue=cat"])
+    assert raw["data"]["catalogue"] == "cat"
+    shipped = load_sections(Path(__file__).parents[2] / "configs" / "train-rb-robust.yaml", ("data", "model"),
+                            ("train",), "x")  # fmt: skip
+    assert shipped["data"]["catalogue"].endswith("/catalogues/multicode/train-phenomt")
+    assert Path(shipped["data"]["catalogue"]).is_absolute()
