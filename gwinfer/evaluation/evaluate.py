@@ -199,6 +199,12 @@ def predict_to_file(
     return Path(out)
 
 
+def model_name(model_path: str | Path) -> str:
+    """A model's name for titles: its folder's name for ``DIR`` or ``DIR/model.pt``, else the file's stem."""
+    p = Path(model_path)
+    return p.name if p.is_dir() else (p.parent.name if p.name == "model.pt" else p.stem)
+
+
 def results_dict(ev: Evaluation, info: dict[str, Any]) -> dict[str, Any]:
     """The results.json content: the paper's table, fractions, n, and provenance."""
     from gwinfer.evaluation.quantiles import error_table
@@ -246,7 +252,5 @@ def evaluate_model(
             reconstruction_examples(ev, out / "examples.png"),
         ]
         np.savez_compressed(out / "per_waveform.npz", truth=ev.truth, prediction=ev.pred, overlap=ev.overlaps)
-        write_report(
-            out, results, figures, title=title or f"{Path(model_path).parent.name}: {split} of {Path(data).name}"
-        )
+        write_report(out, results, figures, title=title or f"{model_name(model_path)}: {split} of {Path(data).name}")
     return results

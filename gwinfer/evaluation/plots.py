@@ -35,6 +35,8 @@ def overlap_histograms(ev: Evaluation, path: Path) -> Path:
         ax.axvline(0.03, color="C3", lw=0.8, ls="--")
     for ax in axes[1]:
         ax.set_xlabel("1 - overlap  (dashed: overlap = 0.97)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("waveforms")
     fig.suptitle("Overlap between true and reconstructed h22 over the full window, by mass ratio")
     fig.tight_layout()
     return save_png(fig, path, dpi=110)
@@ -44,24 +46,22 @@ def errors_across_manifold(ev: Evaluation, path: Path) -> Path:
     """Fig. 8: prediction errors of q, s1z, s2z across the (q, s1z, s2z) manifold."""
     plt = pyplot()
     err = ev.errors()
-    fig, axes = plt.subplots(3, 3, figsize=(13, 10))
+    fig, axes = plt.subplots(3, 3, figsize=(13, 10), layout="constrained")
     labels = ("q", "s1z", "s2z")
+    colour = None if ev.overlaps is None else np.log10(np.clip(1.0 - ev.overlaps, 1e-7, 1.0))
+    sc = None
     for r, name in enumerate(("q", "s1", "s2")):
         for c in range(3):
             ax = axes[r, c]
-            ax.scatter(
-                ev.truth[:, c],
-                err[name],
-                s=2,
-                alpha=0.4,
-                c=ev.overlaps if ev.overlaps is not None else None,
-                cmap="viridis_r",
-            )
+            sc = ax.scatter(ev.truth[:, c], err[name], s=2, alpha=0.5, c=colour, cmap="viridis")
             ax.axhline(0, color="k", lw=0.5)
             ax.set_xlabel(f"true {labels[c]}")
             ax.set_ylabel(f"predicted - true {labels[r]}")
-    fig.suptitle("Errors across the manifold (colour: overlap)")
-    fig.tight_layout()
+    fig.suptitle(
+        "Errors across the manifold" + ("" if colour is None else " (colour: log10 of the mismatch 1 - overlap)")
+    )
+    if colour is not None:
+        fig.colorbar(sc, ax=axes, label="log10(1 - overlap)", shrink=0.6)
     return save_png(fig, path, dpi=100)
 
 
@@ -70,10 +70,14 @@ def overlap_maps(ev: Evaluation, path: Path) -> Path:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     q, s1, s2 = ev.truth.T
+    mismatch = np.log10(np.clip(1 - ev.overlaps, 1e-7, 1))
+    # the colour scale follows the data (a weak model is not one colour), at least one decade wide
+    lo, hi = float(np.floor(np.quantile(mismatch, 0.02))), float(np.ceil(np.quantile(mismatch, 0.98)))
+    hi = max(hi, lo + 1.0)
     for ax, (x, y, xl, yl) in zip(
         axes, [(q, s1, "q", "s1z"), (symmetric_mass_ratio(q), sigma_eff(q, s1, s2), "eta", "sigma_eff")]
     ):
-        sc = ax.scatter(x, y, c=np.log10(np.clip(1 - ev.overlaps, 1e-7, 1)), s=6, cmap="magma_r", vmin=-5, vmax=-0.5)
+        sc = ax.scatter(x, y, c=mismatch, s=6, cmap="magma_r", vmin=lo, vmax=hi)
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
         fig.colorbar(sc, ax=ax, label="log10(1 - overlap)")
@@ -83,8 +87,10 @@ def overlap_maps(ev: Evaluation, path: Path) -> Path:
 
 
 def reconstruction_examples(ev: Evaluation, path: Path) -> Path:
-    """Fig. 11: true vs reconstructed Re h22 for the highest-, median- and lowest-overlap test waveforms."""
+    """Fig. 11: true vs reconstructed Re h22 for the highest-, median- and lowest-overlap test waveforms,
+    the reconstruction shifted in time and phase as the overlap maximises it."""
     from gwinfer.data.generate import compute_waveforms
+    from gwinfer.evaluation.overlap import overlap_with_shift
 
     plt = pyplot()
     order = np.argsort(ev.overlaps)
@@ -97,11 +103,14 @@ def reconstruction_examples(ev: Evaluation, path: Path) -> Path:
     t = ev.grid.times()
     fig, axes = plt.subplots(3, 2, figsize=(14, 9), gridspec_kw={"width_ratios": [2, 1]})
     for r, (name, i) in enumerate(picks.items()):
+        _, tau, phi = overlap_with_shift(h[r + 3], h[r], ev.grid.dt)  # true(t) ~ e^{i phi} rec(t - tau)
+        amp, ph = np.abs(h[r + 3]), np.unwrap(np.angle(h[r + 3]))
+        aligned = np.interp(t - tau, t, amp) * np.exp(1j * (np.interp(t - tau, t, ph) + phi))
         for c, window in enumerate([(t[0], t[-1]), (-400.0, t[-1])]):
             ax = axes[r, c]
             sel = (t >= window[0]) & (t <= window[1])
             ax.plot(t[sel], h[r, sel].real, "k", lw=0.8, label="true")
-            ax.plot(t[sel], h[r + 3, sel].real, "C1--", lw=0.8, label="reconstructed")
+            ax.plot(t[sel], aligned[sel].real, "C1--", lw=0.8, label="reconstructed (aligned as in the overlap)")
             if c == 0:
                 tq, ts1, ts2 = ev.truth[i]
                 pq, ps1, ps2 = ev.pred[i]
