@@ -236,6 +236,8 @@ def cmd_degeneracy(args: argparse.Namespace) -> int:
         n=args.n,
         workers=args.workers,
         grid=TimeGrid(args.t_start, args.t_end, args.dt),
+        q_range=tuple(args.q_range),
+        spin_range=tuple(args.spin_range),
         progress=not args.quiet,
     )
     for name, s in res["summary"].items():
@@ -347,6 +349,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--s2", type=float, required=True, help="s2z of the reference binary")
     p.add_argument("--out", required=True, help="folder for maps.png and maps.json")
     p.add_argument("--backend", default="IMRPhenomT", help="waveform code (default: IMRPhenomT)")
+    p.add_argument(
+        "--q-range", type=float, nargs=2, default=[1.0, 8.0], metavar=("LO", "HI"), help="q axis (default: 1 8)"
+    )
+    p.add_argument(
+        "--spin-range",
+        type=float,
+        nargs=2,
+        default=[-0.8, 0.8],
+        metavar=("LO", "HI"),
+        help="spin axes (default: -0.8 0.8)",
+    )
     p.add_argument("--n", type=int, default=31, help="points per axis")
     p.add_argument("--t-start", type=float, default=-10000.0, help="window start, M (default: -10000)")
     p.add_argument("--t-end", type=float, default=130.0, help="window end, M (default: 130)")

@@ -20,6 +20,12 @@ SLICES = (("q", "s1z"), ("q", "s2z"), ("s1z", "s2z"))
 AXES = {"q": 0, "s1z": 1, "s2z": 2}
 
 
+def _axis(bounds: tuple[float, float], n: int, ref: float) -> np.ndarray:
+    """``n`` evenly spaced values over ``bounds`` with the reference value added: every slice passes
+    through the reference point (where the overlap is 1)."""
+    return np.unique(np.append(np.linspace(bounds[0], bounds[1], n), ref))
+
+
 def degeneracy_maps(
     q: float,
     s1: float,
@@ -34,7 +40,8 @@ def degeneracy_maps(
     workers: int = 2,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Compute the three slices on ``n x n`` points, write ``maps.npz``, ``maps.json`` and ``maps.png``.
+    """Compute the three slices on ``n x n`` points (plus the reference's own values on each axis), write
+    ``maps.npz``, ``maps.json`` and ``maps.png``.
 
     The reference is (q = m1/m2 >= 1, s1z, s2z) = (``q``, ``s1``, ``s2``); ``grid`` is the time grid (M) of
     the waveforms (default [-10000, 130] M at 2 M); ``q_range`` and ``spin_range`` span the slices' axes.
@@ -51,16 +58,23 @@ def degeneracy_maps(
     ref, failures = compute_waveforms(np.array([[q, s1, s2]]), backend, grid)
     if failures:
         raise GwinferError(f"reference waveform failed: {failures[0]['error']}")
-    ranges = {"q": np.linspace(*q_range, n), "s1z": np.linspace(*spin_range, n), "s2z": np.linspace(*spin_range, n)}
+    for name, (lo, hi), value in (("q", q_range, q), ("spin", spin_range, s1), ("spin", spin_range, s2)):
+        if not lo < hi:
+            raise GwinferError(f"{name} range [{lo}, {hi}] must have its lower bound below the upper one")
+        if not lo <= value <= hi:
+            raise GwinferError(f"the reference {name} {value} lies outside the {name} range [{lo}, {hi}]")
+    get_backend(backend).validity.check(backend, q_range[0], spin_range[0], spin_range[1])
+    get_backend(backend).validity.check(backend, q_range[1], spin_range[1], spin_range[0])
+    ranges = {"q": _axis(q_range, n, q), "s1z": _axis(spin_range, n, s1), "s2z": _axis(spin_range, n, s2)}
     maps, summary = {}, {}
     for a, b in SLICES:
         A, B = np.meshgrid(ranges[a], ranges[b], indexing="ij")
-        pts = np.tile([q, s1, s2], (n * n, 1)).astype(float)
+        pts = np.tile([q, s1, s2], (A.size, 1)).astype(float)
         pts[:, AXES[a]], pts[:, AXES[b]] = A.ravel(), B.ravel()
         h, failures = compute_waveforms(pts, backend, grid, workers=workers, progress=progress, desc=f"{a}-{b} slice")
         if failures:
             raise GwinferError(f"{len(failures)} slice waveform(s) failed, first: {failures[0]}")
-        ov = overlap_batch(np.repeat(ref, len(pts), axis=0), h, grid.dt).reshape(n, n)
+        ov = overlap_batch(np.repeat(ref, len(pts), axis=0), h, grid.dt).reshape(A.shape)
         maps[f"{a}_{b}"] = ov
         summary[f"{a}_{b}"] = {
             "fraction_above_0.97": float((ov >= 0.97).mean()),

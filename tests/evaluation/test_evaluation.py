@@ -143,3 +143,20 @@ def test_degeneracy_maps(tmp_path: Path) -> None:
     s = maps["s1z_s2z"]
     assert s[1, 3] > s[1, 1] or s[3, 1] > s[3, 3]
     assert (tmp_path / "maps.png").exists() and res["provenance"]["config"]["n"] == 5
+
+
+def test_degeneracy_slices_pass_through_an_off_lattice_reference(tmp_path: Path) -> None:
+    from gwinfer.evaluation.degeneracy import degeneracy_maps
+    from gwinfer.physics import TimeGrid
+
+    degeneracy_maps(6.0, 0.4, -0.4, tmp_path, grid=TimeGrid(-1000.0, 100.0, 2.0), n=4, workers=1, progress=False,
+                    q_range=(2.0, 8.0), spin_range=(-0.6, 0.6))  # fmt: skip
+    maps = np.load(tmp_path / "maps.npz")
+    ref = {"q": 6.0, "s1z": 0.4, "s2z": -0.4}
+    for a, b in (("q", "s1z"), ("q", "s2z"), ("s1z", "s2z")):
+        i, j = int(np.argmin(abs(maps[a] - ref[a]))), int(np.argmin(abs(maps[b] - ref[b])))
+        assert maps[a][i] == ref[a] and maps[b][j] == ref[b]
+        assert maps[f"{a}_{b}"][i, j] == pytest.approx(1.0, abs=1e-6)
+        assert maps[a][0] == (2.0 if a == "q" else -0.6)
+    with pytest.raises(GwinferError, match="outside the q range"):
+        degeneracy_maps(6.0, 0.4, -0.4, tmp_path, n=4, workers=1, progress=False, q_range=(1.0, 5.0))
