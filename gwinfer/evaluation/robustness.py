@@ -9,7 +9,9 @@ with the unperturbed waveform of the input's own code:
   rotated by a uniform constant phase, then brought to the model's convention by
   :func:`gwinfer.waveforms.canonical.canonical_h22` (what ``predict --waveform`` does with a user's file);
 * ``noise <level>``: complex white noise of ``level`` times the peak |h22| per real component added to the
-  clean waveform, canonicalised like a user's input; the overlap is with the noise-free waveform;
+  clean (aligned) waveform; the overlap is with the noise-free waveform. ``noise <largest>, re-aligned``:
+  the same input brought to the convention again from its own noisy amplitude peak, as ``predict
+  --waveform`` does with a file (the flat peak of |h22| then wanders by ~1 M at 1e-3: the row measures it);
 * ``<code>``: the test binaries made by another waveform code (another catalogue with the same
   parameters), the prediction regenerated with that code.
 
@@ -146,7 +148,9 @@ def robustness_table(
     sl = grid_slice(full, model_grid)
     rows: dict[str, dict[str, Any]] = {}
     mismatches: dict[str, list[float]] = {}
-    steps = ["clean", "jitter", *[f"noise {lv:g}" for lv in noise_levels], *[c for c in sets if c != own]]
+    steps = ["clean", "jitter", *[f"noise {lv:g}" for lv in noise_levels]]
+    steps += [f"noise {max(noise_levels):g}, re-aligned"] if noise_levels else []
+    steps += [c for c in sets if c != own]
     bar = tqdm(steps, disable=not progress, desc="robustness", unit="row")
     for step in bar:
         bar.set_postfix_str(step)
@@ -164,10 +168,12 @@ def robustness_table(
             ])  # fmt: skip
             ov, flags = judge(_canonical_rows(clock.times(), inputs, model_grid), waves, full, own, options)
         elif step.startswith("noise"):
-            level = float(step.split()[1])
+            level = float(step.split()[1].rstrip(","))
             peak = np.abs(waves[:, sl]).max(axis=1, keepdims=True)
             noise = rng.standard_normal(waves[:, sl].shape) + 1j * rng.standard_normal(waves[:, sl].shape)
-            inputs = _canonical_rows(model_grid.times(), waves[:, sl] + level * peak * noise, model_grid)
+            inputs = waves[:, sl] + level * peak * noise
+            if step.endswith("re-aligned"):  # as predict --waveform would: the noisy amplitude peak located again
+                inputs = _canonical_rows(model_grid.times(), inputs, model_grid)
             ov, flags = judge(inputs, waves, full, own, options)
         else:
             o_root, o_params, o_waves, o_full, o_options = sets[step]

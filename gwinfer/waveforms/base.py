@@ -167,19 +167,26 @@ def peak_time(t: np.ndarray, h: np.ndarray) -> float:
 
 
 def align_to_grid(
-    t: np.ndarray, h: np.ndarray, grid: TimeGrid, label: str = "waveform", peak: float | None = None
+    t: np.ndarray,
+    h: np.ndarray,
+    grid: TimeGrid,
+    label: str = "waveform",
+    peak: float | None = None,
+    extrapolate: float = 0.0,
 ) -> np.ndarray:
     """Shift (t, h) so that |h| peaks at t = 0 (at ``peak`` if given, else :func:`peak_time`), resample onto
     ``grid`` and rotate so h(0) is real > 0.
 
     Resampling interpolates amplitude and unwrapped phase with cubic splines (both are smooth, unlike the
     oscillating real and imaginary parts), which keeps sub-sample shifts accurate at coarse steps.
+    ``extrapolate`` (M): how far the window may reach beyond the waveform's ends (the splines continue it),
+    e.g. the sub-sample sliver a re-found peak leaves at the edge of an input sampled on the window itself.
     """
     if not np.all(np.isfinite(h)):
         raise GwinferError(f"{label}: the waveform contains NaN or inf")
     tp = peak_time(t, h) if peak is None else float(peak)
     tt = t - tp
-    if tt[0] > grid.t_start or tt[-1] < grid.t_end:
+    if tt[0] > grid.t_start + extrapolate or tt[-1] < grid.t_end - extrapolate:
         raise GwinferError(
             f"{label}: the waveform spans [{tt[0]:.1f}, {tt[-1]:.1f}] M around its peak and cannot cover "
             f"the requested window [{grid.t_start}, {grid.t_end}] M"
