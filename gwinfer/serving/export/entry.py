@@ -149,6 +149,21 @@ def finish_graph(out_file: Path, fmt: str, backend: str, streaming: bool) -> Non
         shutil.copyfile(STREAM_MODEL if streaming else PYTHON_MODEL, out_file.parent / "model.py")
 
 
+def export_settings(
+    name: str, version: int, fmt: str, platform: str, backend: str, max_batch_size: int, stream_stride: int | None
+) -> dict[str, Any]:
+    """The export settings recorded in gwinfer.json (the provenance's config), the same for every kind."""
+    return {
+        "name": name,
+        "version": version,
+        "format": fmt,
+        "platform": platform,
+        "backend": backend,
+        "max_batch_size": max_batch_size,
+        "stream_stride": stream_stride,
+    }
+
+
 def export_record(
     src: Path,
     out_file: Path,

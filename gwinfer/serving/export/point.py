@@ -26,6 +26,7 @@ from gwinfer.serving.export.entry import (
     SERVING_LIBRARIES,
     default_name,
     export_record,
+    export_settings,
     finish_graph,
     install_version,
     stream_entry,
@@ -175,15 +176,7 @@ def export_point(
             exporter = export_graph(model, fmt, out_file, example_inputs(n, 2, seed, model))
         finish_graph(out_file, fmt, backend, streaming is not None)
         check = compare(model, out_file, n, seed)
-        settings = {
-            "name": name,
-            "version": version,
-            "format": fmt,
-            "platform": platform,
-            "backend": backend,
-            "max_batch_size": config["max_batch_size"],
-            "stream_stride": stream_stride,
-        }
+        settings = export_settings(name, version, fmt, platform, backend, config["max_batch_size"], stream_stride)
         record = export_record(
             src,
             out_file,

@@ -58,6 +58,7 @@ from gwinfer.serving.export.entry import (
     check_stride,
     default_name,
     export_record,
+    export_settings,
     finish_graph,
     install_version,
     stream_entry,
@@ -374,15 +375,7 @@ def export_posterior(
         exporter = export_graph(sampler, fmt, out_file)
         finish_graph(out_file, fmt, backend, streaming is not None)
         check = compare_posterior(sampler, out_file, seed)
-        settings = {
-            "name": name,
-            "version": version,
-            "format": fmt,
-            "platform": platform,
-            "backend": backend,
-            "max_batch_size": config["max_batch_size"],
-            "stream_stride": stream_stride,
-        }
+        settings = export_settings(name, version, fmt, platform, backend, config["max_batch_size"], stream_stride)
         record = export_record(
             src,
             out_file,

@@ -136,11 +136,12 @@ class App:
         self.load_lock = asyncio.Lock()
 
     # --- the disk
-    def follow_disk(self) -> None:
-        """Mark versions whose folder was deleted from the repository UNAVAILABLE (they no longer answer);
-        a folder that comes back needs ``POST /v2/repository/models/NAME/load``, as in Triton."""
-        for name, versions in self.models.items():
-            for v, mv in versions.items():
+    def follow_disk(self, names: Any = None) -> None:
+        """Mark versions of ``names`` (default every model) whose folder was deleted from the repository
+        UNAVAILABLE (they no longer answer); a folder that comes back needs
+        ``POST /v2/repository/models/NAME/load``, as in Triton."""
+        for name in self.models if names is None else [n for n in names if n in self.models]:
+            for v, mv in self.models[name].items():
                 if mv.state == "READY" and not (self.repo / name / str(v)).is_dir():
                     mv.state, mv.reason = "UNAVAILABLE", "its folder was removed from the repository"
                     log.warning("model %s version %d: folder removed from the repository, unavailable", name, v)
@@ -160,7 +161,7 @@ class App:
     # --- lookups
     def model(self, name: str, version: str | None = None) -> ModelVersion:
         """The version answering a request for ``name`` (``version`` None, "" or "-1": the routed one)."""
-        self.follow_disk()
+        self.follow_disk([name])  # a request stats only its own model's folders
         versions = self.models.get(name)
         if not versions:
             raise ServingError(404, f"unknown model {name!r}; available: {sorted(self.models)}")
