@@ -418,7 +418,7 @@ OUTPUTS: dict[str, dict[str, str]] = {
     "generate": {"out": "dir"}, "predict": {"out": "file"}, "evaluate": {"json": "file", "report": "dir"},
     "robustness": {"out": "dir"}, "degeneracy": {"out": "dir"}, "demo": {"out": "dir"},
     "train": {"out": "dir"}, "train-posterior": {"out": "dir"}, "distill": {"out": "dir"},
-    "simulate": {"out": "file"}, "sample": {"out": "file"}, "pp": {"out": "dir"}, "reference": {"out": "file"},
+    "simulate": {"out": "file"}, "fd-bank": {"out": "file"}, "sample": {"out": "file"}, "pp": {"out": "dir"}, "reference": {"out": "file"},
     "analyze": {"out": "file"}, "psd": {"out": "file"}, "prepare": {"out": "file"}, "export": {"repo": "dir"}, "stream": {"out": "file"},
 }  # fmt: skip
 

@@ -39,6 +39,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fd_bank(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from gwinfer.data.fd_bank import load_bank_config, make_bank
+
+    config = load_bank_config(args.config)
+    if args.n is not None:
+        config = replace(config, n=args.n)
+    if args.seed is not None:
+        config = replace(config, seed=args.seed)
+    path = make_bank(config, args.out, workers=args.workers, progress=not args.quiet)
+    print(f"{config.n} waveforms and their noise-curve family written to {path}")
+    return 0
+
+
 def _read_strain(path: str):
     """float32 (n_det, n_samples) whitened strain from .npy or whitespace text; one line for anything else."""
     p = Path(path)
@@ -245,9 +260,68 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_event_model(path: str) -> bool:
+    from gwinfer.models import load_estimator
+
+    _, meta = load_estimator(path)
+    return isinstance(meta.get("event_model"), dict)
+
+
+def cmd_analyze_event(args: argparse.Namespace) -> int:
+    from gwinfer.evaluation.event import analyze_event
+    from gwinfer.evaluation.event_is import ISConfig
+
+    importance = None
+    if args.importance_sample:
+        importance = ISConfig(
+            n=args.n,
+            target_ess=args.target_ess,
+            max_rounds=args.max_rounds,
+            max_draws=args.max_draws,
+            workers=args.workers,
+            seed=args.seed,
+        )
+    out = analyze_event(
+        args.model,
+        _strain_files(args),
+        args.gps,
+        args.out,
+        n=args.n,
+        seed=args.seed,
+        importance=importance,
+        corner=not args.no_corner,
+        strict=args.strict_coverage,
+        allow_low_ess=args.allow_low_ess,
+    )
+    for w in out["warnings"]:
+        print(f"warning: {w}")
+    post = out["posterior"]
+    for k in ("chirp_mass", "mass_ratio", "chi_eff", "luminosity_distance", "theta_jn"):
+        if k in post:
+            lo, med, hi = np.percentile(post[k], [5, 50, 95])
+            print(f"{k:20s} {med:10.4g}  90% [{lo:.4g}, {hi:.4g}]")
+    imp = out["importance_sampling"]
+    if imp:
+        print(
+            f"importance sampling: ESS {imp['ess']:.0f}, efficiency {imp['efficiency']:.2%} (last of "
+            f"{len(imp['rounds'])} rounds), ln Z = {imp['log_evidence']:.2f} +- {imp['log_evidence_err']:.2f}"
+        )
+    print(f"done in {out['seconds']:.1f} s; result written to {out['result']}")
+    return 0
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from gwinfer.evaluation.analyze import analyze
 
+    if _is_event_model(args.model):
+        args.n = 20000 if args.n is None else args.n
+        return cmd_analyze_event(args)
+    args.n = 50000 if args.n is None else args.n
+    if args.importance_sample:
+        raise GwinferError(
+            f"{args.model} is not an event model: importance sampling needs one that infers every parameter of "
+            "the likelihood (configs/events/train-event.yaml)"
+        )
     out = analyze(
         args.model,
         _strain_files(args),
@@ -292,6 +366,17 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="processes computing waveforms")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_simulate)
+
+    p = subparsers.add_parser(
+        "fd-bank", help="waveforms and noise curves to train a frequency-domain event model on (one HDF5 file)"
+    )
+    p.add_argument("--config", required=True, help="bank YAML (configs/events/fd-bank.yaml)")
+    p.add_argument("--out", required=True, help="output HDF5 file")
+    p.add_argument("--n", type=int, default=None, help="override the number of waveforms")
+    p.add_argument("--seed", type=int, default=None, help="override the seed of the intrinsic draws")
+    p.add_argument("--workers", type=int, default=1, help="processes computing waveforms (default: 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_fd_bank)
 
     p = subparsers.add_parser("sample", help="posterior samples of one observation as a bilby result + corner plot")
     p.add_argument("--model", required=True, help="posterior model file (train-posterior's model.pt)")
@@ -340,11 +425,30 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--l1", help="L1 GWOSC HDF5 strain file")
     p.add_argument("--v1", help="V1 GWOSC HDF5 strain file")
     p.add_argument("--gps", type=float, required=True, help="trigger GPS time (s)")
-    p.add_argument("--n", type=int, default=50000, help="number of samples")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=None,
+        help="number of samples (default: 50000; event models: 20000, the first importance-sampling round)",
+    )
     p.add_argument("--psd-seglen", type=float, default=1.0, help="Welch segment length (s) of the off-source PSD")
     p.add_argument("--out", required=True, help="result file (.json or .hdf5)")
     p.add_argument("--no-corner", action="store_true", help="skip the corner plot")
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior draws (default: 0)")
+    g = p.add_argument_group("event models (configs/events/): importance sampling with bilby's likelihood")
+    g.add_argument(
+        "--importance-sample",
+        action="store_true",
+        help="weigh the network's draws by bilby's likelihood and prior; refine the proposal until --target-ess",
+    )
+    g.add_argument("--target-ess", type=float, default=2000.0, help="effective samples to reach (default: 2000)")
+    g.add_argument("--max-rounds", type=int, default=4, help="proposal refinements at most (default: 4)")
+    g.add_argument("--max-draws", type=int, default=60000, help="draws per round at most (default: 60000)")
+    g.add_argument("--workers", type=int, default=2, help="likelihood processes (default: 2)")
+    g.add_argument(
+        "--allow-low-ess", action="store_true", help="write the result even when the target ESS is not reached"
+    )
+    g.add_argument("--strict-coverage", action="store_true", help="refuse noise outside the model's training family")
     p.set_defaults(func=cmd_analyze)
 
     p = subparsers.add_parser(

@@ -132,6 +132,10 @@ def train_posterior(
     from gwinfer.models import build_estimator, save_estimator
 
     raw = load_sections(source, ("data", "model"), ("train", "init_from"), "a posterior experiment", settings)
+    if "bank" in raw["data"]:  # a frequency-domain event model (issue 15)
+        from gwinfer.training.event import train_event_model
+
+        return train_event_model(raw, source, out_dir, resume, overrides)
     data = from_dict(PosteriorDataConfig, raw["data"], "data")
     train_cfg = train_settings(raw, overrides)
     sim, train_set, val_set = training_datasets(data)

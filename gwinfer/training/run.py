@@ -35,7 +35,7 @@ from gwinfer.training.trainer import Trainer
 
 Source = str | Path | dict[str, Any]
 #: The settings of a training config that name files or folders (resolved against the config's folder).
-PATH_KEYS = ("data.catalogue", "data.catalogues", "data.simulation", "init_from")
+PATH_KEYS = ("data.catalogue", "data.catalogues", "data.simulation", "data.bank", "init_from")
 
 
 def load_sections(

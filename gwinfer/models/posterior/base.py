@@ -40,6 +40,7 @@ from gwinfer.config import to_dict
 from gwinfer.errors import GwinferError
 from gwinfer.models.base import checking
 from gwinfer.models.posterior.embedding import build_embedding
+from gwinfer.models.posterior.fd_embedding import FDEmbedding
 from gwinfer.models.posterior.svd_embedding import SVDEmbedding
 from gwinfer.models.standardize import Standardizer
 
@@ -124,7 +125,7 @@ class PosteriorEstimator(nn.Module):
             raise GwinferError("fit_standardization needs at least 2 training examples")
         self.theta_scale.fit(theta)
         self.x_scale.fit(x, center=len(self.x_shape) == 1)
-        if isinstance(self.embedding, SVDEmbedding):
+        if isinstance(self.embedding, (SVDEmbedding, FDEmbedding)):
             self.embedding.fit(self.x_scale(x), None if signals is None else self.x_scale(signals))
 
     @property

@@ -1,0 +1,405 @@
+"""Importance sampling of a real event with an event model as proposal (DINGO-IS, Dax et al. 2023, PRL 130, 171403).
+
+Likelihood: bilby's ``GravitationalWaveTransient`` with the phase marginalised, on the event's own
+segment and off-source PSD (:mod:`gwinfer.evaluation.event`), the bank's waveform generator (approximant,
+band, reference frequency) and the bank's prior: the same model of the data the network was trained on.
+The data are given to bilby as a frequency series with the PSD times the window power, which is exactly the
+whitening of the network's input (:mod:`gwinfer.detectors.frequency`).
+
+Weights ``w = L(theta) pi(theta) / q(theta)``; effective sample size ``ESS = (sum w)^2 / sum w^2``,
+sampling efficiency ``ESS / N``, evidence ``ln Z = ln mean(w)`` with error ``sqrt((N / ESS - 1) / N)``
+(delta method). Draws outside the prior have ``pi = 0``: weight 0, counted in N (as DINGO does).
+
+Refinement: where one round has ``ESS`` below the target, the next proposal is the defensive mixture
+``alpha q_network + (1 - alpha) GMM``, a Gaussian mixture fitted by weighted EM to the weighted draws
+(:func:`fit_gmm`, covariances widened by ``inflate**2``; ``ra`` and ``psi`` are periodic: its density sums
+the neighbouring images), exact in density, so every round is a valid importance sampler. The result is
+the last round (its draws and weights). After ``max_rounds`` rounds below the target the answer is an
+error saying the model does not cover the event (or a warning with ``allow_low_ess``).
+
+All of this works in the model's coordinates (``ra`` at sidereal time 0, ``geocent_time`` from the trigger),
+where the bank's prior applies as it is; the likelihood sees user coordinates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gwinfer.errors import GwinferError
+from gwinfer.parallel import pinned_pool
+
+log = logging.getLogger(__name__)
+
+#: Periods of the periodic parameters of an event model (rad).
+PERIODS = {"ra": 2 * np.pi, "psi": np.pi}
+
+
+# --------------------------------------------------------------------------------------------- likelihood
+@dataclass
+class LikelihoodSpec:
+    """Everything a (worker) process needs to rebuild the likelihood: plain arrays and config."""
+
+    bank: dict[str, Any]
+    prior_text: str
+    gps: float
+    start: float
+    frequencies: np.ndarray
+    strain: dict[str, np.ndarray]
+    psd: dict[str, np.ndarray]
+    window_power: float
+
+
+def spec_of(event: Any, info: Mapping[str, Any], prior_text: str) -> LikelihoodSpec:
+    """The :class:`LikelihoodSpec` of an :class:`~gwinfer.evaluation.event.EventData` for a model's ``info``."""
+    return LikelihoodSpec(
+        dict(info["bank"]),
+        prior_text,
+        event.gps,
+        event.start,
+        event.frequencies,
+        event.strain,
+        event.psd,
+        event.window_power,
+    )
+
+
+def prior_from_text(text: str, time_offset: float = 0.0) -> Any:
+    """The bilby PriorDict of a prior file's text (``geocent_time`` bounds shifted by ``time_offset`` s)."""
+    import tempfile
+    from pathlib import Path
+
+    from gwinfer.physics.priors import load_prior
+
+    with tempfile.NamedTemporaryFile("w", suffix=".prior", delete=False) as tmp:
+        tmp.write(text)
+    try:
+        return load_prior(tmp.name, time_offset=time_offset)
+    finally:
+        Path(tmp.name).unlink()
+
+
+def build_likelihood(spec: LikelihoodSpec) -> Any:
+    """bilby's phase-marginalised GravitationalWaveTransient of ``spec`` (module docstring)."""
+    import bilby
+
+    from gwinfer.data.fd_bank import FDBankConfig, waveform_generator
+
+    config = FDBankConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.bank.items()})
+    duration, f_max = config.duration, config.f_max
+    full = np.arange(int(round(duration * f_max)) + 1) / duration
+    band = np.isin(np.round(full * duration), np.round(spec.frequencies * duration))
+    ifos = []
+    for det, fd in spec.strain.items():
+        ifo = bilby.gw.detector.get_empty_interferometer(det)
+        ifo.minimum_frequency, ifo.maximum_frequency = config.f_min, config.f_max
+        data = np.zeros(full.size, dtype=complex)
+        data[band] = fd
+        ifo.set_strain_data_from_frequency_domain_strain(
+            data, sampling_frequency=2 * f_max, duration=duration, start_time=spec.start
+        )
+        psd = np.interp(full, spec.frequencies, spec.psd[det]) * spec.window_power  # outside the band: unused
+        ifo.power_spectral_density = bilby.gw.detector.PowerSpectralDensity(frequency_array=full, psd_array=psd)
+        ifos.append(ifo)
+    priors = prior_from_text(spec.prior_text, time_offset=spec.gps)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return bilby.gw.likelihood.GravitationalWaveTransient(
+            bilby.gw.detector.InterferometerList(ifos),
+            waveform_generator(config),
+            priors=priors,
+            phase_marginalization=True,
+        )
+
+
+_LIKE: Any = None
+
+
+def _init_worker(spec: LikelihoodSpec) -> None:
+    global _LIKE
+    import bilby
+
+    bilby.core.utils.logger.setLevel("WARNING")
+    _LIKE = build_likelihood(spec)
+
+
+def _evaluate(rows: list[dict[str, float]]) -> list[float]:
+    return [float(_LIKE.log_likelihood(parameters={**p, "phase": 0.0})) for p in rows]
+
+
+def log_likelihoods(spec: LikelihoodSpec, samples: Mapping[str, np.ndarray], workers: int = 1) -> np.ndarray:
+    """ln L of every draw (user coordinates, bilby names) in ``workers`` processes."""
+    n = len(next(iter(samples.values())))
+    rows = [{k: float(v[i]) for k, v in samples.items()} for i in range(n)]
+    chunks = [rows[i : i + 500] for i in range(0, n, 500)]
+    if workers <= 1:
+        _init_worker(spec)
+        parts = [_evaluate(c) for c in chunks]
+    else:
+        with pinned_pool(workers, _init_worker, (spec,)) as pool:
+            parts = pool.map(_evaluate, chunks, chunksize=1)
+    return np.array([v for part in parts for v in part])
+
+
+# --------------------------------------------------------------------------------------------- proposals
+def _wrap(d: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """Differences ``d`` (..., D) with the periodic columns wrapped to (-P/2, P/2]."""
+    d = d.copy()
+    for j, k in enumerate(names):
+        if k in PERIODS:
+            p = PERIODS[k]
+            d[..., j] = d[..., j] - p * np.round(d[..., j] / p)
+    return d
+
+
+@dataclass
+class GMM:
+    """A Gaussian mixture (weights (K,), means (K, D), covariances (K, D, D)) with periodic columns."""
+
+    names: tuple[str, ...]
+    weights: np.ndarray
+    means: np.ndarray
+    covs: np.ndarray
+
+    def log_prob(self, x: np.ndarray) -> np.ndarray:
+        """ln density (N,) at points x (N, D): each component at the nearest image of the periodic columns
+        (the wrapped density, exact while the components are narrower than the periods)."""
+        out = []
+        for w, m, c in zip(self.weights, self.means, self.covs):
+            chol = np.linalg.cholesky(c)
+            z = np.linalg.solve(chol, _wrap(x - m, self.names).T)
+            logdet = 2 * np.log(np.diag(chol)).sum()
+            out.append(np.log(w) - 0.5 * (z**2).sum(0) - 0.5 * logdet - 0.5 * x.shape[1] * np.log(2 * np.pi))
+        return np.logaddexp.reduce(np.array(out), axis=0)
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        k = rng.choice(self.weights.size, size=n, p=self.weights)
+        x = np.empty((n, self.means.shape[1]))
+        for j in range(self.weights.size):
+            sel = k == j
+            x[sel] = rng.multivariate_normal(self.means[j], self.covs[j], size=int(sel.sum()))
+        for j, name in enumerate(self.names):
+            if name in PERIODS:
+                x[:, j] = np.mod(x[:, j], PERIODS[name])
+        return x
+
+
+def fit_gmm(
+    x: np.ndarray, w: np.ndarray, names: Sequence[str], k: int, rng: np.random.Generator, iters: int = 60
+) -> GMM:
+    """Weighted EM fit of a ``k``-component Gaussian mixture to points x (N, D) with weights w (N,)
+    (k-means++-style seeding from the weighted points; a 1e-6 ridge keeps covariances positive)."""
+    w = np.asarray(w, dtype=float) / np.sum(w)
+    keep = w > 0
+    x, w = x[keep], w[keep] / w[keep].sum()
+    n, d = x.shape
+    k = max(1, min(k, int(keep.sum()) // (2 * d)))
+    scale = np.sqrt(np.maximum(np.cov(x.T, aweights=w).diagonal(), 1e-300))
+    means = x[rng.choice(n, size=k, replace=False, p=w)] if k > 1 else (w @ x)[None]
+    covs = np.repeat(np.diag(scale**2)[None], k, axis=0)
+    pis = np.full(k, 1.0 / k)
+    for _ in range(iters):
+        logr = np.array(
+            [
+                np.log(p) + GMM(tuple(names), np.ones(1), m[None], c[None]).log_prob(x)
+                for p, m, c in zip(pis, means, covs)
+            ]
+        )
+        r = np.exp(logr - np.logaddexp.reduce(logr, axis=0)) * w  # (k, n)
+        nk = r.sum(1) + 1e-300
+        pis = nk / nk.sum()
+        for j in range(k):
+            diff = _wrap(x - means[j], names)
+            means[j] = means[j] + (r[j] @ diff) / nk[j]
+            diff = _wrap(x - means[j], names)
+            covs[j] = (diff * r[j][:, None]).T @ diff / nk[j] + np.diag((1e-6 * scale) ** 2)
+        for j, name in enumerate(names):
+            if name in PERIODS:
+                means[:, j] = np.mod(means[:, j], PERIODS[name])
+    keep_k = pis > 1e-4
+    return GMM(tuple(names), pis[keep_k] / pis[keep_k].sum(), means[keep_k], covs[keep_k])
+
+
+# --------------------------------------------------------------------------------------------- sampler
+@dataclass(frozen=True)
+class ISConfig:
+    """Importance-sampling settings: ``n`` first-round draws, ``target_ess``, up to ``max_rounds`` rounds of
+    at most ``max_draws`` draws, defensive network share ``alpha``, ``components`` of the GMM, covariance
+    ``inflate`` factor, ``workers`` likelihood processes, ``seed``."""
+
+    n: int = 20000
+    target_ess: float = 2000.0
+    max_rounds: int = 4
+    max_draws: int = 60000
+    alpha: float = 0.1
+    components: int = 8
+    inflate: float = 1.5
+    workers: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("n", "max_rounds", "max_draws", "components", "workers"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise GwinferError(f"importance sampling {name} = {v!r} must be an integer >= 1")
+        if not 0 < self.alpha <= 1:
+            raise GwinferError(f"alpha = {self.alpha} must lie in (0, 1]")
+        if not self.target_ess > 0 or not self.inflate >= 1:
+            raise GwinferError("target_ess must be > 0 and inflate >= 1")
+
+
+def ess_of(log_w: np.ndarray) -> float:
+    """Kish effective sample size of log weights (-inf = weight 0)."""
+    finite = np.isfinite(log_w)
+    if not finite.any():
+        return 0.0
+    w = np.exp(log_w[finite] - log_w[finite].max())
+    return float(w.sum() ** 2 / np.sum(w**2))
+
+
+def temper(log_w: np.ndarray, min_ess: float) -> float:
+    """The largest beta in (0, 1] with ESS(beta * log_w) >= min_ess (bisection): the weights that shape the
+    next proposal when the last round's are too few to fit it (the estimate itself always uses beta = 1)."""
+    if ess_of(log_w) >= min_ess or np.isfinite(log_w).sum() < min_ess:
+        return 1.0
+    lo, hi = 0.0, 1.0
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if ess_of(mid * log_w) >= min_ess else (lo, mid)
+    return max(lo, 1e-6)
+
+
+def evidence(log_w: np.ndarray) -> tuple[float, float]:
+    """(ln Z, its standard error) of importance weights (module docstring)."""
+    n = log_w.size
+    finite = np.isfinite(log_w)
+    if not finite.any():
+        return -np.inf, np.inf
+    ln_z = float(np.logaddexp.reduce(log_w[finite]) - np.log(n))
+    ess = ess_of(log_w)
+    return ln_z, float(np.sqrt(max(n / ess - 1.0, 0.0) / n))
+
+
+class EventSampler:
+    """Network proposal + bilby likelihood + prior for one event, in model coordinates (module docstring)."""
+
+    def __init__(self, model: Any, x: Any, names: Sequence[str], spec: LikelihoodSpec, config: ISConfig) -> None:
+        from gwinfer.detectors.frequency import gmst
+
+        self.model, self.x, self.names, self.spec, self.config = model, x, tuple(names), spec, config
+        self.prior = prior_from_text(spec.prior_text)  # model coordinates: geocent_time from the trigger
+        self.gmst = gmst(spec.gps)
+
+    def to_user(self, theta: np.ndarray) -> dict[str, np.ndarray]:
+        """Model coordinates (N, D) -> {bilby name: (N,)} with ra at the event's time and GPS geocent_time."""
+        s = {k: theta[:, i] for i, k in enumerate(self.names)}
+        s["ra"] = np.mod(s["ra"] + self.gmst, 2 * np.pi)
+        s["geocent_time"] = s["geocent_time"] + self.spec.gps
+        return s
+
+    def network_log_prob(self, theta: np.ndarray) -> np.ndarray:
+        import torch
+
+        out = []
+        with torch.no_grad():
+            for i in range(0, theta.shape[0], 8192):
+                t = torch.from_numpy(theta[i : i + 8192]).float()
+                out.append(self.model.log_prob(t, self.x.expand(t.shape[0], *self.x.shape)).double().numpy())
+        return np.concatenate(out)
+
+    def network_sample(self, n: int, seed: int) -> np.ndarray:
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.model.sample(self.x, n).double().numpy()
+
+    def log_prior(self, theta: np.ndarray) -> np.ndarray:
+        s = {k: theta[:, i] for i, k in enumerate(self.names)}
+        with np.errstate(divide="ignore"):
+            return np.asarray(self.prior.ln_prob(s, axis=0), dtype=float)
+
+    def weigh(self, theta: np.ndarray, log_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(log weights, log likelihoods) of draws theta (N, D) with proposal log density log_q."""
+        lp = self.log_prior(theta)
+        ok = np.isfinite(lp)
+        log_l = np.full(theta.shape[0], -np.inf)
+        if ok.any():
+            user = self.to_user(theta[ok])
+            log_l[ok] = log_likelihoods(self.spec, user, self.config.workers)
+        return np.where(ok, log_l + lp - log_q, -np.inf), log_l
+
+    def run(self) -> dict[str, Any]:
+        """Rounds of importance sampling until ``target_ess`` (module docstring); returns the last round's
+        ``theta`` (N, D), ``log_weights``, ``log_likelihood``, ``log_q`` and per-round statistics."""
+        cfg = self.config
+        rng = np.random.default_rng(cfg.seed)
+        rounds: list[dict[str, Any]] = []
+        n = cfg.n
+        gmm: GMM | None = None
+        for r in range(cfg.max_rounds):
+            t0 = time.perf_counter()
+            if gmm is None:
+                theta = self.network_sample(n, cfg.seed + r)
+                log_q = self.network_log_prob(theta)
+            else:
+                n_net = rng.binomial(n, cfg.alpha)
+                theta = np.concatenate([self.network_sample(n_net, cfg.seed + r), gmm.sample(n - n_net, rng)])
+                log_q = np.logaddexp(
+                    np.log(cfg.alpha) + self.network_log_prob(theta), np.log1p(-cfg.alpha) + gmm.log_prob(theta)
+                )
+            log_w, log_l = self.weigh(theta, log_q)
+            ess = ess_of(log_w)
+            ln_z, ln_z_err = evidence(log_w)
+            stats = {
+                "round": r,
+                "proposal": "network" if gmm is None else f"{cfg.alpha:g} network + GMM({gmm.weights.size})",
+                "n": int(n),
+                "in_prior": float(np.isfinite(log_w).mean()),
+                "ess": ess,
+                "efficiency": ess / n,
+                "log_evidence": ln_z,
+                "log_evidence_err": ln_z_err,
+                "seconds": time.perf_counter() - t0,
+            }
+            rounds.append(stats)
+            log.info("IS round %d: %s", r, json.dumps({k: v for k, v in stats.items() if k != "proposal"}))
+            if ess >= cfg.target_ess or r == cfg.max_rounds - 1:
+                break
+            beta = temper(log_w, 20.0 * theta.shape[1])
+            fit_w = np.exp(beta * (log_w - log_w[np.isfinite(log_w)].max()))
+            stats["fit_temperature"] = beta
+            gmm = fit_gmm(theta, np.nan_to_num(fit_w), self.names, cfg.components, rng)
+            gmm = GMM(gmm.names, gmm.weights, gmm.means, gmm.covs * cfg.inflate**2)
+            n = int(np.clip(1.3 * cfg.target_ess / max(ess / n, 1e-4), cfg.n, cfg.max_draws))
+        return {"theta": theta, "log_weights": log_w, "log_likelihood": log_l, "log_q": log_q, "rounds": rounds}
+
+
+def resample(log_w: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``n`` systematic-resampling draws with probabilities proportional to exp(log_w)."""
+    w = np.exp(log_w - log_w[np.isfinite(log_w)].max())
+    w = np.where(np.isfinite(log_w), w, 0.0)
+    c = np.cumsum(w / w.sum())
+    u = (rng.uniform() + np.arange(n)) / n
+    return np.minimum(np.searchsorted(c, u), log_w.size - 1)
+
+
+def summary_of(run: Mapping[str, Any], target_ess: float) -> dict[str, Any]:
+    """Plain-data summary of a sampler run: the last round's ESS, efficiency, evidence, all rounds."""
+    last = run["rounds"][-1]
+    return {
+        "ess": last["ess"],
+        "efficiency": last["efficiency"],
+        "log_evidence": last["log_evidence"],
+        "log_evidence_err": last["log_evidence_err"],
+        "target_ess": target_ess,
+        "converged": last["ess"] >= target_ess,
+        "rounds": list(run["rounds"]),
+    }
