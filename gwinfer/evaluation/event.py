@@ -10,8 +10,8 @@ over: after removing the best level and tilt within the training augmentation, t
 over the model's noise bands) to the nearest family member; above :data:`COVERAGE_LIMIT` the answer is a
 warning (``strict``: an error).
 
-:func:`network_draws` samples the model and maps its draws to what a user sees: ``ra`` rotated from the
-model's sidereal time 0 to the event's GPS time, ``geocent_time`` in GPS seconds.
+:func:`to_event_coordinates` maps the model's draws to what a user sees: ``ra`` rotated from the model's
+sidereal time 0 to the event's GPS time, ``geocent_time`` in GPS seconds.
 """
 
 from __future__ import annotations
@@ -140,24 +140,15 @@ def noise_coverage(event: EventData, info: Mapping[str, Any], strict: bool = Fal
     return out
 
 
-def network_draws(
-    model: Any, x: Any, n: int, names: list[str], gps: float, seed: int | None = 0
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """``n`` draws of ``model`` at ``x`` in user coordinates (ra at the event's time, geocent_time in GPS s)
-    and their log density (the rotation and the shift have unit Jacobian)."""
-    import torch
-
+def to_event_coordinates(samples: Mapping[str, np.ndarray], gps: float) -> dict[str, np.ndarray]:
+    """Model coordinates -> what a user sees: ``ra`` rotated from sidereal time 0 to the event's GPS time,
+    ``geocent_time`` in GPS s (both with unit Jacobian)."""
     from gwinfer.detectors.frequency import ra_at
 
-    with torch.random.fork_rng(devices=[], enabled=seed is not None):
-        if seed is not None:
-            torch.manual_seed(int(seed))
-        theta, log_q = model.sample_and_log_prob(x, n)
-    t = theta.double().numpy()
-    samples = {k: t[:, i] for i, k in enumerate(names)}
-    samples["ra"] = ra_at(samples["ra"], gps)
-    samples["geocent_time"] = samples["geocent_time"] + gps
-    return samples, log_q.double().numpy()
+    out = {k: np.asarray(v, dtype=float) for k, v in samples.items()}
+    out["ra"] = ra_at(out["ra"], gps)
+    out["geocent_time"] = out["geocent_time"] + gps
+    return out
 
 
 def analyze_event(
@@ -203,15 +194,13 @@ def analyze_event(
     log_w = None
     t1 = time.perf_counter()
     if importance is None:
-        sampler = EventSampler(model, x, names, spec, dataclasses.replace(_default_is(), seed=seed))
-        prior = sampler.prior
+        prior = prior_from_text(meta["prior_text"])  # model coordinates
 
         def log_prior(s: Mapping[str, np.ndarray]) -> np.ndarray:
             return np.asarray(prior.ln_prob(dict(s), axis=0), dtype=float)
 
-        drawn, acceptance = sample_in_prior(model, x, n, names, log_prior, seed=seed)
-        theta = np.stack([drawn[k] for k in names], axis=1)
-        samples = sampler.to_user(theta)
+        samples, acceptance = sample_in_prior(model, x, n, names, log_prior, seed=seed)
+        samples = to_event_coordinates(samples, gps)
         meta_data["prior_acceptance"] = acceptance
     else:
         sampler = EventSampler(model, x, names, spec, importance)
@@ -221,6 +210,7 @@ def analyze_event(
         rng = np.random.default_rng(importance.seed)
         keep = resample(log_w, max(int(summary["ess"]), 1), rng)
         samples = sampler.to_user(run["theta"][keep])
+        samples["geocent_time"] = sampler.time_samples(run["theta"][keep], importance.seed)
         samples["log_likelihood"] = run["log_likelihood"][keep]
         meta_data["importance_sampling"] = {**summary, "config": dataclasses.asdict(importance)}
         if not summary["converged"]:
@@ -285,12 +275,6 @@ def analyze_event(
         "importance_sampling": meta_data.get("importance_sampling"),
         "log_weights": log_w,
     }
-
-
-def _default_is() -> Any:
-    from gwinfer.evaluation.event_is import ISConfig
-
-    return ISConfig(workers=1)
 
 
 def _noise_log_likelihood(spec: Any) -> float:

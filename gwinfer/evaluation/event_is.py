@@ -116,6 +116,8 @@ def build_likelihood(spec: LikelihoodSpec) -> Any:
             waveform_generator(config),
             priors=priors,
             phase_marginalization=True,
+            time_marginalization=True,
+            jitter_time=False,
         )
 
 
@@ -288,38 +290,46 @@ def evidence(log_w: np.ndarray) -> tuple[float, float]:
 
 
 class EventSampler:
-    """Network proposal + bilby likelihood + prior for one event, in model coordinates (module docstring)."""
+    """Importance sampling of one event (module docstring), in model coordinates without ``geocent_time``."""
 
     def __init__(self, model: Any, x: Any, names: Sequence[str], spec: LikelihoodSpec, config: ISConfig) -> None:
         from gwinfer.detectors.frequency import gmst
 
-        self.model, self.x, self.names, self.spec, self.config = model, x, tuple(names), spec, config
+        self.model, self.x, self.spec, self.config = model, x, spec, config
+        self.model_names = tuple(names)
+        self.names = tuple(k for k in names if k != "geocent_time")
         self.prior = prior_from_text(spec.prior_text)  # model coordinates: geocent_time from the trigger
+        self.prior.pop("geocent_time", None)
         self.gmst = gmst(spec.gps)
 
     def to_user(self, theta: np.ndarray) -> dict[str, np.ndarray]:
-        """Model coordinates (N, D) -> {bilby name: (N,)} with ra at the event's time and GPS geocent_time."""
+        """IS coordinates (N, D) -> {bilby name: (N,)} with ra at the event's time (no geocent_time)."""
         s = {k: theta[:, i] for i, k in enumerate(self.names)}
         s["ra"] = np.mod(s["ra"] + self.gmst, 2 * np.pi)
-        s["geocent_time"] = s["geocent_time"] + self.spec.gps
         return s
 
-    def network_log_prob(self, theta: np.ndarray) -> np.ndarray:
-        import torch
-
-        out = []
-        with torch.no_grad():
-            for i in range(0, theta.shape[0], 8192):
-                t = torch.from_numpy(theta[i : i + 8192]).float()
-                out.append(self.model.log_prob(t, self.x.expand(t.shape[0], *self.x.shape)).double().numpy())
-        return np.concatenate(out)
-
     def network_sample(self, n: int, seed: int) -> np.ndarray:
+        """``n`` network draws in IS coordinates (geocent_time dropped: it is marginalised)."""
         import torch
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return self.model.sample(self.x, n).double().numpy()
+            theta = self.model.sample(self.x, n).double().numpy()
+        keep = [self.model_names.index(k) for k in self.names]
+        return theta[:, keep]
+
+    def network_gmm(self, rng: np.random.Generator) -> GMM:
+        """The network's proposal as a Gaussian mixture fitted to ``n`` of its draws inside the prior."""
+        cfg = self.config
+        theta = self.network_sample(cfg.n, cfg.seed)
+        ok = np.isfinite(self.log_prior(theta))
+        if ok.sum() < 20 * theta.shape[1]:
+            raise GwinferError(
+                f"only {int(ok.sum())} of {cfg.n} network draws lie inside the prior: the data are outside what "
+                "the model was trained on"
+            )
+        gmm = fit_gmm(theta[ok], np.ones(int(ok.sum())), self.names, cfg.components, rng)
+        return GMM(gmm.names, gmm.weights, gmm.means, gmm.covs * cfg.inflate**2)
 
     def log_prior(self, theta: np.ndarray) -> np.ndarray:
         s = {k: theta[:, i] for i, k in enumerate(self.names)}
@@ -333,6 +343,8 @@ class EventSampler:
         log_l = np.full(theta.shape[0], -np.inf)
         if ok.any():
             user = self.to_user(theta[ok])
+            # bilby's time-marginalised likelihood takes geocent_time = the segment start and scans the prior
+            user["geocent_time"] = np.full(int(ok.sum()), self.spec.start)
             log_l[ok] = log_likelihoods(self.spec, user, self.config.workers)
         return np.where(ok, log_l + lp - log_q, -np.inf), log_l
 
@@ -341,45 +353,68 @@ class EventSampler:
         ``theta`` (N, D), ``log_weights``, ``log_likelihood``, ``log_q`` and per-round statistics."""
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
+        t0 = time.perf_counter()
+        base = self.network_gmm(rng)
         rounds: list[dict[str, Any]] = []
-        n = cfg.n
-        gmm: GMM | None = None
+        n, gmm = cfg.n, None
+        prev: tuple[np.ndarray, np.ndarray] | None = None
         for r in range(cfg.max_rounds):
-            t0 = time.perf_counter()
             if gmm is None:
-                theta = self.network_sample(n, cfg.seed + r)
-                log_q = self.network_log_prob(theta)
+                theta = base.sample(n, rng)
+                log_q = base.log_prob(theta)
             else:
-                n_net = rng.binomial(n, cfg.alpha)
-                theta = np.concatenate([self.network_sample(n_net, cfg.seed + r), gmm.sample(n - n_net, rng)])
-                log_q = np.logaddexp(
-                    np.log(cfg.alpha) + self.network_log_prob(theta), np.log1p(-cfg.alpha) + gmm.log_prob(theta)
-                )
+                n_base = rng.binomial(n, cfg.alpha)
+                theta = np.concatenate([base.sample(n_base, rng), gmm.sample(n - n_base, rng)])
+                log_q = np.logaddexp(np.log(cfg.alpha) + base.log_prob(theta), np.log1p(-cfg.alpha) + gmm.log_prob(theta))
             log_w, log_l = self.weigh(theta, log_q)
             ess = ess_of(log_w)
             ln_z, ln_z_err = evidence(log_w)
             stats = {
                 "round": r,
-                "proposal": "network" if gmm is None else f"{cfg.alpha:g} network + GMM({gmm.weights.size})",
+                "proposal": "network GMM" if gmm is None else f"{cfg.alpha:g} network GMM + refit GMM",
                 "n": int(n),
                 "in_prior": float(np.isfinite(log_w).mean()),
                 "ess": ess,
                 "efficiency": ess / n,
                 "log_evidence": ln_z,
                 "log_evidence_err": ln_z_err,
+                "max_log_likelihood": float(np.max(log_l)),
                 "seconds": time.perf_counter() - t0,
             }
             rounds.append(stats)
             log.info("IS round %d: %s", r, json.dumps({k: v for k, v in stats.items() if k != "proposal"}))
+            t0 = time.perf_counter()
             if ess >= cfg.target_ess or r == cfg.max_rounds - 1:
                 break
-            beta = temper(log_w, 20.0 * theta.shape[1])
-            fit_w = np.exp(beta * (log_w - log_w[np.isfinite(log_w)].max()))
+            # the next proposal is fitted to this round's and the previous round's draws, tempered to an ESS
+            # of at least 5 per dimension (an estimate of where the posterior is, not the estimate itself)
+            pool_t = theta if prev is None else np.concatenate([prev[0], theta])
+            pool_w = log_w if prev is None else np.concatenate([prev[1], log_w])
+            prev = (theta, log_w)
+            beta = temper(pool_w, 5.0 * theta.shape[1])
+            fit_w = np.exp(beta * (pool_w - pool_w[np.isfinite(pool_w)].max()))
             stats["fit_temperature"] = beta
-            gmm = fit_gmm(theta, np.nan_to_num(fit_w), self.names, cfg.components, rng)
+            gmm = fit_gmm(pool_t, np.nan_to_num(fit_w), self.names, cfg.components, rng)
             gmm = GMM(gmm.names, gmm.weights, gmm.means, gmm.covs * cfg.inflate**2)
             n = int(np.clip(1.3 * cfg.target_ess / max(ess / n, 1e-4), cfg.n, cfg.max_draws))
         return {"theta": theta, "log_weights": log_w, "log_likelihood": log_l, "log_q": log_q, "rounds": rounds}
+
+    def time_samples(self, theta: np.ndarray, seed: int) -> np.ndarray:
+        """geocent_time (GPS s) of each draw from its time-marginalised likelihood (bilby's reconstruction)."""
+        import bilby
+
+        like = build_likelihood(self.spec)
+        user = self.to_user(theta)
+        gen = bilby.core.utils.random.Generator
+        saved, gen.rng = gen.rng, np.random.default_rng(seed)
+        try:
+            out = np.empty(theta.shape[0])
+            for i in range(theta.shape[0]):
+                p = {k: float(v[i]) for k, v in user.items()} | {"geocent_time": self.spec.start, "phase": 0.0}
+                out[i] = like.generate_time_sample_from_marginalized_likelihood(parameters=p)
+        finally:
+            gen.rng = saved
+        return out
 
 
 def resample(log_w: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
