@@ -14,7 +14,11 @@ export OMP_NUM_THREADS ?= 1
 TRITON_ENV    := .triton-env
 TRITON_PYTHON ?= python3.11
 
-.PHONY: demo test test-all install clean triton-env
+# A separate venv with pesummary (it pins numpy<2.4 and matplotlib<3.11, older than gwinfer's) for
+# tests/evaluation/test_pesummary.py, which writes results with gwinfer and reads them there.
+PESUMMARY_ENV := .pesummary-env
+
+.PHONY: demo test test-all install clean triton-env pesummary-env
 
 install: $(STAMP)
 
@@ -52,3 +56,10 @@ triton-env:
 	if [ -x $(PY) ]; then $(PY) -m gwinfer.cli.triton --check --env $(TRITON_ENV); fi
 	@echo "Triton env ready in $(TRITON_ENV). The tests find it there by default (make test runs tests/serving/test_triton_real.py);"
 	@echo "elsewhere point them at it: GWINFER_TRITON_ENV=$(CURDIR)/$(TRITON_ENV) $(PY) -m pytest -q tests/serving/test_triton_real.py"
+
+pesummary-env:
+	test -x $(PESUMMARY_ENV)/bin/python || $(TRITON_PYTHON) -m venv $(PESUMMARY_ENV)
+	$(PESUMMARY_ENV)/bin/python -m pip install -q --upgrade pip
+	$(PESUMMARY_ENV)/bin/python -m pip install -q pesummary bilby
+	$(PESUMMARY_ENV)/bin/python -c "import pesummary, bilby; print('pesummary', pesummary.__version__, 'bilby', bilby.__version__)"
+	@echo "pesummary env ready in $(PESUMMARY_ENV); tests/evaluation/test_pesummary.py finds it there (or via GWINFER_PESUMMARY_ENV)."

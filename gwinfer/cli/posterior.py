@@ -81,6 +81,7 @@ def _segment_start(path: str | None) -> float | None:
 def cmd_sample(args: argparse.Namespace) -> int:
     from gwinfer.data.strain_dataset import simulation_config_of
     from gwinfer.evaluation.posterior import make_result, sample_in_prior, save_result
+    from gwinfer.evaluation.records import likelihood_record, simulation_record, strain_record
     from gwinfer.models import load_estimator, symmetrised
     from gwinfer.provenance import provenance
 
@@ -88,8 +89,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     model = symmetrised(model, meta)  # exact phase -> phase + pi symmetry (gwinfer.models.posterior.symmetry)
     names = meta.get("names")
     injection, source = None, {"strain": args.strain}
+    config = simulation_config_of(meta) if "simulation" in meta else None
     if args.strain is not None:
         x = _read_strain(args.strain)
+        interferometers = strain_record(args.strain, config)
     else:
         from gwinfer.data.simulate import read_simulation
         from gwinfer.data.strain_dataset import injection_data
@@ -99,6 +102,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
             raise GwinferError(f"{args.data} holds parameters {list(sim.names)}; the model infers {names}")
         x, injection = injection_data(sim, args.injection, args.noise_seed)
         source = {"simulation": args.data, "injection": args.injection, "noise_seed": args.noise_seed}
+        interferometers = simulation_record(args.data, sim.config, args.injection, args.noise_seed)
     if tuple(x.shape) != tuple(model.x_shape):
         raise GwinferError(f"strain has shape {tuple(x.shape)}; the model expects {tuple(model.x_shape)}")
     log_prior = None
@@ -121,11 +125,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "prior_acceptance": acceptance,
             "sampling_seconds": seconds,
-            "simulation": json.loads(simulation_config_of(meta).to_json()) if "simulation" in meta else None,
+            "simulation": json.loads(config.to_json()) if config is not None else None,
             "provenance": json.dumps(
                 provenance("posterior-samples", vars(args) | {"func": None}, parents=[args.model])
             ),
-        }
+        },
+        "likelihood": likelihood_record(config, interferometers, start_time=seg0),
     }
     result = make_result(
         samples,
@@ -133,7 +138,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         injection_parameters=injection,
         meta_data=meta_data,
         sampling_time=seconds,
-        priors=_model_prior(meta),
+        priors=_model_prior(meta, seg0),
     )
     paths = save_result(result, args.out, corner=not args.no_corner)
     print(f"{args.n} samples in {seconds:.2f} s written to {paths['result']}")
@@ -147,6 +152,7 @@ def _importance_sample(args: argparse.Namespace, model, meta: dict, x, injection
     from gwinfer.data.strain_dataset import simulation_config_of
     from gwinfer.evaluation.importance import importance_sample_estimator
     from gwinfer.evaluation.posterior import make_result, result_paths, save_result
+    from gwinfer.evaluation.reference import noise_log_likelihood
 
     config = simulation_config_of(meta)
     names = list(meta.get("names") or config.parameters)
@@ -162,7 +168,7 @@ def _importance_sample(args: argparse.Namespace, model, meta: dict, x, injection
     isr = importance_sample_estimator(model, x, config, names, n=args.n, fixed=fixed, n_resample=args.n)
     seconds = time.perf_counter() - t0
     summary = {k: isr[k] for k in ("ess", "efficiency", "log_evidence", "log_evidence_std", "n")}
-    meta_is = {"gwinfer": {**meta_data["gwinfer"], "importance_sampling": summary | {"seconds": seconds}}}
+    meta_is = {**meta_data, "gwinfer": {**meta_data["gwinfer"], "importance_sampling": summary | {"seconds": seconds}}}
     path, _ = result_paths(args.out)
     out = path.with_name(path.stem + "_reweighted" + path.suffix)
     result = make_result(
@@ -173,24 +179,30 @@ def _importance_sample(args: argparse.Namespace, model, meta: dict, x, injection
         meta_data=meta_is,
         sampling_time=seconds,
         priors=_model_prior(meta),
+        log_evidence=isr["log_evidence"],
+        log_evidence_err=isr["log_evidence_std"],
+        log_noise_evidence=noise_log_likelihood(x),
     )
-    result.log_evidence, result.log_evidence_err = isr["log_evidence"], isr["log_evidence_std"]
     save_result(result, out, corner=not args.no_corner)
     print(
         f"importance sampling: efficiency {isr['efficiency']:.4f}, ESS {isr['ess']:.0f} of {args.n}, "
-        f"log Z = {isr['log_evidence']:.3f} +- {isr['log_evidence_std']:.3f} ({seconds:.1f} s); "
+        f"log Z = {isr['log_evidence']:.3f} +- {isr['log_evidence_std']:.3f}, "
+        f"log BF (signal vs noise) = {isr['log_evidence'] - noise_log_likelihood(x):.3f} ({seconds:.1f} s); "
         f"reweighted posterior ({args.n} draws by weight) written to {out}"
     )
 
 
-def _model_prior(meta: dict):
-    """The prior of the simulation a model was trained on (None if unknown or its file is gone)."""
+def _model_prior(meta: dict, segment_start: float | None = None):
+    """The prior of the simulation a model was trained on (None if unknown or its file is gone); with the
+    GPS ``segment_start`` (s) of a prepared segment, its geocent_time in GPS s as the samples are."""
     from gwinfer.data.strain_dataset import simulation_config_of
+    from gwinfer.evaluation.analyze import gps_prior
 
     try:
-        return simulation_config_of(meta).load_prior()
+        prior = simulation_config_of(meta).load_prior()
     except GwinferError:
         return None
+    return gps_prior(prior, segment_start) if segment_start is not None else prior
 
 
 def cmd_pp(args: argparse.Namespace) -> int:
@@ -219,13 +231,19 @@ def cmd_reference(args: argparse.Namespace) -> int:
     from gwinfer.data.simulate import read_simulation
     from gwinfer.data.strain_dataset import injection_data
     from gwinfer.evaluation.posterior import save_result
+    from gwinfer.evaluation.records import likelihood_record, simulation_record
     from gwinfer.evaluation.reference import reference_posterior
 
     sim = read_simulation(args.data)
     x, params = injection_data(sim, args.injection, args.noise_seed)
     search = [s for s in args.search.split(",") if s] if args.search else None
     kwargs = {"sample": args.sample} if args.sample else {}
-    meta = {"gwinfer": {"simulation": args.data, "injection": args.injection, "noise_seed": args.noise_seed}}
+    meta = {
+        "gwinfer": {"simulation": args.data, "injection": args.injection, "noise_seed": args.noise_seed},
+        "likelihood": likelihood_record(
+            sim.config, simulation_record(args.data, sim.config, args.injection, args.noise_seed)
+        ),
+    }
     result = reference_posterior(
         x,
         sim.config,

@@ -96,13 +96,18 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         p.set_defaults(func=cmd_run, task=task)
 
 
+def build_task_parser(task: str = "train") -> argparse.ArgumentParser:
+    """The parser of one training task as torchrun runs it (``python -m gwinfer.cli.train TASK ...``)."""
+    ap = argparse.ArgumentParser(prog=f"gwinfer.cli.train {task}")
+    _add_run_arguments(ap, task)
+    return ap
+
+
 def main(argv: list[str] | None = None) -> int:
     """The per-rank entry point torchrun launches: ``python -m gwinfer.cli.train [TASK] --config C --out D``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     task = argv.pop(0) if argv and argv[0] in TASKS else "train"
-    ap = argparse.ArgumentParser(prog=f"gwinfer.cli.train {task}")
-    _add_run_arguments(ap, task)
-    args = ap.parse_args(argv)
+    args = build_task_parser(task).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         run_task(

@@ -1,11 +1,13 @@
-"""Posterior samples of one observation as a ``bilby.core.result.Result``, written with a corner plot.
+"""Posterior samples of one observation as a ``bilby.gw.result.CBCResult``, written with a corner plot.
 
 * :func:`sample_posterior` - ``n`` draws of a posterior estimator for one observation as ``{name: array}``.
-* :func:`make_result` - a ``Result`` holding them (``posterior`` DataFrame, ``search_parameter_keys``,
-  ``injection_parameters``, priors, provenance in ``meta_data``), with the derived masses and effective spin
-  of :func:`derived_parameters` (``bilby.gw.conversion``).
-* :func:`save_result` - the ``Result`` written atomically as JSON or HDF5 (by extension, see
-  :func:`result_paths`) and its corner plot (``Result.plot_corner``) as ``<stem>_corner.png``.
+* :func:`make_result` - a ``CBCResult`` holding them (``posterior`` DataFrame, ``search_parameter_keys``,
+  ``injection_parameters``, priors, evidence where known, provenance and the data's strain/PSD record in
+  ``meta_data``), with the columns of :func:`~gwinfer.evaluation.derived.derived_parameters`
+  (``bilby.gw.conversion``: masses, effective spin, redshift and source-frame masses).
+* :func:`save_result` - the result written atomically as JSON or HDF5 (by extension, see
+  :func:`result_paths`) and its corner plot (:func:`save_corner`, labels with units) as ``<stem>_corner.png``.
+  Read back with ``bilby.gw.result.CBCResult.from_json`` (or ``bilby.result.read_in_result``) or pesummary.
 
 Estimators are anything with ``sample(x, n)`` following the posterior estimators of :mod:`gwinfer.models`
 (x float32 (batch, *x_shape) -> (batch, n, D)), so exact toy posteriors can be evaluated the same way.
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from gwinfer.errors import GwinferError
+from gwinfer.evaluation.derived import cosmology_record, derived_parameters
 
 
 @contextmanager
@@ -94,49 +97,27 @@ def sample_posterior(
     return {k: s[:, i] for i, k in enumerate(parameter_names(names, s.shape[1]))}
 
 
-# ------------------------------------------------------------------------------------------ derived parameters
-def derived_parameters(samples: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """``samples`` (float64 arrays) plus the masses and effective spin derived by ``bilby.gw.conversion``.
-
-    * from ``mass_1``, ``mass_2`` (Msun): ``mass_ratio`` = m2/m1 <= 1 and ``chirp_mass`` (Msun), unless
-      already given (``component_masses_to_mass_ratio``, ``component_masses_to_chirp_mass``);
-    * otherwise from ``chirp_mass`` (Msun) and ``mass_ratio``: ``mass_1``, ``mass_2`` (Msun)
-      (``chirp_mass_and_mass_ratio_to_component_masses``);
-    * with aligned spins ``chi_1``, ``chi_2`` and the masses: ``chi_eff`` = (chi_1 + q chi_2) / (1 + q),
-      q = m2/m1, unless already given (``generate_spin_parameters``).
-
-    Only these columns are added (bilby's ``generate_all_bbh_parameters`` would add some thirty more).
-    """
-    from bilby.gw import conversion
-
-    out = {k: np.asarray(v, dtype=float) for k, v in samples.items()}
-    if "mass_1" in out and "mass_2" in out:
-        out.setdefault("mass_ratio", conversion.component_masses_to_mass_ratio(out["mass_1"], out["mass_2"]))
-        out.setdefault("chirp_mass", conversion.component_masses_to_chirp_mass(out["mass_1"], out["mass_2"]))
-    elif "chirp_mass" in out and "mass_ratio" in out:
-        out["mass_1"], out["mass_2"] = conversion.chirp_mass_and_mass_ratio_to_component_masses(
-            out["chirp_mass"], out["mass_ratio"]
-        )
-    if "chi_1" in out and "chi_2" in out and "mass_1" in out and "chi_eff" not in out:
-        spins = {
-            "chi_1": out["chi_1"],
-            "chi_2": out["chi_2"],
-            "mass_ratio": conversion.component_masses_to_mass_ratio(out["mass_1"], out["mass_2"]),
-        }
-        out["chi_eff"] = np.asarray(conversion.generate_spin_parameters(spins)["chi_eff"], dtype=float)
-    return out
-
-
 # ------------------------------------------------------------------------------------------ bilby results
 def result_priors(keys: Sequence[str], priors: Mapping[str, Any] | None = None) -> Any:
-    """A ``PriorDict`` of ``priors`` with an unbounded placeholder ``Prior`` (label = name) for every key of
-    ``keys`` it lacks: bilby needs one per search key for its labels."""
-    from bilby.core.prior import Prior, PriorDict
+    """A ``PriorDict`` of copies of ``priors`` with an unbounded placeholder ``Prior`` for every key of
+    ``keys`` it lacks (bilby needs one per search key for its labels). Every prior without a LaTeX label or
+    unit gets bilby's default label and gwinfer's unit (:mod:`gwinfer.evaluation.labels`), so bilby's own
+    plots of the result are labelled too."""
+    import copy
 
-    prior_dict = PriorDict(dict(priors)) if priors is not None else PriorDict()
+    from bilby.core.prior import Constraint, PriorDict
+
+    from gwinfer.evaluation.labels import latex_label, unit_of
+
+    prior_dict = (
+        PriorDict({k: copy.deepcopy(v) for k, v in dict(priors).items()}) if priors is not None else PriorDict()
+    )
     for k in keys:
         if k not in prior_dict:
-            prior_dict[k] = Prior(name=k, latex_label=k)
+            prior_dict[k] = Constraint(-np.inf, np.inf, name=k, latex_label=latex_label(k), unit=unit_of(k))
+    for k, prior in prior_dict.items():
+        if hasattr(prior, "unit") and not getattr(prior, "unit", None) and unit_of(k):
+            prior.unit = unit_of(k)
     return prior_dict
 
 
@@ -191,16 +172,32 @@ def make_result(
     log_q: np.ndarray | None = None,
     derived: bool = True,
     sampling_time: float | None = None,
+    log_evidence: float = float("nan"),
+    log_evidence_err: float = float("nan"),
+    log_noise_evidence: float = float("nan"),
+    log_bayes_factor: float = float("nan"),
 ) -> Any:
-    """A ``bilby.core.result.Result`` holding ``samples`` ({name: (n,) array}) as its posterior.
+    """A ``bilby.gw.result.CBCResult`` holding ``samples`` ({name: (n,) array}) as its posterior.
 
-    ``derived`` adds the columns of :func:`derived_parameters` (``chirp_mass``/``mass_ratio`` or
-    ``mass_1``/``mass_2``, ``chi_eff``); ``log_q`` (the estimator's log density of each sample) becomes the
-    ``log_q`` column. ``priors`` (a mapping of bilby priors, e.g. the simulation's) is stored; search keys
-    without one get a placeholder (:func:`result_priors`). ``sampling_time`` in s.
+    ``derived`` adds the columns of :func:`~gwinfer.evaluation.derived.derived_parameters` (masses,
+    ``chi_eff``; with ``luminosity_distance`` the redshift and source-frame masses in bilby's Planck15);
+    ``log_q`` (the estimator's log density of each sample) becomes the ``log_q`` column. ``priors`` (a
+    mapping of bilby priors, e.g. the simulation's) is stored; search keys without one get a placeholder
+    (:func:`result_priors`). ``sampling_time`` in s.
+
+    ``log_evidence`` +- ``log_evidence_err``, ``log_noise_evidence`` and ``log_bayes_factor`` (natural logs)
+    are stored where known (NaN: unknown); of the last three, two given determine the third
+    (ln BF = ln Z - ln Z_noise).
+
+    ``meta_data`` is stored as given plus ``meta_data["gwinfer"]`` (``version``, ``derived`` columns and,
+    for source-frame columns, the ``cosmology``) and ``meta_data["likelihood"]``, bilby's place for the
+    data the posterior is of: pass :func:`gwinfer.evaluation.records.likelihood_record` there (strain and
+    PSD provenance per detector, sampling, waveform); an empty mapping when not given.
     """
     import pandas as pd
-    from bilby.core.result import Result
+    from bilby.gw.result import CBCResult
+
+    from gwinfer import __version__
 
     keys = list(search_parameter_keys or samples.keys())
     missing = [k for k in keys if k not in samples]
@@ -212,7 +209,16 @@ def make_result(
     inj = None
     if injection_parameters is not None:
         inj = {k: float(v) for k, v in injection_parameters.items()}
-    return Result(
+    evidence = _evidences(log_evidence, log_evidence_err, log_noise_evidence, log_bayes_factor)
+    meta = dict(meta_data or {})
+    ours = dict(meta.get("gwinfer") or {})
+    ours["version"] = __version__
+    ours["derived"] = [k for k in cols if k not in samples]
+    if "redshift" in ours["derived"]:
+        ours["cosmology"] = cosmology_record()
+    meta["gwinfer"] = ours
+    meta["likelihood"] = dict(meta.get("likelihood") or {})
+    return CBCResult(
         label=label,
         outdir=".",
         sampler="gwinfer",
@@ -221,10 +227,43 @@ def make_result(
         constraint_parameter_keys=[],
         priors=result_priors(keys, priors),
         injection_parameters=inj,
-        meta_data=dict(meta_data or {}),
+        meta_data=meta,
         posterior=pd.DataFrame(cols),
         sampling_time=sampling_time,
+        **evidence,
     )
+
+
+def _evidences(log_z: float, log_z_err: float, log_z_noise: float, log_bf: float) -> dict[str, float]:
+    """The four evidence numbers as floats (NaN unknown), the third of ln Z, ln Z_noise, ln BF filled in
+    from the other two; refused when all three are given and disagree or any is +-inf."""
+    vals = {
+        "log_evidence": log_z,
+        "log_evidence_err": log_z_err,
+        "log_noise_evidence": log_z_noise,
+        "log_bayes_factor": log_bf,
+    }
+    out: dict[str, float] = {}
+    for k, v in vals.items():
+        try:
+            out[k] = float(v)
+        except (TypeError, ValueError):
+            raise GwinferError(f"{k} = {v!r} must be a number (NaN when unknown)") from None
+        if np.isinf(out[k]):
+            raise GwinferError(f"{k} = {v!r} must be finite (NaN when unknown)")
+    if out["log_evidence_err"] < 0:
+        raise GwinferError(f"log_evidence_err = {log_z_err!r} must be >= 0")
+    z, zn, bf = out["log_evidence"], out["log_noise_evidence"], out["log_bayes_factor"]
+    known = [not np.isnan(v) for v in (z, zn, bf)]
+    if all(known) and not np.isclose(bf, z - zn, rtol=1e-9, atol=1e-9):
+        raise GwinferError(f"log_bayes_factor {bf} != log_evidence {z} - log_noise_evidence {zn}")
+    if known == [True, True, False]:
+        out["log_bayes_factor"] = z - zn
+    elif known == [True, False, True]:
+        out["log_noise_evidence"] = z - bf
+    elif known == [False, True, True]:
+        out["log_evidence"] = bf + zn
+    return out
 
 
 def result_paths(out: str | Path) -> tuple[Path, Path]:
@@ -255,20 +294,53 @@ def save_result(
 def save_corner(result: Any, path: str | Path, parameters: Sequence[str] | None = None) -> Path:
     """``result.plot_corner`` of ``parameters`` (default the search keys) saved atomically as PNG.
 
-    Titles give the median and the central 90 % interval (5 % and 95 % quantiles, also drawn); the
-    injection values, where the result has them, are the truths (orange).
+    Axes carry LaTeX labels with units (bilby's prior labels, :mod:`gwinfer.evaluation.labels` for the
+    rest); a GPS time is plotted after a whole-second offset written into its label. Titles give the median
+    and the central 90 % interval (5 % and 95 % quantiles, also drawn) to two significant digits of the
+    interval; the injection values, where the result has them, are the truths (orange).
     """
+    from bilby.core.result import Result
+
     from gwinfer.evaluation.figures import pyplot, save_png
+    from gwinfer.evaluation.labels import axis_label, time_offset
 
     keys = list(parameters or result.search_parameter_keys)
     missing = [k for k in keys if k not in result.posterior]
     if missing:
         raise GwinferError(f"corner plot: the posterior has no samples of {missing}")
+    priors = result.priors or {}
+    offsets = {k: time_offset(k, result.posterior[k]) for k in keys}
+    shown = Result(
+        label=result.label,
+        search_parameter_keys=keys,
+        posterior=result.posterior[keys] - np.array([offsets[k] for k in keys]),
+    )
     inj = result.injection_parameters
-    plotted: list[str] | dict[str, float | None] = {k: inj.get(k) for k in keys} if inj else keys
+    truths = {k: (inj[k] - offsets[k] if inj.get(k) is not None else None) for k in keys} if inj else None
+    labels = [axis_label(k, priors.get(k), offsets[k]) for k in keys]
+    quantiles = [0.05, 0.95]
     pyplot()  # the Agg backend before bilby draws
     with quiet_bilby():
-        fig = result.plot_corner(
-            parameters=plotted, save=False, quantiles=[0.05, 0.95], bins=40, smooth=0.9, plot_datapoints=False
+        fig = shown.plot_corner(
+            parameters=truths or keys,
+            labels=labels,
+            titles=False,
+            save=False,
+            quantiles=quantiles,
+            bins=40,
+            smooth=0.9,
+            plot_datapoints=False,
         )
+        axes = fig.get_axes()
+        for i, k in enumerate(keys):
+            axes[i * (len(keys) + 1)].set_title(corner_title(shown, k, quantiles), fontsize=12)
     return save_png(fig, path, dpi=100)
+
+
+def corner_title(result: Any, key: str, quantiles: Sequence[float]) -> str:
+    """``$median^{+plus}_{-minus}$`` of ``key`` (central interval ``quantiles``) to two significant digits
+    of the smaller error bar (at most 6 decimals)."""
+    summary = result.get_one_dimensional_median_and_error_bar(key, quantiles=quantiles)
+    err = min(abs(summary.plus), abs(summary.minus))
+    decimals = int(np.clip(1 - np.floor(np.log10(err)), 0, 6)) if np.isfinite(err) and err > 0 else 2
+    return result.get_one_dimensional_median_and_error_bar(key, fmt=f".{decimals}f", quantiles=quantiles).string

@@ -46,8 +46,7 @@ class WhitenedGaussianLikelihood(Likelihood):
             raise GwinferError(f"data shape {self.x.shape} does not match the signal model's {signal_model.shape}")
         self.signal_model = signal_model
         self.fixed = {k: float(v) for k, v in (fixed or {}).items()}
-        self._norm = -0.5 * self.x.size * np.log(2.0 * np.pi)
-        self._noise = -0.5 * float(np.sum(self.x**2)) + self._norm
+        self._noise = noise_log_likelihood(self.x)
 
     def _signal(self, parameters: Mapping[str, Any]) -> np.ndarray | None:
         """The whitened signal (n_det, n_samples) at ``parameters`` (over ``fixed``); None if it fails."""
@@ -71,6 +70,13 @@ class WhitenedGaussianLikelihood(Likelihood):
     def noise_log_likelihood(self) -> float:
         """log L of the noise-only model (h = 0), nats."""
         return self._noise
+
+
+def noise_log_likelihood(x: np.ndarray) -> float:
+    """log L of whitened data ``x`` under the noise-only model (h = 0; unit white noise), nats:
+    -sum x^2 / 2 - n log(2 pi) / 2. With a log evidence of the same likelihood it gives the Bayes factor."""
+    arr = np.asarray(x, dtype=np.float64)
+    return -0.5 * float(np.sum(arr**2)) - 0.5 * arr.size * np.log(2.0 * np.pi)
 
 
 def reference_priors(
@@ -114,9 +120,15 @@ def reference_posterior(
     (e.g. ``{"sample": "unif"}`` for cheap low-dimensional runs, ``{"dlogz": 0.1}``). bilby's files go to
     ``outdir`` (a temporary folder by default; save the returned Result with
     :func:`gwinfer.evaluation.posterior.save_result`). ``seed`` seeds dynesty and bilby's global generator
-    (restored afterwards), so a run is reproducible.
+    (restored afterwards), so a run is reproducible. The result is a ``bilby.gw.result.CBCResult`` with its log
+    evidence, noise evidence and Bayes factor, and the derived columns of
+    :func:`gwinfer.evaluation.derived.derived_parameters`.
     """
     import bilby
+    import pandas as pd
+    from bilby.gw.result import CBCResult
+
+    from gwinfer.evaluation.derived import derived_parameters
 
     if isinstance(nlive, bool) or not isinstance(nlive, int) or nlive < 10:
         raise GwinferError(f"nlive = {nlive!r} must be an integer >= 10")
@@ -149,12 +161,14 @@ def reference_posterior(
                 save=False,
                 plot=False,
                 meta_data=dict(meta_data or {}),
+                result_class=CBCResult,
                 **kwargs,
             )
     finally:
         brandom.Generator.rng = saved_rng
     result.outdir = outdir or "."
     result.search_parameter_keys = list(keys)
+    result.posterior = pd.DataFrame(derived_parameters({k: result.posterior[k].to_numpy() for k in result.posterior}))
     return result
 
 

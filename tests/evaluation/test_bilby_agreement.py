@@ -56,17 +56,23 @@ def test_derived_parameters_match_the_closed_forms():
     mc = (m1 * m2) ** 0.6 / (m1 + m2) ** 0.2
     chi_eff = (m1 * c1 + m2 * c2) / (m1 + m2)
     out = derived_parameters({"mass_1": m1, "mass_2": m2, "chi_1": c1, "chi_2": c2})
-    assert list(out) == ["mass_1", "mass_2", "chi_1", "chi_2", "mass_ratio", "chirp_mass", "chi_eff"]
+    assert list(out) == ["mass_1", "mass_2", "chi_1", "chi_2", "mass_ratio", "chirp_mass", "total_mass", "chi_eff"]
     np.testing.assert_allclose(out["chirp_mass"], mc, rtol=1e-14)
+    np.testing.assert_allclose(out["total_mass"], m1 + m2, rtol=1e-15)
     np.testing.assert_allclose(out["mass_ratio"], m2 / m1, rtol=1e-15)
     np.testing.assert_allclose(out["chi_eff"], chi_eff, rtol=0, atol=1e-15)
     back = derived_parameters({"chirp_mass": mc, "mass_ratio": m2 / m1, "chi_1": c1, "chi_2": c2})
-    assert list(back) == ["chirp_mass", "mass_ratio", "chi_1", "chi_2", "mass_1", "mass_2", "chi_eff"]
+    assert list(back) == ["chirp_mass", "mass_ratio", "chi_1", "chi_2", "mass_1", "mass_2", "total_mass", "chi_eff"]
     np.testing.assert_allclose(back["mass_1"], m1, rtol=1e-13)
     np.testing.assert_allclose(back["mass_2"], m2, rtol=1e-13)
     given = derived_parameters({"mass_1": m1, "mass_2": m2, "chirp_mass": np.ones(1000)})
     assert np.all(given["chirp_mass"] == 1.0)  # a given column is kept
-    assert set(derived_parameters({"luminosity_distance": m1})) == {"luminosity_distance"}
+    assert set(derived_parameters({"luminosity_distance": m1})) == {
+        "luminosity_distance",
+        "redshift",
+        "comoving_distance",
+    }
+    assert set(derived_parameters({"chi_1": c1})) == {"chi_1"}
 
 
 def test_corner_plots_keep_gwinfer_file_names(tmp_path):

@@ -340,6 +340,9 @@ def test_train_sample_pp_and_bilby_results(sim_path, tmp_path):
     )
     back = bilby.result.read_in_result(str(tmp_path / "cli.json"))
     assert len(back.posterior) == 200 and back.injection_parameters["mass_1"] == pytest.approx(params["mass_1"])
+    strain = back.meta_data["likelihood"]["interferometers"]["plus"]["strain"]
+    assert strain["injection"] == 2 and strain["simulation"]["sha256"] == sha256_file(sim_path)
+    assert back.meta_data["likelihood"]["interferometers"]["plus"]["psd"]["sha256"]
     assert (
         _run(
             [
@@ -368,6 +371,9 @@ def test_train_sample_pp_and_bilby_results(sim_path, tmp_path):
         and info["ess"] == pytest.approx(info["efficiency"] * 100)
     )
     assert rew.log_evidence == pytest.approx(info["log_evidence"])
+    x2 = np.asarray(injection_data(read_simulation(sim_path), 2, 0)[0], dtype=np.float64)  # noise seed 0
+    assert rew.log_noise_evidence == pytest.approx(-0.5 * np.sum(x2**2) - 0.5 * x2.size * np.log(2 * np.pi))
+    assert rew.log_bayes_factor == pytest.approx(rew.log_evidence - rew.log_noise_evidence)
     assert (
         _run(
             [
@@ -466,6 +472,10 @@ def test_reference_sampler_matches_grid_posterior(sim_path, tmp_path):
     log_z = np.log(integrate.trapezoid(w, grid)) + np.max(log_l + log_p)
     assert abs(np.mean(d) - mean) < 0.25 * std and 0.75 < np.std(d) / std < 1.3
     assert abs(result.log_evidence - log_z) < 3 * result.log_evidence_err + 0.3
+    x64 = np.asarray(x, dtype=np.float64)
+    noise = -0.5 * np.sum(x64**2) - 0.5 * x64.size * np.log(2 * np.pi)
+    assert result.log_bayes_factor == pytest.approx(result.log_evidence - noise, abs=1e-6)
+    assert type(result).__name__ == "CompactBinaryCoalescenceResult" and "redshift" in result.posterior
     # importance sampling of a Gaussian proposal recovers the grid evidence on the GW likelihood
     from gwinfer.evaluation.reference import log_prior_function
 

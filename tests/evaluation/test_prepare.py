@@ -38,6 +38,18 @@ def test_prepare_then_sample_equals_analyze(tmp_path, capsys):
     a = json.loads((tmp_path / "a.json").read_text())["posterior"]["content"]
     assert s["chirp_mass"] == pytest.approx(a["chirp_mass"], rel=1e-6)
     assert np.all(np.abs(np.array(s["geocent_time"]) - GPS) < 1.0)  # GPS seconds, not seconds from the start
+    # the result records the strain and the PSDs that whitened it, in bilby's place (CBCResult.interferometers)
+    from bilby.gw.result import CBCResult
+
+    from gwinfer.provenance import sha256_file
+
+    back = CBCResult.from_json(str(tmp_path / "s.json"))
+    ifos = back.meta_data["likelihood"]["interferometers"]
+    assert sorted(ifos) == ["H1", "L1"] and back.meta_data["likelihood"]["start_time"] == record["segment_start"]
+    assert ifos["H1"]["strain"]["sha256"] == sha256_file(seg)
+    assert ifos["L1"]["psd"]["sha256"] == sha256_file(tmp_path / "seg-L1-psd.txt")
+    assert ifos["L1"]["gwosc_file"]["sha256"] == sha256_file(L1)
+    assert back.priors["geocent_time"].minimum > GPS - 4  # the prior in GPS seconds, as the samples
 
 
 @pytest.mark.parametrize("content", [b"", b"x y z\n1 2\n", None])

@@ -200,6 +200,11 @@ def test_bad_requests_are_4xx_and_server_keeps_serving(setup):
     assert status == 400 and "malformed JSON" in json.loads(body)["error"]
     status, body = raw(server, "POST", path, b'{"inputs": []}')
     assert status == 400
+    deep = b"[" * 100_000 + b"]" * 100_000  # deeper than json's recursion limit: 400, not 500
+    status, body = raw(server, "POST", path, deep)
+    assert status == 400 and "nested too deeply" in json.loads(body)["error"], body
+    status, body = raw(server, "POST", "/v2/repository/index", deep)
+    assert status == 400, body
     status, _ = raw(server, "POST", path, b"{}" + x.tobytes(), {"Inference-Header-Content-Length": "999999999"})
     assert status == 400
     status, _ = raw(server, "POST", path, b"{}", {"Inference-Header-Content-Length": "x1"})

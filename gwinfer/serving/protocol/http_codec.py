@@ -53,6 +53,8 @@ def json_header(body: bytes | memoryview, header_length: str | None) -> tuple[di
         req = json.loads(bytes(head) if isinstance(head, memoryview) else head)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ServingError(400, f"malformed JSON inference header: {err}") from None
+    except RecursionError:  # e.g. 100k nested '[': the decoder's recursion limit, not a server fault
+        raise ServingError(400, "malformed JSON inference header: nested too deeply") from None
     if not isinstance(req, dict):
         raise ServingError(400, "the inference request must be a JSON object")
     return req, blob

@@ -66,7 +66,7 @@ async def json_object(state: App, request: Request, refusal: str, required: bool
         return {}
     try:
         req = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested too deeply
         req = None
     if not isinstance(req, dict):
         raise ServingError(400, refusal)
