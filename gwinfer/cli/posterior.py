@@ -460,7 +460,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         help="weigh the network's draws by bilby's likelihood and prior; refine the proposal until --target-ess",
     )
     g.add_argument("--target-ess", type=float, default=2000.0, help="effective samples to reach (default: 2000)")
-    g.add_argument("--max-rounds", type=int, default=4, help="proposal refinements at most (default: 4)")
+    g.add_argument("--max-rounds", type=int, default=5, help="importance-sampling rounds at most (default: 5)")
     g.add_argument("--max-draws", type=int, default=60000, help="draws per round at most (default: 60000)")
     g.add_argument("--workers", type=int, default=2, help="likelihood processes (default: 2)")
     g.add_argument(
