@@ -419,7 +419,7 @@ OUTPUTS: dict[str, dict[str, str]] = {
     "robustness": {"out": "dir"}, "degeneracy": {"out": "dir"}, "demo": {"out": "dir"},
     "train": {"out": "dir"}, "train-posterior": {"out": "dir"}, "distill": {"out": "dir"},
     "simulate": {"out": "file"}, "fd-bank": {"out": "file"}, "sample": {"out": "file"}, "pp": {"out": "dir"}, "reference": {"out": "file"},
-    "analyze": {"out": "file"}, "psd": {"out": "file"}, "prepare": {"out": "file"}, "export": {"repo": "dir"}, "stream": {"out": "file"},
+    "analyze": {"out": "file"}, "compare": {"out": "dir"}, "psd": {"out": "file"}, "prepare": {"out": "file"}, "export": {"repo": "dir"}, "stream": {"out": "file"},
 }  # fmt: skip
 
 

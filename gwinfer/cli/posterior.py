@@ -328,6 +328,46 @@ def cmd_analyze_event(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    import json
+
+    from bilby.core.result import read_in_result
+
+    from gwinfer.evaluation.published import (
+        DEFAULT_PARAMETERS,
+        compare_to_published,
+        comparison_json,
+        comparison_markdown,
+        overlay_corner,
+        published_samples,
+    )
+    from gwinfer.provenance import atomic_path, provenance
+
+    if not Path(args.result).is_file():
+        raise GwinferError(f"result file {args.result} does not exist (gwinfer analyze --out ...)")
+    try:
+        result = read_in_result(filename=str(args.result))
+    except Exception as err:  # bilby raises several types for unreadable files
+        raise GwinferError(f"{args.result} is not a readable bilby result ({type(err).__name__})") from None
+    pub = published_samples(args.event, args.release)
+    ours = {k: result.posterior[k].to_numpy() for k in DEFAULT_PARAMETERS if k in result.posterior}
+    rows = compare_to_published(ours, pub, parameters=[k for k in DEFAULT_PARAMETERS if k in ours])
+    title = f"{args.event}: gwinfer ({Path(args.result).name}) vs {Path(pub.path).name}"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    record = comparison_json(rows, title=title, published=pub)
+    record["provenance"] = provenance("comparison", vars(args) | {"func": None}, parents=[args.result, pub.path])
+    with atomic_path(out / "comparison.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=1, allow_nan=False))
+    md = comparison_markdown(rows, title=title)
+    with atomic_path(out / "comparison.md") as tmp:
+        tmp.write_text(md)
+    overlay_corner(ours, pub, out / "overlay.png", parameters=[k for k in DEFAULT_PARAMETERS if k in ours], title=title)
+    print(md)
+    print(f"written to {out}/ (comparison.md, comparison.json, overlay.png)")
+    return 0
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from gwinfer.evaluation.analyze import analyze
 
@@ -460,7 +500,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         help="weigh the network's draws by bilby's likelihood and prior; refine the proposal until --target-ess",
     )
     g.add_argument("--target-ess", type=float, default=2000.0, help="effective samples to reach (default: 2000)")
-    g.add_argument("--max-rounds", type=int, default=5, help="importance-sampling rounds at most (default: 5)")
+    g.add_argument("--max-rounds", type=int, default=6, help="importance-sampling rounds at most (default: 6)")
     g.add_argument("--max-draws", type=int, default=60000, help="draws per round at most (default: 60000)")
     g.add_argument("--workers", type=int, default=2, help="likelihood processes (default: 2)")
     g.add_argument(
@@ -468,6 +508,17 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--strict-coverage", action="store_true", help="refuse noise outside the model's training family")
     p.set_defaults(func=cmd_analyze)
+
+    p = subparsers.add_parser(
+        "compare", help="compare an event's posterior with the published one in ../shared/external (table + corner)"
+    )
+    p.add_argument("--result", required=True, help="bilby result of gwinfer analyze (.json or .hdf5)")
+    p.add_argument("--event", required=True, help="GW150914, GW151226, GW170104 or GW170814")
+    p.add_argument(
+        "--release", default=None, help="pycbc-inference-paper, o2-bbh-pe or 2-ogc (default: the event's PyCBC release)"
+    )
+    p.add_argument("--out", required=True, help="output folder (comparison.md, comparison.json, overlay.png)")
+    p.set_defaults(func=cmd_compare)
 
     p = subparsers.add_parser(
         "prepare",

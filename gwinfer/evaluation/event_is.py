@@ -1,24 +1,29 @@
-"""Importance sampling of a real event with an event model as proposal (DINGO-IS, Dax et al. 2023, PRL 130, 171403).
+"""Importance sampling of a real event with an event model as proposal (after DINGO-IS, Dax et al. 2023,
+PRL 130, 171403), on this CPU.
 
-Likelihood: bilby's ``GravitationalWaveTransient`` with the phase marginalised, on the event's own
-segment and off-source PSD (:mod:`gwinfer.evaluation.event`), the bank's waveform generator (approximant,
-band, reference frequency) and the bank's prior: the same model of the data the network was trained on.
-The data are given to bilby as a frequency series with the PSD times the window power, which is exactly the
-whitening of the network's input (:mod:`gwinfer.detectors.frequency`).
+Likelihood: bilby's ``GravitationalWaveTransient`` with the phase AND the coalescence time marginalised
+(time on a 1/4096 s grid, :data:`LIKELIHOOD_RATE`), on the event's own segment and off-source PSD
+(:mod:`gwinfer.evaluation.event`), the bank's approximant, band and reference frequency, and the bank's prior:
+the same model of the data the network was trained on. The data are given to bilby as a frequency series
+with the PSD times the window power, exactly the whitening of the network's input (tested). geocent_time is
+reconstructed afterwards, one draw per sample from its conditional posterior (bilby).
 
-Weights ``w = L(theta) pi(theta) / q(theta)``; effective sample size ``ESS = (sum w)^2 / sum w^2``,
-sampling efficiency ``ESS / N``, evidence ``ln Z = ln mean(w)`` with error ``sqrt((N / ESS - 1) / N)``
-(delta method). Draws outside the prior have ``pi = 0``: weight 0, counted in N (as DINGO does).
+Importance sampling therefore runs over the 9 other parameters. Round 0's proposal is the network's: a
+Gaussian mixture (:func:`fit_gmm`, ``components``, covariances widened by ``inflate**2``) fitted to ``n``
+network draws (the flow's 9-parameter marginal has no closed form). Weights ``w = L pi / q``; effective
+sample size ``ESS = (sum w)^2 / sum w^2``, sampling efficiency ``ESS / N``, evidence ``ln Z = ln mean(w)``
+with error ``sqrt((N / ESS - 1) / N)``. Draws outside the prior have ``pi = 0``: weight 0, counted in N.
 
-Refinement: where one round has ``ESS`` below the target, the next proposal is the defensive mixture
-``alpha q_network + (1 - alpha) GMM``, a Gaussian mixture fitted by weighted EM to the weighted draws
-(:func:`fit_gmm`, covariances widened by ``inflate**2``; ``ra`` and ``psi`` are periodic: its density sums
-the neighbouring images), exact in density, so every round is a valid importance sampler. The result is
-the last round (its draws and weights). After ``max_rounds`` rounds below the target the answer is an
-error saying the model does not cover the event (or a warning with ``allow_low_ess``).
+Refinement, while ESS < ``target_ess`` (at most ``max_rounds`` rounds): the next proposal is the defensive
+mixture ``alpha q_network + (1 - alpha) GMM``, with the GMM fitted to the weighted draws of the last two
+rounds, or, when their ESS is below ``refit_ess`` (too few effective draws to fit a 9-D mixture), to the
+second half of a short emcee run started from them (:meth:`EventSampler.mcmc`). Every round is an exact
+importance sampler (its proposal density is known), so the estimate is the last round's weighted draws;
+the MCMC only shapes proposals. Below the target after ``max_rounds`` the answer is an error saying the
+model does not cover the event (a warning with ``allow_low_ess``). ``ra`` and ``psi`` are periodic.
 
-All of this works in the model's coordinates (``ra`` at sidereal time 0, ``geocent_time`` from the trigger),
-where the bank's prior applies as it is; the likelihood sees user coordinates.
+All of this works in the model's coordinates (``ra`` at sidereal time 0), where the bank's prior applies
+as it is; the likelihood sees user coordinates.
 """
 
 from __future__ import annotations
@@ -271,20 +276,20 @@ def fit_gmm(
 @dataclass(frozen=True)
 class ISConfig:
     """Importance-sampling settings: ``n`` first-round draws, ``target_ess``, up to ``max_rounds`` rounds of
-    at most ``max_draws`` draws; below a sampling efficiency ``mcmc_below`` the next proposal is fitted to an
-    emcee run (``mcmc_walkers`` x ``mcmc_steps``) started from the weighted draws; defensive network share ``alpha``, ``components`` of the GMM, covariance
+    at most ``max_draws`` draws; below an ESS of ``refit_ess`` the next proposal is fitted to an emcee run
+    (``mcmc_walkers`` x ``mcmc_steps``) started from the weighted draws, above it to the weighted draws; defensive network share ``alpha``, ``components`` of the GMM, covariance
     ``inflate`` factor, ``workers`` likelihood processes, ``seed``."""
 
     n: int = 20000
     target_ess: float = 2000.0
-    max_rounds: int = 5
-    mcmc_below: float = 0.005
+    max_rounds: int = 6
+    refit_ess: float = 1000.0
     mcmc_walkers: int = 64
     mcmc_steps: int = 300
     max_draws: int = 60000
-    alpha: float = 0.1
+    alpha: float = 0.05
     components: int = 8
-    inflate: float = 1.5
+    inflate: float = 1.2
     workers: int = 2
     seed: int = 0
 
@@ -438,6 +443,7 @@ class EventSampler:
         rounds: list[dict[str, Any]] = []
         n, gmm = cfg.n, None
         prev: tuple[np.ndarray, np.ndarray] | None = None
+        gmm_from_mcmc: bool | None = None
         for r in range(cfg.max_rounds):
             if gmm is None:
                 theta = base.sample(n, rng)
@@ -445,7 +451,9 @@ class EventSampler:
             else:
                 n_base = rng.binomial(n, cfg.alpha)
                 theta = np.concatenate([base.sample(n_base, rng), gmm.sample(n - n_base, rng)])
-                log_q = np.logaddexp(np.log(cfg.alpha) + base.log_prob(theta), np.log1p(-cfg.alpha) + gmm.log_prob(theta))
+                log_q = np.logaddexp(
+                    np.log(cfg.alpha) + base.log_prob(theta), np.log1p(-cfg.alpha) + gmm.log_prob(theta)
+                )
             log_w, log_l = self.weigh(theta, log_q)
             ess = ess_of(log_w)
             ln_z, ln_z_err = evidence(log_w)
@@ -466,22 +474,30 @@ class EventSampler:
             t0 = time.perf_counter()
             if ess >= cfg.target_ess or r == cfg.max_rounds - 1:
                 break
+            n_for_target = int(np.clip(1.3 * cfg.target_ess / max(ess / n, 1e-4), cfg.n, cfg.max_draws))
             # the next proposal is fitted to this round's and the previous round's draws, tempered to an ESS
             # of at least 5 per dimension (an estimate of where the posterior is, not the estimate itself)
             pool_t = theta if prev is None else np.concatenate([prev[0], theta])
             pool_w = log_w if prev is None else np.concatenate([prev[1], log_w])
             prev = (theta, log_w)
-            if ess / n < cfg.mcmc_below:
+            if ess < cfg.refit_ess:
                 # too few effective draws to fit a proposal: an ensemble MCMC (emcee) started from them
                 # locates the posterior; the mixture fitted to its chain is the next proposal
                 chain = self.mcmc(pool_t, pool_w, rng)
                 gmm = fit_gmm(chain, np.ones(chain.shape[0]), self.names, cfg.components, rng)
                 stats["refit"] = f"emcee {cfg.mcmc_walkers} walkers x {cfg.mcmc_steps} steps"
-                n = cfg.n
+                n = cfg.n if gmm_from_mcmc is None else n_for_target
+                gmm_from_mcmc = True
             else:
-                gmm = fit_gmm(pool_t, np.nan_to_num(np.exp(pool_w - pool_w[np.isfinite(pool_w)].max())), self.names, cfg.components, rng)
+                gmm = fit_gmm(
+                    pool_t,
+                    np.nan_to_num(np.exp(pool_w - pool_w[np.isfinite(pool_w)].max())),
+                    self.names,
+                    cfg.components,
+                    rng,
+                )
                 stats["refit"] = "weighted draws"
-                n = int(np.clip(1.3 * cfg.target_ess / max(ess / n, 1e-4), cfg.n, cfg.max_draws))
+                n = n_for_target
             gmm = GMM(gmm.names, gmm.weights, gmm.means, gmm.covs * cfg.inflate**2)
         return {"theta": theta, "log_weights": log_w, "log_likelihood": log_l, "log_q": log_q, "rounds": rounds}
 

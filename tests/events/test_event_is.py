@@ -61,9 +61,9 @@ def test_likelihood_sees_the_signal_the_network_sees(tiny_bank) -> None:
 
     from gwinfer.data.fd_bank import read_bank, waveform_generator
     from gwinfer.data.fd_dataset import DETECTORS, window_power
+    from gwinfer.detectors.frequency import whitening_scale
     from gwinfer.evaluation.event import EventData
     from gwinfer.evaluation.event_is import build_likelihood, spec_of
-    from gwinfer.detectors.frequency import whitening_scale
 
     bank = read_bank(tiny_bank)
     cfg = bank.config
