@@ -49,6 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         token=resolve_token(args.token, args.token_file),
         max_body_bytes=args.max_body_bytes,
+        max_json_bytes=args.max_json_bytes,
         threads=args.threads,
         max_sequences=args.max_sequences,
         grpc_port=args.grpc_port if args.grpc_port > 0 else None,
@@ -173,6 +174,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--token-file", default=None, help="file whose first line is the token")
     p.add_argument(
         "--max-body-bytes", type=int, default=64 << 20, help="largest HTTP request body / gRPC message, bytes"
+    )
+    p.add_argument(
+        "--max-json-bytes",
+        type=int,
+        default=1 << 20,
+        help="largest JSON part of an HTTP request, bytes (larger tensors: binary data extension; default: 1 MiB)",
     )
     p.add_argument("--threads", type=int, default=1, help="intra-op threads of each model")
     p.add_argument(

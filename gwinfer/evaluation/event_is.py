@@ -17,7 +17,7 @@ with error ``sqrt((N / ESS - 1) / N)``. Draws outside the prior have ``pi = 0``:
 Refinement, while ESS < ``target_ess`` (at most ``max_rounds`` rounds): the next proposal is the defensive
 mixture ``alpha q_network + (1 - alpha) GMM``, with the GMM fitted to the weighted draws of the last two
 rounds, or, when their ESS is below ``refit_ess`` (too few effective draws to fit a 9-D mixture), to the
-second half of a short emcee run started from them (:meth:`EventSampler.mcmc`). Every round is an exact
+second half of a short emcee run started from them (later runs continue the walkers of the last) (:meth:`EventSampler.mcmc`). Every round is an exact
 importance sampler (its proposal density is known), so the estimate is the last round's weighted draws;
 the MCMC only shapes proposals. Below the target after ``max_rounds`` the answer is an error saying the
 model does not cover the event (a warning with ``allow_low_ess``). ``ra`` and ``psi`` are periodic.
@@ -289,7 +289,7 @@ class ISConfig:
     max_draws: int = 60000
     alpha: float = 0.05
     components: int = 8
-    inflate: float = 1.2
+    inflate: float = 1.3
     workers: int = 2
     seed: int = 0
 
@@ -348,6 +348,7 @@ class EventSampler:
         self.prior = prior_from_text(spec.prior_text)  # model coordinates: geocent_time from the trigger
         self.prior.pop("geocent_time", None)
         self.gmst = gmst(spec.gps)
+        self._walkers: np.ndarray | None = None
 
     def to_user(self, theta: np.ndarray) -> dict[str, np.ndarray]:
         """IS coordinates (N, D) -> {bilby name: (N,)} with ra at the event's time (no geocent_time)."""
@@ -407,10 +408,13 @@ class EventSampler:
         import emcee
 
         cfg = self.config
-        ok = np.isfinite(log_w)
-        beta = temper(log_w, 2.0 * cfg.mcmc_walkers)
-        p = np.where(ok, np.exp(beta * (log_w - log_w[ok].max())), 0.0)
-        start = theta[rng.choice(theta.shape[0], size=cfg.mcmc_walkers, replace=False, p=p / p.sum())]
+        if self._walkers is not None:  # continue the previous run: its burn-in is not lost
+            start = self._walkers
+        else:
+            ok = np.isfinite(log_w)
+            beta = temper(log_w, 2.0 * cfg.mcmc_walkers)
+            p = np.where(ok, np.exp(beta * (log_w - log_w[ok].max())), 0.0)
+            start = theta[rng.choice(theta.shape[0], size=cfg.mcmc_walkers, replace=False, p=p / p.sum())]
 
         def log_post(x: np.ndarray) -> np.ndarray:
             x = x.copy()
@@ -429,6 +433,7 @@ class EventSampler:
         sampler = emcee.EnsembleSampler(cfg.mcmc_walkers, theta.shape[1], log_post, vectorize=True)
         sampler._random.seed(int(rng.integers(0, 2**32 - 1)))
         sampler.run_mcmc(start, cfg.mcmc_steps, progress=False)
+        self._walkers = sampler.get_chain()[-1]
         chain = sampler.get_chain(discard=cfg.mcmc_steps // 2, flat=True)
         for j, name in enumerate(self.names):
             if name in PERIODS:

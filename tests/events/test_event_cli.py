@@ -93,5 +93,7 @@ def test_compare_with_the_published_release(tmp_path, capsys) -> None:
     assert rows["chirp_mass"]["inside"] and rows["chirp_mass"]["width_ratio"] == pytest.approx(1.0)
     assert rows["chirp_mass"]["jsd"] < 1e-3 and rows["chi_eff"]["jsd"] < 1e-3
     assert (tmp_path / "cmp/overlay.png").stat().st_size > 10000
-    rc = main(["compare", "--result", str(tmp_path / "none.json"), "--event", "GW150914", "--out", str(tmp_path / "c2")])
+    rc = main(
+        ["compare", "--result", str(tmp_path / "none.json"), "--event", "GW150914", "--out", str(tmp_path / "c2")]
+    )
     assert rc == 2 and "does not exist" in capsys.readouterr().err

@@ -231,6 +231,14 @@ def test_bad_requests_are_4xx_and_server_keeps_serving(setup):
     conn.close()
     status, body = raw(server, "GET", "/v2/nowhere")
     assert status == 404 and "error" in json.loads(body)
+    # a JSON part beyond max_json_bytes is refused unparsed (parsing would hold the event loop)
+    from gwinfer.serving.protocol.errors import ServingError
+    from gwinfer.serving.protocol.http_codec import json_header
+
+    big = _infer_json([good_input | {"data": [0.1] * 1000}])
+    with pytest.raises(ServingError, match="binary data") as err:
+        json_header(big, None, max_json_bytes=1024)
+    assert err.value.status == 413 and json_header(big, None, max_json_bytes=len(big))[0]["inputs"]
 
     # still serving, with correct answers
     assert c.is_server_live()

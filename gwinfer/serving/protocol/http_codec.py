@@ -37,8 +37,11 @@ def header_length_of(header_length: str | None) -> int:
         return 0
 
 
-def json_header(body: bytes | memoryview, header_length: str | None) -> tuple[dict[str, Any], bytes | memoryview]:
-    """(the JSON inference header, the binary tensor data after it) of an HTTP inference body."""
+def json_header(
+    body: bytes | memoryview, header_length: str | None, max_json_bytes: int | None = None
+) -> tuple[dict[str, Any], bytes | memoryview]:
+    """(the JSON inference header, the binary tensor data after it) of an HTTP inference body; a JSON part
+    longer than ``max_json_bytes`` is refused (413) before it is parsed."""
     if header_length is None:
         head, blob = body, b""
     else:
@@ -49,6 +52,12 @@ def json_header(body: bytes | memoryview, header_length: str | None) -> tuple[di
         if not 0 < n <= len(body):
             raise ServingError(400, f"Inference-Header-Content-Length {n} is outside the body length {len(body)}")
         head, blob = body[:n], body[n:]
+    if max_json_bytes is not None and len(head) > max_json_bytes:
+        raise ServingError(
+            413,
+            f"JSON inference header of {len(head)} bytes exceeds the limit of {max_json_bytes}: send large tensors "
+            "as binary data (Inference-Header-Content-Length, binary_data_size)",
+        )
     try:
         req = json.loads(bytes(head) if isinstance(head, memoryview) else head)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:

@@ -45,6 +45,9 @@ from gwinfer.serving.server.shadow import ShadowMonitor
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY = 64 << 20  # bytes (64 MiB): largest HTTP request body / gRPC message
+#: Largest JSON part of an HTTP request (bytes): parsing JSON holds the event loop (~20 ms per MB here), so
+#: larger tensors must use the binary data extension (a 2.5 MB JSON body raised every request's p99 5x).
+DEFAULT_MAX_JSON = 1 << 20
 EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository", "sequence", "system_shared_memory"]
 
 Versions = dict[int, ModelVersion]
@@ -87,7 +90,8 @@ class App:
     """State and handlers of one server: repository, executor, metrics, limits.
 
     ``token``: bearer token every request but health checks must carry (None: open);
-    ``max_body_bytes``: largest request body / gRPC message (bytes, >= 1024); ``threads``: intra-op
+    ``max_body_bytes``: largest request body / gRPC message (bytes, >= 1024); ``max_json_bytes``: largest
+    JSON part of an HTTP request (bytes, >= 1024; 413 beyond it: send tensors as binary data); ``threads``: intra-op
     threads of each model; ``max_sequences``: live sequences per streaming version; ``shadow_fraction``:
     the share of production requests mirrored to a development version (0 disables shadowing).
     """
@@ -102,7 +106,11 @@ class App:
         dynamic_batching: bool = True,
         shadow_fraction: float = 1.0,
         body_timeout: float = BODY_TIMEOUT_S,
+        max_json_bytes: int = DEFAULT_MAX_JSON,
     ) -> None:
+        if not isinstance(max_json_bytes, int) or isinstance(max_json_bytes, bool) or max_json_bytes < 1024:
+            raise GwinferError(f"max_json_bytes = {max_json_bytes!r} must be an integer >= 1024")
+        self.max_json_bytes = max_json_bytes
         if not (isinstance(body_timeout, (int, float)) and 0 < body_timeout <= 3600):
             raise GwinferError(f"body_timeout = {body_timeout!r} s must lie in (0, 3600] s")
         self.body_timeout = float(body_timeout)

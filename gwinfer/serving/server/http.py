@@ -64,6 +64,8 @@ async def json_object(state: App, request: Request, refusal: str, required: bool
     body = bytes(await read_body(request, state.max_body_bytes, timeout=state.body_timeout))
     if not body.strip() and not required:
         return {}
+    if len(body) > state.max_json_bytes:
+        raise ServingError(413, f"JSON body of {len(body)} bytes exceeds the limit of {state.max_json_bytes}")
     try:
         req = json.loads(body)
     except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested too deeply
@@ -85,7 +87,7 @@ async def infer(state: App, request: Request, name: str, version: str | None) ->
             request, state.max_body_bytes, align_at=header_length_of(head_length), timeout=state.body_timeout
         )
         check_ready(mv)
-        req, blob = json_header(body, head_length)
+        req, blob = json_header(body, head_length, state.max_json_bytes)
         arrays, batch = parse_inputs(req, blob, mv, state.shm)
         wanted = requested_outputs(req, mv, state.shm, batch)
         params = req.get("parameters") or {}

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gwinfer.errors import GwinferError
-from gwinfer.serving.server.app import DEFAULT_MAX_BODY, App
+from gwinfer.serving.server.app import DEFAULT_MAX_BODY, DEFAULT_MAX_JSON, App
 from gwinfer.serving.server.http import create_app
 from gwinfer.serving.server.limits import (
     BODY_TIMEOUT_S,
@@ -152,6 +152,7 @@ class Server:
         port: int = 0,
         token: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY,
+        max_json_bytes: int = DEFAULT_MAX_JSON,
         threads: int = 1,
         max_sequences: int = 1024,
         dynamic_batching: bool = True,
@@ -170,6 +171,7 @@ class Server:
             repo,
             token=token,
             max_body_bytes=max_body_bytes,
+            max_json_bytes=max_json_bytes,
             threads=threads,
             max_sequences=max_sequences,
             dynamic_batching=dynamic_batching,
@@ -269,6 +271,7 @@ def serve(
     port: int = 8000,
     token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY,
+    max_json_bytes: int = DEFAULT_MAX_JSON,
     threads: int = 1,
     max_sequences: int = 1024,
     grpc_port: int | None = None,
@@ -308,6 +311,7 @@ def serve(
         repo,
         token=token,
         max_body_bytes=max_body_bytes,
+        max_json_bytes=max_json_bytes,
         threads=threads,
         max_sequences=max_sequences,
         shadow_fraction=shadow_fraction,
