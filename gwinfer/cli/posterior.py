@@ -296,6 +296,7 @@ def cmd_analyze_event(args: argparse.Namespace) -> int:
             target_ess=args.target_ess,
             max_rounds=args.max_rounds,
             max_draws=args.max_draws,
+            mcmc_steps=args.mcmc_steps,
             workers=args.workers,
             seed=args.seed,
         )
@@ -500,8 +501,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         help="weigh the network's draws by bilby's likelihood and prior; refine the proposal until --target-ess",
     )
     g.add_argument("--target-ess", type=float, default=2000.0, help="effective samples to reach (default: 2000)")
-    g.add_argument("--max-rounds", type=int, default=6, help="importance-sampling rounds at most (default: 6)")
-    g.add_argument("--max-draws", type=int, default=60000, help="draws per round at most (default: 60000)")
+    g.add_argument("--max-rounds", type=int, default=5, help="importance-sampling rounds at most (default: 5)")
+    g.add_argument("--max-draws", type=int, default=40000, help="draws per round at most (default: 40000)")
+    g.add_argument(
+        "--mcmc-steps", type=int, default=600, help="emcee steps per refinement below ESS 1000 (default: 600)"
+    )
     g.add_argument("--workers", type=int, default=2, help="likelihood processes (default: 2)")
     g.add_argument(
         "--allow-low-ess", action="store_true", help="write the result even when the target ESS is not reached"
