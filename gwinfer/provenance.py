@@ -72,7 +72,7 @@ def check_output(path: str | Path, *, folder: bool) -> Path:
         raise GwinferError(f"{p} is a file; a folder is needed here")
     if not folder and p.is_dir():
         raise GwinferError(f"{p} is a folder; a file path is needed here (e.g. {p / 'result.json'})")
-    ancestor = p if p.exists() else p.parent
+    ancestor = p if (folder and p.exists()) else p.parent  # an existing file is replaced: its folder counts
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():

@@ -87,3 +87,16 @@ def test_offsource_psd_recovers_a_known_psd() -> None:
     assert abs(np.median(ratio) - 1) < 0.1
     with pytest.raises(GwinferError, match="no off-source stretch"):
         offsource_psd(x[: int(10 * fs)], fs, 0.0, (2.0, 8.0))
+
+
+def test_check_output_accepts_an_existing_file_to_replace(tmp_path) -> None:
+    """Re-running a command onto its previous result file is allowed (it is replaced atomically)."""
+    from gwinfer.provenance import check_output
+
+    f = tmp_path / "result.json"
+    f.write_text("{}")
+    assert check_output(f, folder=False) == f
+    with pytest.raises(GwinferError, match="a folder is needed"):
+        check_output(f, folder=True)
+    with pytest.raises(GwinferError, match="is a file, not a folder"):
+        check_output(f / "x.json", folder=False)
