@@ -284,6 +284,78 @@ def fit_gmm(
     return GMM(tuple(names), pis[keep_k] / pis[keep_k].sum(), means[keep_k], covs[keep_k])
 
 
+class FlowProposal:
+    """An unconditional zuko neural spline flow fitted to posterior draws (an MCMC chain): a proposal that
+    follows curved and multimodal posteriors a Gaussian mixture cannot. Periodic columns are unwrapped
+    around their circular mean before fitting; the density of a wrapped point sums the images -1, 0, +1
+    periods away."""
+
+    def __init__(self, x: np.ndarray, names: Sequence[str], seed: int, steps: int = 1500) -> None:
+        import itertools
+
+        import torch
+        import zuko
+
+        self.names = tuple(names)
+        self.periodic = [j for j, k in enumerate(self.names) if k in PERIODS]
+        self.centre = np.zeros(x.shape[1])
+        for j in self.periodic:
+            p = PERIODS[self.names[j]]
+            ang = 2 * np.pi * x[:, j] / p
+            self.centre[j] = p * np.arctan2(np.sin(ang).mean(), np.cos(ang).mean()) / (2 * np.pi)
+        u = self._unwrap(x)
+        self.mean, self.std = u.mean(0), u.std(0) + 1e-12
+        z = torch.from_numpy((u - self.mean) / self.std).float()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.flow = zuko.flows.NSF(features=x.shape[1], transforms=4, hidden_features=(64, 64))
+            opt = torch.optim.Adam(self.flow.parameters(), lr=3e-3)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+            for _ in range(steps):
+                batch = z[torch.randint(0, z.shape[0], (1024,))]
+                loss = -self.flow().log_prob(batch).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+        self.flow.eval()
+        self.shifts = []
+        for combo in itertools.product((-1, 0, 1), repeat=len(self.periodic)):
+            sh = np.zeros(x.shape[1])
+            for j, m in zip(self.periodic, combo):
+                sh[j] = m * PERIODS[self.names[j]]
+            self.shifts.append(sh)
+
+    def _unwrap(self, x: np.ndarray) -> np.ndarray:
+        u = x.copy()
+        for j in self.periodic:
+            p = PERIODS[self.names[j]]
+            u[:, j] = self.centre[j] + (x[:, j] - self.centre[j] + p / 2) % p - p / 2
+        return u
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        import torch
+
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(int(rng.integers(0, 2**62)))
+            z = self.flow().sample((n,)).double().numpy()
+        x = z * self.std + self.mean
+        for j in self.periodic:
+            x[:, j] = np.mod(x[:, j], PERIODS[self.names[j]])
+        return x
+
+    def log_prob(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        u = self._unwrap(x)
+        out = []
+        with torch.no_grad():
+            for sh in self.shifts:
+                z = torch.from_numpy((u + sh - self.mean) / self.std).float()
+                out.append(self.flow().log_prob(z).double().numpy() - np.log(self.std).sum())
+        return np.logaddexp.reduce(np.array(out), axis=0)
+
+
 # --------------------------------------------------------------------------------------------- sampler
 @dataclass(frozen=True)
 class ISConfig:
@@ -467,25 +539,27 @@ class EventSampler:
         t0 = time.perf_counter()
         base = self.network_gmm(rng)
         rounds: list[dict[str, Any]] = []
-        n, gmm = cfg.n, None
+        n, refined = cfg.n, None  # refined: the latest fitted proposal (FlowProposal or GMM)
         prev: tuple[np.ndarray, np.ndarray] | None = None
-        gmm_from_mcmc: bool | None = None
+        mcmc_runs = 0
         for r in range(cfg.max_rounds):
-            if gmm is None:
+            if refined is None:
                 theta = base.sample(n, rng)
                 log_q = base.log_prob(theta)
             else:
                 n_base = rng.binomial(n, cfg.alpha)
-                theta = np.concatenate([base.sample(n_base, rng), gmm.sample(n - n_base, rng)])
+                theta = np.concatenate([base.sample(n_base, rng), refined.sample(n - n_base, rng)])
                 log_q = np.logaddexp(
-                    np.log(cfg.alpha) + base.log_prob(theta), np.log1p(-cfg.alpha) + gmm.log_prob(theta)
+                    np.log(cfg.alpha) + base.log_prob(theta), np.log1p(-cfg.alpha) + refined.log_prob(theta)
                 )
             log_w, log_l = self.weigh(theta, log_q)
             ess = ess_of(log_w)
             ln_z, ln_z_err = evidence(log_w)
             stats = {
                 "round": r,
-                "proposal": "network GMM" if gmm is None else f"{cfg.alpha:g} network GMM + refit GMM",
+                "proposal": "network GMM"
+                if refined is None
+                else f"{cfg.alpha:g} network GMM + {type(refined).__name__}",
                 "n": int(n),
                 "in_prior": float(np.isfinite(log_w).mean()),
                 "ess": ess,
@@ -501,30 +575,24 @@ class EventSampler:
             if ess >= cfg.target_ess or r == cfg.max_rounds - 1:
                 break
             n_for_target = int(np.clip(1.3 * cfg.target_ess / max(ess / n, 1e-4), cfg.n, cfg.max_draws))
-            # the next proposal is fitted to this round's and the previous round's draws, tempered to an ESS
-            # of at least 5 per dimension (an estimate of where the posterior is, not the estimate itself)
+            # the next proposal is fitted to this round's and the previous round's draws
             pool_t = theta if prev is None else np.concatenate([prev[0], theta])
             pool_w = log_w if prev is None else np.concatenate([prev[1], log_w])
             prev = (theta, log_w)
             if ess < cfg.refit_ess:
                 # too few effective draws to fit a proposal: an ensemble MCMC (emcee) started from them
-                # locates the posterior; the mixture fitted to its chain is the next proposal
+                # locates the posterior; a flow fitted to its chain is the next proposal
                 chain = self.mcmc(pool_t, pool_w, rng)
-                gmm = fit_gmm(chain, np.ones(chain.shape[0]), self.names, cfg.components, rng)
-                stats["refit"] = f"emcee {cfg.mcmc_walkers} walkers x {cfg.mcmc_steps} steps"
-                n = cfg.n if gmm_from_mcmc is None else n_for_target
-                gmm_from_mcmc = True
+                refined = FlowProposal(chain, self.names, seed=int(rng.integers(0, 2**31)))
+                stats["refit"] = f"flow on emcee {cfg.mcmc_walkers} walkers x {cfg.mcmc_steps} steps"
+                n = cfg.n if mcmc_runs == 0 else n_for_target
+                mcmc_runs += 1
             else:
-                gmm = fit_gmm(
-                    pool_t,
-                    np.nan_to_num(np.exp(pool_w - pool_w[np.isfinite(pool_w)].max())),
-                    self.names,
-                    cfg.components,
-                    rng,
-                )
-                stats["refit"] = "weighted draws"
+                w = np.nan_to_num(np.exp(pool_w - pool_w[np.isfinite(pool_w)].max()))
+                g = fit_gmm(pool_t, w, self.names, cfg.components, rng)
+                refined = GMM(g.names, g.weights, g.means, g.covs * cfg.inflate**2)
+                stats["refit"] = "GMM on the weighted draws"
                 n = n_for_target
-            gmm = GMM(gmm.names, gmm.weights, gmm.means, gmm.covs * cfg.inflate**2)
         return {"theta": theta, "log_weights": log_w, "log_likelihood": log_l, "log_q": log_q, "rounds": rounds}
 
     def time_samples(self, theta: np.ndarray, seed: int) -> np.ndarray:
