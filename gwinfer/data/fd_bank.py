@@ -133,13 +133,14 @@ def load_bank_config(path: str | Path) -> FDBankConfig:
 _GEN: Any = None
 
 
-def waveform_generator(config: FDBankConfig) -> Any:
-    """bilby's waveform generator on the full rfft grid (what its likelihood evaluates)."""
+def waveform_generator(config: FDBankConfig, sampling_frequency: float | None = None) -> Any:
+    """bilby's waveform generator on the rfft grid of ``sampling_frequency`` Hz (default 2 f_max: the band
+    only); the bank's approximant, reference frequency and band."""
     import bilby
 
     return bilby.gw.WaveformGenerator(
         duration=config.duration,
-        sampling_frequency=2 * config.f_max,
+        sampling_frequency=sampling_frequency or 2 * config.f_max,
         frequency_domain_source_model=bilby.gw.source.lal_binary_black_hole,
         parameter_conversion=bilby.gw.conversion.convert_to_lal_binary_black_hole_parameters,
         waveform_arguments={
@@ -149,6 +150,21 @@ def waveform_generator(config: FDBankConfig) -> Any:
             "maximum_frequency": config.f_max,
         },
     )
+
+
+def prior_from_text(text: str, time_offset: float = 0.0) -> Any:
+    """The bilby PriorDict of a prior file's text (as stored in a bank or model file), ``geocent_time``
+    bounds shifted by ``time_offset`` s."""
+    import tempfile
+
+    from gwinfer.physics.priors import load_prior
+
+    with tempfile.NamedTemporaryFile("w", suffix=".prior", delete=False) as tmp:
+        tmp.write(text)
+    try:
+        return load_prior(tmp.name, time_offset=time_offset)
+    finally:
+        Path(tmp.name).unlink()
 
 
 def _init_worker(config_json: str) -> None:
@@ -287,16 +303,7 @@ class FDBank:
 
     def load_prior(self) -> Any:
         """The bank's prior, rebuilt from the text stored in the file."""
-        import tempfile
-
-        from gwinfer.physics.priors import load_prior
-
-        with tempfile.NamedTemporaryFile("w", suffix=".prior", delete=False) as tmp:
-            tmp.write(str(self.attrs["prior_text"]))
-        try:
-            return load_prior(tmp.name)
-        finally:
-            Path(tmp.name).unlink()
+        return prior_from_text(str(self.attrs["prior_text"]))
 
 
 def read_bank(path: str | Path, waveforms: bool = True) -> FDBank:

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from gwinfer.data.fd_bank import prior_from_text
 from gwinfer.errors import GwinferError
 from gwinfer.parallel import pinned_pool
 
@@ -76,21 +77,6 @@ def spec_of(event: Any, info: Mapping[str, Any], prior_text: str) -> LikelihoodS
     )
 
 
-def prior_from_text(text: str, time_offset: float = 0.0) -> Any:
-    """The bilby PriorDict of a prior file's text (``geocent_time`` bounds shifted by ``time_offset`` s)."""
-    import tempfile
-    from pathlib import Path
-
-    from gwinfer.physics.priors import load_prior
-
-    with tempfile.NamedTemporaryFile("w", suffix=".prior", delete=False) as tmp:
-        tmp.write(text)
-    try:
-        return load_prior(tmp.name, time_offset=time_offset)
-    finally:
-        Path(tmp.name).unlink()
-
-
 #: Sampling rate (Hz) of the likelihood's frequency grid: its time marginalisation sums over time shifts
 #: spaced 1 / LIKELIHOOD_RATE (0.24 ms; GW150914's time posterior is ~0.3 ms wide at the 1-sigma level).
 LIKELIHOOD_RATE = 4096.0
@@ -103,7 +89,7 @@ def build_likelihood(spec: LikelihoodSpec, time_marginalization: bool = True) ->
     model's band, so the time marginalisation resolves the time posterior."""
     import bilby
 
-    from gwinfer.data.fd_bank import FDBankConfig
+    from gwinfer.data.fd_bank import FDBankConfig, waveform_generator
 
     config = FDBankConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.bank.items()})
     duration = config.duration
@@ -122,18 +108,7 @@ def build_likelihood(spec: LikelihoodSpec, time_marginalization: bool = True) ->
         ifo.power_spectral_density = bilby.gw.detector.PowerSpectralDensity(frequency_array=full, psd_array=psd)
         ifos.append(ifo)
     priors = prior_from_text(spec.prior_text, time_offset=spec.gps)
-    generator = bilby.gw.WaveformGenerator(
-        duration=duration,
-        sampling_frequency=LIKELIHOOD_RATE,
-        frequency_domain_source_model=bilby.gw.source.lal_binary_black_hole,
-        parameter_conversion=bilby.gw.conversion.convert_to_lal_binary_black_hole_parameters,
-        waveform_arguments={
-            "waveform_approximant": config.approximant,
-            "reference_frequency": config.f_ref,
-            "minimum_frequency": config.f_min,
-            "maximum_frequency": config.f_max,
-        },
-    )
+    generator = waveform_generator(config, LIKELIHOOD_RATE)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         return bilby.gw.likelihood.GravitationalWaveTransient(
