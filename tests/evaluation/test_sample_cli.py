@@ -10,6 +10,10 @@ import pytest
 from support import ROOT
 
 MODEL = ROOT / "models" / "gw5d-iaf-ft" / "model.pt"
+#: the PSD the model's simulation.yaml names, relative to it: the shared data beside the repository
+PSD = (ROOT / "models" / "gw5d-iaf-ft" / "../../../shared/external/psd/aLIGO_ZERO_DET_high_P_psd.txt").resolve()
+
+pytestmark = pytest.mark.skipif(not PSD.is_file(), reason=f"{PSD} (shared external data) is absent")
 
 
 @pytest.fixture(scope="module")
