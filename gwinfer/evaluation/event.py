@@ -173,6 +173,8 @@ def analyze_event(
     import dataclasses
     import json
 
+    from gwinfer.data.fd_bank import prior_from_text
+    from gwinfer.evaluation.event_is import EventSampler, resample, spec_of, summary_of
     from gwinfer.evaluation.posterior import make_result, sample_in_prior, save_result
     from gwinfer.models import load_estimator
     from gwinfer.provenance import provenance
@@ -186,9 +188,6 @@ def analyze_event(
     coverage = noise_coverage(event, info, strict=strict)
     x = network_input(event, info)
     t_data = time.perf_counter() - t0
-    from gwinfer.data.fd_bank import prior_from_text
-    from gwinfer.evaluation.event_is import EventSampler, resample, spec_of, summary_of
-
     spec = spec_of(event, info, meta["prior_text"])
     user_prior = prior_from_text(meta["prior_text"], time_offset=gps)
     meta_data: dict[str, Any] = {}

@@ -15,9 +15,12 @@ sample size ``ESS = (sum w)^2 / sum w^2``, sampling efficiency ``ESS / N``, evid
 with error ``sqrt((N / ESS - 1) / N)``. Draws outside the prior have ``pi = 0``: weight 0, counted in N.
 
 Refinement, while ESS < ``target_ess`` (at most ``max_rounds`` rounds): the next proposal is the defensive
-mixture ``alpha q_network + (1 - alpha) GMM``, with the GMM fitted to the weighted draws of the last two
-rounds, or, when their ESS is below ``refit_ess`` (too few effective draws to fit a 9-D mixture), to the
-second half of a short emcee run started from them (later runs continue the walkers of the last) (:meth:`EventSampler.mcmc`). Every round is an exact
+mixture ``alpha q_network + (1 - alpha) q_refit``. ``q_refit`` is a Gaussian mixture fitted to the weighted
+draws of the last two rounds or, when their ESS is below ``refit_ess`` (too few effective draws to fit
+anything in 9-D), a zuko neural spline flow (:class:`FlowProposal`) fitted to the second half of a short
+emcee run started from them (later runs continue the walkers of the last; :meth:`EventSampler.mcmc`).
+Measured on O1 events (docs/results-posterior.md): the emcee chain does not converge in these few hundred
+steps, and the rounds stay far below a useful efficiency. Every round is an exact
 importance sampler (its proposal density is known), so the estimate is the last round's weighted draws;
 the MCMC only shapes proposals. Below the target after ``max_rounds`` the answer is an error saying the
 model does not cover the event (a warning with ``allow_low_ess``). ``ra`` and ``psi`` are periodic.
