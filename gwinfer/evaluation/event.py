@@ -174,7 +174,8 @@ def analyze_event(
     import json
 
     from gwinfer.data.fd_bank import prior_from_text
-    from gwinfer.evaluation.event_is import EventSampler, resample, spec_of, summary_of
+    from gwinfer.evaluation.event_is import EventSampler, spec_of, summary_of
+    from gwinfer.evaluation.importance import systematic_resample
     from gwinfer.evaluation.posterior import make_result, sample_in_prior, save_result
     from gwinfer.models import load_estimator
     from gwinfer.provenance import provenance
@@ -207,8 +208,8 @@ def analyze_event(
         run = sampler.run()
         summary = summary_of(run, importance.target_ess)
         log_w = run["log_weights"]
-        rng = np.random.default_rng(importance.seed)
-        keep = resample(log_w, max(int(summary["ess"]), 1), rng)
+        weights = np.exp(log_w - np.max(log_w))  # -inf (outside the prior) -> 0; all -inf: one-line error
+        keep = systematic_resample(np.nan_to_num(weights), max(int(summary["ess"]), 1), importance.seed)
         samples = sampler.to_user(run["theta"][keep])
         samples["geocent_time"] = sampler.time_samples(run["theta"][keep], importance.seed)
         samples["log_likelihood"] = run["log_likelihood"][keep]

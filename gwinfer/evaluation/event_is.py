@@ -43,6 +43,7 @@ import numpy as np
 
 from gwinfer.data.fd_bank import prior_from_text
 from gwinfer.errors import GwinferError
+from gwinfer.evaluation.importance import ess_of, evidence
 from gwinfer.parallel import pinned_pool
 
 log = logging.getLogger(__name__)
@@ -366,15 +367,6 @@ class ISConfig:
             raise GwinferError("target_ess must be > 0 and inflate >= 1")
 
 
-def ess_of(log_w: np.ndarray) -> float:
-    """Kish effective sample size of log weights (-inf = weight 0)."""
-    finite = np.isfinite(log_w)
-    if not finite.any():
-        return 0.0
-    w = np.exp(log_w[finite] - log_w[finite].max())
-    return float(w.sum() ** 2 / np.sum(w**2))
-
-
 def temper(log_w: np.ndarray, min_ess: float) -> float:
     """The largest beta in (0, 1] with ESS(beta * log_w) >= min_ess (bisection): the weights that shape the
     next proposal when the last round's are too few to fit it (the estimate itself always uses beta = 1)."""
@@ -385,17 +377,6 @@ def temper(log_w: np.ndarray, min_ess: float) -> float:
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if ess_of(mid * log_w) >= min_ess else (lo, mid)
     return max(lo, 1e-6)
-
-
-def evidence(log_w: np.ndarray) -> tuple[float, float]:
-    """(ln Z, its standard error) of importance weights (module docstring)."""
-    n = log_w.size
-    finite = np.isfinite(log_w)
-    if not finite.any():
-        return -np.inf, np.inf
-    ln_z = float(np.logaddexp.reduce(log_w[finite]) - np.log(n))
-    ess = ess_of(log_w)
-    return ln_z, float(np.sqrt(max(n / ess - 1.0, 0.0) / n))
 
 
 class EventSampler:
@@ -589,15 +570,6 @@ class EventSampler:
         finally:
             gen.rng = saved
         return out
-
-
-def resample(log_w: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of ``n`` systematic-resampling draws with probabilities proportional to exp(log_w)."""
-    w = np.exp(log_w - log_w[np.isfinite(log_w)].max())
-    w = np.where(np.isfinite(log_w), w, 0.0)
-    c = np.cumsum(w / w.sum())
-    u = (rng.uniform() + np.arange(n)) / n
-    return np.minimum(np.searchsorted(c, u), log_w.size - 1)
 
 
 def summary_of(run: Mapping[str, Any], target_ess: float) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """Importance sampling of a posterior estimator (Dax et al. 2023): weights, ESS, evidence, reweighted draws.
 
 :func:`importance_sample` weights samples drawn from ``q`` by ``w = L pi / q``, giving the effective sample
-size ``(sum w)^2 / sum w^2``, the sample efficiency ``ESS / n``, the evidence estimate
-``log Z = log mean w`` with its delta-method standard error ``sqrt((n / ESS - 1) / n)``, and a weighted
-resampling. :func:`importance_sample_estimator` does it for draws of a posterior estimator against the
+size ``(sum w)^2 / sum w^2`` (:func:`ess_of`), the sample efficiency ``ESS / n``, the evidence estimate
+``log Z = log mean w`` with its delta-method standard error ``sqrt((n / ESS - 1) / n)`` (:func:`evidence`),
+and a weighted resampling (:func:`systematic_resample` for the evenly spaced kind). :func:`importance_sample_estimator` does it for draws of a posterior estimator against the
 exact whitened-data likelihood and the simulation's prior (:mod:`gwinfer.evaluation.reference`).
 """
 
@@ -35,6 +35,47 @@ def _length(samples: Any) -> int:
             raise GwinferError(f"importance_sample: sample columns have different lengths {sorted(lengths)}")
         return lengths.pop()
     return np.asarray(samples).shape[0]
+
+
+def check_weights(weights: Any, n: int) -> np.ndarray:
+    """``weights`` as a float (n,) array, checked finite and non-negative with a positive sum."""
+    w = np.asarray(weights, dtype=float).reshape(-1)
+    if w.shape != (n,):
+        raise GwinferError(f"weights have shape {w.shape}; expected ({n},), one per sample")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+        raise GwinferError("weights must be finite, non-negative and not all zero")
+    return w
+
+
+def systematic_resample(weights: Any, n: int | None = None, seed: int = 0) -> np.ndarray:
+    """Indices of a systematic resample (one seeded uniform offset, ``n`` evenly spaced points; default len)."""
+    w = check_weights(weights, np.asarray(weights).size)
+    n = w.size if n is None else int(n)
+    if n < 1:
+        raise GwinferError(f"systematic_resample n = {n} must be >= 1")
+    u = (np.random.default_rng(seed).uniform() + np.arange(n)) / n
+    cdf = np.cumsum(w) / w.sum()
+    return np.minimum(np.searchsorted(cdf, u, side="right"), w.size - 1)
+
+
+def ess_of(log_w: np.ndarray) -> float:
+    """Kish effective sample size of log weights (-inf = weight 0)."""
+    finite = np.isfinite(log_w)
+    if not finite.any():
+        return 0.0
+    w = np.exp(log_w[finite] - log_w[finite].max())
+    return float(w.sum() ** 2 / np.sum(w**2))
+
+
+def evidence(log_w: np.ndarray) -> tuple[float, float]:
+    """(ln Z, its standard error) of importance weights (module docstring)."""
+    n = log_w.size
+    finite = np.isfinite(log_w)
+    if not finite.any():
+        return -np.inf, np.inf
+    ln_z = float(np.logaddexp.reduce(log_w[finite]) - np.log(n))
+    ess = ess_of(log_w)
+    return ln_z, float(np.sqrt(max(n / ess - 1.0, 0.0) / n))
 
 
 def importance_sample(
@@ -74,18 +115,17 @@ def importance_sample(
     log_w[~np.isfinite(log_w)] = -np.inf
     if not np.isfinite(log_w).any():
         raise GwinferError("importance_sample: every sample has zero weight (outside the prior or zero likelihood)")
-    log_norm = logsumexp(log_w)
-    w = np.exp(log_w - log_norm)
-    ess = float(1.0 / np.sum(w**2))
+    w = np.exp(log_w - logsumexp(log_w))
+    ess = ess_of(log_w)
+    log_evidence, std = evidence(log_w)
     m = max(1, int(ess)) if n_resample is None else int(n_resample)
     pick = np.random.default_rng(seed).choice(n, size=m, replace=True, p=w)
-    std = float(np.sqrt(max(n / ess - 1.0, 0.0) / n))
     return {
         "log_weights": log_w,
         "weights": w,
         "ess": ess,
         "efficiency": ess / n,
-        "log_evidence": float(log_norm - np.log(n)),
+        "log_evidence": log_evidence,
         "log_evidence_std": std,
         "samples": _take(samples, pick),
         "n": n,

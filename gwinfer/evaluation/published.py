@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from gwinfer.errors import GwinferError
+from gwinfer.evaluation.importance import check_weights, systematic_resample
 from gwinfer.external import external_dir
 
 #: release -> the events it holds; the first release listing an event is its default
@@ -144,16 +145,6 @@ def published_samples(event: str, release: str | None = None) -> PublishedSample
     return PublishedSamples(cols, path.name.split("_", 2)[1], rel, path)
 
 
-def _weights(weights: Any, n: int) -> np.ndarray:
-    """``weights`` as a float (n,) array, checked finite and non-negative with a positive sum."""
-    w = np.asarray(weights, dtype=float).reshape(-1)
-    if w.shape != (n,):
-        raise GwinferError(f"weights have shape {w.shape}; expected ({n},), one per sample")
-    if not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
-        raise GwinferError("weights must be finite, non-negative and not all zero")
-    return w
-
-
 def weighted_quantile(values: Any, q: Any, weights: Any | None = None) -> np.ndarray:
     """Quantiles ``q`` (in [0, 1]) of ``values``, weighted by ``weights`` (see the module docstring).
 
@@ -167,7 +158,7 @@ def weighted_quantile(values: Any, q: Any, weights: Any | None = None) -> np.nda
         raise GwinferError(f"quantiles {q!r} must lie in [0, 1]")
     if weights is None:
         return np.quantile(x, qs)
-    w = _weights(weights, x.size)
+    w = check_weights(weights, x.size)
     keep = w > 0
     x, w = x[keep], w[keep]
     order = np.argsort(x, kind="stable")
@@ -177,17 +168,6 @@ def weighted_quantile(values: Any, q: Any, weights: Any | None = None) -> np.nda
     cdf = np.concatenate([[0.0], np.cumsum(w)[:-1]])
     cdf /= cdf[-1]
     return np.interp(qs, cdf, x)
-
-
-def systematic_resample(weights: Any, n: int | None = None, seed: int = 0) -> np.ndarray:
-    """Indices of a systematic resample (one seeded uniform offset, ``n`` evenly spaced points; default len)."""
-    w = _weights(weights, np.asarray(weights).size)
-    n = w.size if n is None else int(n)
-    if n < 1:
-        raise GwinferError(f"systematic_resample n = {n} must be >= 1")
-    u = (np.random.default_rng(seed).uniform() + np.arange(n)) / n
-    cdf = np.cumsum(w) / w.sum()
-    return np.minimum(np.searchsorted(cdf, u, side="right"), w.size - 1)
 
 
 def _column(samples: Mapping[str, Any], name: str, which: str) -> np.ndarray:
@@ -224,7 +204,7 @@ def compare_to_published(
     if len(n) != 1:
         raise GwinferError(f"our sample columns have different lengths {sorted(n)}")
     n_ours = n.pop()
-    w = None if weights is None else _weights(weights, n_ours)
+    w = None if weights is None else check_weights(weights, n_ours)
     pick = None if w is None else systematic_resample(w, n_ours, seed)
     rows = []
     for p in parameters:
@@ -366,7 +346,7 @@ def overlay_corner(
         parameters = (parameters,)
     ours = np.column_stack([_column(samples, p, "our") for p in parameters])
     ref = np.column_stack([_column(published, p, "published") for p in parameters])
-    w = None if weights is None else _weights(weights, ours.shape[0])
+    w = None if weights is None else check_weights(weights, ours.shape[0])
     names = {p: LABELS.get(p, (p, ""))[0] for p in parameters}
     names.update(labels or {})
     ranges = [_span([ours[:, i], ref[:, i]], [w, None]) for i in range(len(parameters))]

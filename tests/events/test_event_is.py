@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gwinfer.evaluation.event_is import GMM, ess_of, evidence, fit_gmm, resample, temper
+from gwinfer.evaluation.event_is import GMM, fit_gmm, temper
+from gwinfer.evaluation.importance import ess_of, evidence, systematic_resample
 
 
 def test_evidence_and_ess_of_a_gaussian_target() -> None:
@@ -48,10 +49,9 @@ def test_fit_gmm_recovers_two_components_and_periodic_density_integrates_to_one(
 
 
 def test_resample_is_proportional_to_weights() -> None:
-    log_w = np.log(np.array([1.0, 3.0, 1e-300, 6.0]))
-    idx = resample(log_w, 1000, np.random.default_rng(0))
+    idx = systematic_resample(np.array([1.0, 3.0, 1e-300, 6.0]), 1000, seed=0)
     assert np.bincount(idx, minlength=4).tolist() == [100, 300, 0, 600]
-    assert resample(np.array([0.0, -np.inf]), 5, np.random.default_rng(0)).tolist() == [0] * 5
+    assert systematic_resample(np.exp(np.array([0.0, -np.inf])), 5, seed=0).tolist() == [0] * 5
 
 
 def test_likelihood_sees_the_signal_the_network_sees(tiny_bank) -> None:
