@@ -290,12 +290,14 @@ def cmd_analyze_event(args: argparse.Namespace) -> int:
     from gwinfer.evaluation.event_is import ISConfig
 
     importance = None
+    if args.dynesty and args.importance_sample:
+        raise GwinferError("--dynesty and --importance-sample are two samplers: choose one")
     if args.importance_sample:
         importance = ISConfig(
             n=args.n,
             target_ess=args.target_ess,
-            max_rounds=args.max_rounds,
             max_draws=args.max_draws,
+            particles=args.particles,
             mcmc_steps=args.mcmc_steps,
             workers=args.workers,
             seed=args.seed,
@@ -311,6 +313,7 @@ def cmd_analyze_event(args: argparse.Namespace) -> int:
         corner=not args.no_corner,
         strict=args.strict_coverage,
         allow_low_ess=args.allow_low_ess,
+        reference={"nlive": args.nlive, "naccept": args.naccept, "npool": args.workers} if args.dynesty else None,
     )
     for w in out["warnings"]:
         print(f"warning: {w}")
@@ -322,8 +325,9 @@ def cmd_analyze_event(args: argparse.Namespace) -> int:
     imp = out["importance_sampling"]
     if imp:
         print(
-            f"importance sampling: ESS {imp['ess']:.0f}, efficiency {imp['efficiency']:.2%} (last of "
-            f"{len(imp['rounds'])} rounds), ln Z = {imp['log_evidence']:.2f} +- {imp['log_evidence_err']:.2f}"
+            f"importance sampling: ESS {imp['ess']:.0f}, efficiency {imp['efficiency']:.2%} (the network's own: "
+            f"{imp['network_efficiency']:.3%}), {imp['likelihood_calls']} likelihood calls, "
+            f"ln Z = {imp['log_evidence']:.2f} +- {imp['log_evidence_err']:.2f}"
         )
     print(f"done in {out['seconds']:.1f} s; result written to {out['result']}")
     return 0
@@ -373,12 +377,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from gwinfer.evaluation.analyze import analyze
 
     if _is_event_model(args.model):
-        args.n = 20000 if args.n is None else args.n
+        args.n = (5000 if args.importance_sample else 20000) if args.n is None else args.n
         return cmd_analyze_event(args)
     args.n = 50000 if args.n is None else args.n
-    if args.importance_sample:
+    if args.importance_sample or args.dynesty:
         raise GwinferError(
-            f"{args.model} is not an event model: importance sampling needs one that infers every parameter of "
+            f"{args.model} is not an event model: importance sampling and --dynesty need one that infers every parameter of "
             "the likelihood (configs/events/train-event.yaml)"
         )
     out = analyze(
@@ -488,7 +492,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "--n",
         type=int,
         default=None,
-        help="number of samples (default: 50000; event models: 20000, the first importance-sampling round)",
+        help="number of samples (default: 50000; event models: 20000, or 5000 per importance-sampling batch)",
     )
     p.add_argument("--psd-seglen", type=float, default=1.0, help="Welch segment length (s) of the off-source PSD")
     p.add_argument("--out", required=True, help="result file (.json or .hdf5)")
@@ -501,11 +505,21 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         help="weigh the network's draws by bilby's likelihood and prior; refine the proposal until --target-ess",
     )
     g.add_argument("--target-ess", type=float, default=2000.0, help="effective samples to reach (default: 2000)")
-    g.add_argument("--max-rounds", type=int, default=5, help="importance-sampling rounds at most (default: 5)")
-    g.add_argument("--max-draws", type=int, default=40000, help="draws per round at most (default: 40000)")
     g.add_argument(
-        "--mcmc-steps", type=int, default=600, help="emcee steps per refinement below ESS 1000 (default: 600)"
+        "--max-draws", type=int, default=200000, help="draws of the refined proposal at most (default: 200000)"
     )
+    g.add_argument(
+        "--particles", type=int, default=2000,
+        help="SMC particles that refine a too-broad network proposal (default: 2000)",
+    )  # fmt: skip
+    g.add_argument("--mcmc-steps", type=int, default=8, help="Metropolis sweeps per SMC temperature (default: 8)")
+    g.add_argument(
+        "--dynesty", action="store_true",
+        help="instead: the reference posterior of bilby + dynesty on the same likelihood and prior (about an hour "
+        "per core; compare with gwinfer compare)",
+    )  # fmt: skip
+    g.add_argument("--nlive", type=int, default=500, help="dynesty live points (default: 500)")
+    g.add_argument("--naccept", type=int, default=60, help="dynesty accepted steps per walk (default: 60)")
     g.add_argument("--workers", type=int, default=2, help="likelihood processes (default: 2)")
     g.add_argument(
         "--allow-low-ess", action="store_true", help="write the result even when the target ESS is not reached"

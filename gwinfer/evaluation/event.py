@@ -162,10 +162,13 @@ def analyze_event(
     corner: bool = True,
     strict: bool = False,
     allow_low_ess: bool = False,
+    reference: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Posterior of the event at ``gps`` with the event model ``model_path``: network draws, or with
-    ``importance`` (an :class:`~gwinfer.evaluation.event_is.ISConfig`) importance-sampled ones. Writes a
-    bilby result (+ corner plot) to ``out``; returns paths, timings, IS summary and warnings.
+    ``importance`` (an :class:`~gwinfer.evaluation.event_is.ISConfig`) importance-sampled ones, or with
+    ``reference`` (``nlive``, ``naccept``, ``npool`` of
+    :func:`~gwinfer.evaluation.event_reference.event_reference`) dynesty's on the same likelihood and prior.
+    Writes a bilby result (+ corner plot) to ``out``; returns paths, timings, IS summary and warnings.
 
     An importance-sampling run that ends below its target ESS is an error ("the model does not cover this
     event"), unless ``allow_low_ess``: then the result is written with a warning (no corner plot below an
@@ -193,8 +196,16 @@ def analyze_event(
     user_prior = prior_from_text(meta["prior_text"], time_offset=gps)
     meta_data: dict[str, Any] = {}
     log_w = None
+    evidences: tuple[float, float] | None = None
     t1 = time.perf_counter()
-    if importance is None:
+    if reference is not None:
+        from gwinfer.evaluation.event_reference import event_reference
+
+        ref = event_reference(spec, seed=seed, **reference)
+        samples = {k: ref.posterior[k].to_numpy() for k in [*names, "log_likelihood"]}
+        evidences = (float(ref.log_evidence), float(ref.log_evidence_err))
+        meta_data["dynesty"] = {**dict(reference), "likelihood_calls": int(ref.num_likelihood_evaluations or 0)}
+    elif importance is None:
         prior = prior_from_text(meta["prior_text"])  # model coordinates
 
         def log_prior(s: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -216,14 +227,15 @@ def analyze_event(
         meta_data["importance_sampling"] = {**summary, "config": dataclasses.asdict(importance)}
         if not summary["converged"]:
             msg = (
-                f"importance sampling reached ESS {summary['ess']:.0f} < target {importance.target_ess:g} after "
-                f"{len(summary['rounds'])} rounds (efficiency {summary['efficiency']:.2%}): the model does not cover "
-                "this event"
+                f"importance sampling reached ESS {summary['ess']:.0f} < target {importance.target_ess:g} with "
+                f"{summary['likelihood_calls']} likelihood calls (efficiency {summary['efficiency']:.2%}): the model "
+                "does not cover this event"
             )
             if not allow_low_ess:
                 raise GwinferError(msg + " (--allow-low-ess writes the noisy result anyway)")
             coverage["warnings"].append(msg + "; the result is noisy")
             corner = corner and summary["ess"] >= 50
+        evidences = (summary["log_evidence"], summary["log_evidence_err"])
     t_sample = time.perf_counter() - t1
     for w in coverage["warnings"]:
         log.warning(w)
@@ -247,6 +259,7 @@ def analyze_event(
                         "n": n,
                         "seed": seed,
                         "importance": None if importance is None else dataclasses.asdict(importance),
+                        "dynesty": None if reference is None else dict(reference),
                     },
                     parents=[model_path, *files.values()],
                 )
@@ -261,9 +274,8 @@ def analyze_event(
         sampling_time=t_sample,
         priors={k: user_prior[k] for k in names},
     )
-    if importance is not None:
-        imp = meta_data["importance_sampling"]
-        result.log_evidence, result.log_evidence_err = imp["log_evidence"], imp["log_evidence_err"]
+    if evidences is not None:
+        result.log_evidence, result.log_evidence_err = evidences
         result.log_noise_evidence = float(_noise_log_likelihood(spec))
         result.log_bayes_factor = result.log_evidence - result.log_noise_evidence
     paths = save_result(result, out, corner=corner)

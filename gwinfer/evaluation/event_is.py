@@ -8,22 +8,26 @@ the same model of the data the network was trained on. The data are given to bil
 with the PSD times the window power, exactly the whitening of the network's input (tested). geocent_time is
 reconstructed afterwards, one draw per sample from its conditional posterior (bilby).
 
-Importance sampling therefore runs over the 9 other parameters. Round 0's proposal is the network's: a
-Gaussian mixture (:func:`fit_gmm`, ``components``, covariances widened by ``inflate**2``) fitted to ``n``
-network draws (the flow's 9-parameter marginal has no closed form). Weights ``w = L pi / q``; effective
-sample size ``ESS = (sum w)^2 / sum w^2``, sampling efficiency ``ESS / N``, evidence ``ln Z = ln mean(w)``
-with error ``sqrt((N / ESS - 1) / N)``. Draws outside the prior have ``pi = 0``: weight 0, counted in N.
+Importance sampling therefore runs over the 9 other parameters. Weights ``w = L pi / q``; effective sample
+size ``ESS = (sum w)^2 / sum w^2``, sampling efficiency ``ESS / N``, evidence ``ln Z = ln mean(w)`` with error
+``sqrt((N / ESS - 1) / N)``. Draws outside the prior have ``pi = 0``: weight 0, counted in N.
 
-Refinement, while ESS < ``target_ess`` (at most ``max_rounds`` rounds): the next proposal is the defensive
-mixture ``alpha q_network + (1 - alpha) q_refit``. ``q_refit`` is a Gaussian mixture fitted to the weighted
-draws of the last two rounds or, when their ESS is below ``refit_ess`` (too few effective draws to fit
-anything in 9-D), a zuko neural spline flow (:class:`FlowProposal`) fitted to the second half of a short
-emcee run started from them (later runs continue the walkers of the last; :meth:`EventSampler.mcmc`).
-Measured on O1 events (docs/results-posterior.md): the emcee chain does not converge in these few hundred
-steps, and the rounds stay far below a useful efficiency. Every round is an exact
-importance sampler (its proposal density is known), so the estimate is the last round's weighted draws;
-the MCMC only shapes proposals. Below the target after ``max_rounds`` the answer is an error saying the
-model does not cover the event (a warning with ``allow_low_ess``). ``ra`` and ``psi`` are periodic.
+Round 0's proposal is the network's: a Gaussian mixture (:func:`fit_gmm`, ``components``, covariances widened
+by ``inflate**2``) fitted to 20000 network draws (the flow's 9-parameter marginal has no closed form); ``n``
+of its draws are weighed. When their ESS reaches ``target_ess`` that is the answer. Otherwise (the shipped
+O1 model is ~5x too broad in chirp mass, ESS ~1) the proposal is refined:
+
+1. tempered SMC (:mod:`gwinfer.evaluation.smc`) moves ``particles`` of those draws from the network's proposal
+   to the posterior (``mcmc_steps`` random-walk Metropolis sweeps per temperature, plus the exact
+   psi -> psi + pi/2 symmetry of a (2, 2)-mode likelihood, :meth:`EventSampler.symmetries`);
+2. a Gaussian mixture of ``refit_components`` is fitted to its final particles, and mixed with a defensive
+   share ``alpha`` of the network's proposal;
+3. that mixture is importance-sampled in batches until the ESS reaches ``target_ess`` (or ``max_draws``).
+
+The estimate is an exact importance sampler of the last proposal (its density is known): SMC only shapes
+it, so its weights, ESS, efficiency and evidence are those of step 3; the SMC's own evidence estimate is
+stored beside it as a check. Below the target the answer is an error saying the model does not cover the
+event (a warning with ``allow_low_ess``). ``ra`` and ``psi`` are periodic.
 
 All of this works in the model's coordinates (``ra`` at sidereal time 0), where the bank's prior applies
 as it is; the likelihood sees user coordinates.
@@ -227,6 +231,15 @@ class GMM:
         return x
 
 
+def _nearest_image_logpdf(x: np.ndarray, mean: np.ndarray, cov: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """ln N(x; mean, cov) (N,) at the nearest periodic image of each point: the E-step of :func:`fit_gmm`
+    (9x cheaper than :meth:`GMM.log_prob`'s sum over images, and the same for components narrower than a
+    period; the fitted mixture's density is always the image sum)."""
+    chol = np.linalg.cholesky(cov)
+    z = np.linalg.solve(chol, _wrap(x - mean, names).T)
+    return -0.5 * (z**2).sum(0) - np.log(np.diag(chol)).sum() - 0.5 * x.shape[1] * np.log(2 * np.pi)
+
+
 def fit_gmm(
     x: np.ndarray, w: np.ndarray, names: Sequence[str], k: int, rng: np.random.Generator, iters: int = 60
 ) -> GMM:
@@ -242,12 +255,7 @@ def fit_gmm(
     covs = np.repeat(np.diag(scale**2)[None], k, axis=0)
     pis = np.full(k, 1.0 / k)
     for _ in range(iters):
-        logr = np.array(
-            [
-                np.log(p) + GMM(tuple(names), np.ones(1), m[None], c[None]).log_prob(x)
-                for p, m, c in zip(pis, means, covs)
-            ]
-        )
+        logr = np.array([np.log(p) + _nearest_image_logpdf(x, m, c, names) for p, m, c in zip(pis, means, covs)])
         r = np.exp(logr - np.logaddexp.reduce(logr, axis=0)) * w  # (k, n)
         nk = r.sum(1) + 1e-300
         pis = nk / nk.sum()
@@ -263,120 +271,43 @@ def fit_gmm(
     return GMM(tuple(names), pis[keep_k] / pis[keep_k].sum(), means[keep_k], covs[keep_k])
 
 
-class FlowProposal:
-    """An unconditional zuko neural spline flow fitted to posterior draws (an MCMC chain): a proposal that
-    follows curved and multimodal posteriors a Gaussian mixture cannot. Periodic columns are unwrapped
-    around their circular mean before fitting; the density of a wrapped point sums the images -1, 0, +1
-    periods away."""
-
-    def __init__(self, x: np.ndarray, names: Sequence[str], seed: int, steps: int = 1500) -> None:
-        import itertools
-
-        import torch
-        import zuko
-
-        self.names = tuple(names)
-        self.periodic = [j for j, k in enumerate(self.names) if k in PERIODS]
-        self.centre = np.zeros(x.shape[1])
-        for j in self.periodic:
-            p = PERIODS[self.names[j]]
-            ang = 2 * np.pi * x[:, j] / p
-            self.centre[j] = p * np.arctan2(np.sin(ang).mean(), np.cos(ang).mean()) / (2 * np.pi)
-        u = self._unwrap(x)
-        self.mean, self.std = u.mean(0), u.std(0) + 1e-12
-        z = torch.from_numpy((u - self.mean) / self.std).float()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.flow = zuko.flows.NSF(features=x.shape[1], transforms=4, hidden_features=(64, 64))
-            opt = torch.optim.Adam(self.flow.parameters(), lr=3e-3)
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-            for _ in range(steps):
-                batch = z[torch.randint(0, z.shape[0], (1024,))]
-                loss = -self.flow().log_prob(batch).mean()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-        self.flow.eval()
-        self.shifts = []
-        for combo in itertools.product((-1, 0, 1), repeat=len(self.periodic)):
-            sh = np.zeros(x.shape[1])
-            for j, m in zip(self.periodic, combo):
-                sh[j] = m * PERIODS[self.names[j]]
-            self.shifts.append(sh)
-
-    def _unwrap(self, x: np.ndarray) -> np.ndarray:
-        u = x.copy()
-        for j in self.periodic:
-            p = PERIODS[self.names[j]]
-            u[:, j] = self.centre[j] + (x[:, j] - self.centre[j] + p / 2) % p - p / 2
-        return u
-
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        import torch
-
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            torch.manual_seed(int(rng.integers(0, 2**62)))
-            z = self.flow().sample((n,)).double().numpy()
-        x = z * self.std + self.mean
-        for j in self.periodic:
-            x[:, j] = np.mod(x[:, j], PERIODS[self.names[j]])
-        return x
-
-    def log_prob(self, x: np.ndarray) -> np.ndarray:
-        import torch
-
-        u = self._unwrap(x)
-        out = []
-        with torch.no_grad():
-            for sh in self.shifts:
-                z = torch.from_numpy((u + sh - self.mean) / self.std).float()
-                out.append(self.flow().log_prob(z).double().numpy() - np.log(self.std).sum())
-        return np.logaddexp.reduce(np.array(out), axis=0)
-
-
 # --------------------------------------------------------------------------------------------- sampler
 @dataclass(frozen=True)
 class ISConfig:
-    """Importance-sampling settings: ``n`` first-round draws, ``target_ess``, up to ``max_rounds`` rounds of
-    at most ``max_draws`` draws; below an ESS of ``refit_ess`` the next proposal is fitted to an emcee run
-    (``mcmc_walkers`` x ``mcmc_steps``) started from the weighted draws, above it to the weighted draws; defensive network share ``alpha``, ``components`` of the GMM, covariance
-    ``inflate`` factor, ``workers`` likelihood processes, ``seed``."""
+    """Importance-sampling settings (module docstring): ``n`` draws of the network's proposal (round 0, and the
+    smallest batch of the last round); ``target_ess``; at most ``max_draws`` draws of the refined proposal;
+    ``particles`` of SMC with ``mcmc_steps`` sweeps per temperature and ``final_steps`` at the posterior;
+    ``components`` of the network's GMM and ``refit_components`` of the refined one, covariances widened by
+    ``inflate`` (network) and ``refit_inflate``; defensive network share ``alpha``; ``workers`` likelihood
+    processes; ``seed``."""
 
-    n: int = 20000
+    n: int = 5000
     target_ess: float = 2000.0
-    max_rounds: int = 5
-    refit_ess: float = 1000.0
-    mcmc_walkers: int = 64
-    mcmc_steps: int = 600
-    max_draws: int = 40000
-    alpha: float = 0.1
+    max_draws: int = 200000
+    particles: int = 2000
+    mcmc_steps: int = 8
+    final_steps: int = 8
     components: int = 12
+    refit_components: int = 48
     inflate: float = 1.5
+    refit_inflate: float = 1.0
+    alpha: float = 0.05
     workers: int = 2
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("n", "max_rounds", "max_draws", "components", "workers", "mcmc_walkers", "mcmc_steps"):
+        for name in (
+            "n", "max_draws", "particles", "mcmc_steps", "final_steps", "components", "refit_components", "workers"
+        ):  # fmt: skip
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise GwinferError(f"importance sampling {name} = {v!r} must be an integer >= 1")
+        if self.particles < 100:
+            raise GwinferError(f"importance sampling particles = {self.particles} must be >= 100")
         if not 0 < self.alpha <= 1:
             raise GwinferError(f"alpha = {self.alpha} must lie in (0, 1]")
-        if not self.target_ess > 0 or not self.inflate >= 1:
-            raise GwinferError("target_ess must be > 0 and inflate >= 1")
-
-
-def temper(log_w: np.ndarray, min_ess: float) -> float:
-    """The largest beta in (0, 1] with ESS(beta * log_w) >= min_ess (bisection): the weights that shape the
-    next proposal when the last round's are too few to fit it (the estimate itself always uses beta = 1)."""
-    if ess_of(log_w) >= min_ess or np.isfinite(log_w).sum() < min_ess:
-        return 1.0
-    lo, hi = 0.0, 1.0
-    for _ in range(40):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if ess_of(mid * log_w) >= min_ess else (lo, mid)
-    return max(lo, 1e-6)
+        if not self.target_ess > 0 or not (self.inflate >= 1 and self.refit_inflate >= 1):
+            raise GwinferError("target_ess must be > 0, inflate and refit_inflate >= 1")
 
 
 class EventSampler:
@@ -391,7 +322,7 @@ class EventSampler:
         self.prior = prior_from_text(spec.prior_text)  # model coordinates: geocent_time from the trigger
         self.prior.pop("geocent_time", None)
         self.gmst = gmst(spec.gps)
-        self._walkers: np.ndarray | None = None
+        self.periods = {j: PERIODS[k] for j, k in enumerate(self.names) if k in PERIODS}
 
     def to_user(self, theta: np.ndarray) -> dict[str, np.ndarray]:
         """IS coordinates (N, D) -> {bilby name: (N,)} with ra at the event's time (no geocent_time)."""
@@ -410,14 +341,14 @@ class EventSampler:
         return theta[:, keep]
 
     def network_gmm(self, rng: np.random.Generator) -> GMM:
-        """The network's proposal as a Gaussian mixture fitted to ``n`` of its draws inside the prior."""
+        """The network's proposal: a Gaussian mixture fitted to 20000 of its draws inside the prior."""
         cfg = self.config
-        theta = self.network_sample(cfg.n, cfg.seed)
+        theta = self.network_sample(20000, cfg.seed)
         ok = np.isfinite(self.log_prior(theta))
         if ok.sum() < 20 * theta.shape[1]:
             raise GwinferError(
-                f"only {int(ok.sum())} of {cfg.n} network draws lie inside the prior: the data are outside what "
-                "the model was trained on"
+                f"only {int(ok.sum())} of {theta.shape[0]} network draws lie inside the prior: the data are outside "
+                "what the model was trained on"
             )
         gmm = fit_gmm(theta[ok], np.ones(int(ok.sum())), self.names, cfg.components, rng)
         return GMM(gmm.names, gmm.weights, gmm.means, gmm.covs * cfg.inflate**2)
@@ -427,8 +358,8 @@ class EventSampler:
         with np.errstate(divide="ignore"):
             return np.asarray(self.prior.ln_prob(s, axis=0), dtype=float)
 
-    def weigh(self, theta: np.ndarray, log_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(log weights, log likelihoods) of draws theta (N, D) with proposal log density log_q."""
+    def target(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ln L, ln prior) of draws theta (N, D); ln L is -inf where the prior is 0 (not evaluated)."""
         lp = self.log_prior(theta)
         ok = np.isfinite(lp)
         log_l = np.full(theta.shape[0], -np.inf)
@@ -437,121 +368,106 @@ class EventSampler:
             # bilby's time-marginalised likelihood takes geocent_time = the segment start and scans the prior
             user["geocent_time"] = np.full(int(ok.sum()), self.spec.start)
             log_l[ok] = self.likelihood(user)
-        return np.where(ok, log_l + lp - log_q, -np.inf), log_l
+        return log_l, lp
+
+    def weigh(self, theta: np.ndarray, log_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(log weights, log likelihoods) of draws theta (N, D) with proposal log density log_q."""
+        log_l, lp = self.target(theta)
+        return np.where(np.isfinite(lp), log_l + lp - log_q, -np.inf), log_l
+
+    def symmetries(self, theta: np.ndarray) -> dict[int, float]:
+        """{column: shift} of exact symmetries of the likelihood for the SMC moves: psi -> psi + pi/2 flips the
+        sign of both antenna responses, which the marginalised phase absorbs when the waveform has only the
+        (2, 2) mode (IMRPhenomD). Checked on 8 draws inside the prior, not assumed from the approximant's name."""
+        if "psi" not in self.names:
+            return {}
+        j = self.names.index("psi")
+        pts = theta[np.isfinite(self.log_prior(theta))][:8]
+        shifted = pts.copy()
+        shifted[:, j] = np.mod(shifted[:, j] + np.pi / 2, np.pi)
+        a, b = self.target(pts)[0], self.target(shifted)[0]
+        diff = float(np.max(np.abs(a - b))) if len(pts) else np.inf
+        exact = diff < 1e-6 * max(1.0, float(np.max(np.abs(a)))) if len(pts) else False
+        log.info("likelihood symmetric under psi -> psi + pi/2: %s (max |d ln L| %.2g)", exact, diff)
+        return {j: np.pi / 2} if exact else {}
 
     def run(self) -> dict[str, Any]:
-        """Rounds of importance sampling until ``target_ess`` (module docstring); returns the last round's
-        ``theta`` (N, D), ``log_weights``, ``log_likelihood``, ``log_q`` and per-round statistics."""
+        """Importance sampling until ``target_ess`` (module docstring); returns the estimate's ``theta`` (N, D),
+        ``log_weights``, ``log_likelihood``, ``log_q`` and per-round statistics."""
         with LikelihoodPool(self.spec, self.config.workers) as self.likelihood:
             return self._run()
 
-    def mcmc(self, theta: np.ndarray, log_w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Draws (N, D) of the second half of an emcee run on the posterior, its walkers started at
-        distinct draws picked by tempered weight."""
-        import emcee
-
-        cfg = self.config
-        if self._walkers is not None:  # continue the previous run: its burn-in is not lost
-            start = self._walkers
-        else:
-            ok = np.isfinite(log_w)
-            beta = temper(log_w, 2.0 * cfg.mcmc_walkers)
-            p = np.where(ok, np.exp(beta * (log_w - log_w[ok].max())), 0.0)
-            start = theta[rng.choice(theta.shape[0], size=cfg.mcmc_walkers, replace=False, p=p / p.sum())]
-
-        def log_post(x: np.ndarray) -> np.ndarray:
-            x = x.copy()
-            for j, name in enumerate(self.names):
-                if name in PERIODS:
-                    x[:, j] = np.mod(x[:, j], PERIODS[name])
-            lp = self.log_prior(x)
-            out = np.full(x.shape[0], -np.inf)
-            ok = np.isfinite(lp)
-            if ok.any():
-                user = self.to_user(x[ok])
-                user["geocent_time"] = np.full(int(ok.sum()), self.spec.start)
-                out[ok] = lp[ok] + self.likelihood(user)
-            return out
-
-        # the stretch move (acceptance ~6 % on GW150914; differential-evolution moves gave 0.6 %)
-        sampler = emcee.EnsembleSampler(cfg.mcmc_walkers, theta.shape[1], log_post, vectorize=True)
-        sampler._random.seed(int(rng.integers(0, 2**32 - 1)))
-        sampler.run_mcmc(start, cfg.mcmc_steps, progress=False)
-        self._walkers = sampler.get_chain()[-1]
-        chain = sampler.get_chain(discard=cfg.mcmc_steps // 2, flat=True)
-        lp = sampler.get_log_prob(discard=cfg.mcmc_steps // 2, flat=True)
-        log.info(
-            "emcee: acceptance %.3f, ln posterior of the kept half: median %.1f, max %.1f; chirp mass %s",
-            float(np.mean(sampler.acceptance_fraction)),
-            float(np.median(lp)),
-            float(np.max(lp)),
-            np.round(np.percentile(chain[:, 0], [5, 50, 95]), 3).tolist(),
-        )
-        for j, name in enumerate(self.names):
-            if name in PERIODS:
-                chain[:, j] = np.mod(chain[:, j], PERIODS[name])
-        return chain
+    def _stats(self, proposal: str, log_w: np.ndarray, log_l: np.ndarray, t0: float) -> dict[str, Any]:
+        ess = ess_of(log_w)
+        ln_z, ln_z_err = evidence(log_w)
+        stats = {
+            "proposal": proposal,
+            "n": int(log_w.size),
+            "in_prior": float(np.isfinite(log_w).mean()),
+            "ess": ess,
+            "efficiency": ess / log_w.size,
+            "log_evidence": ln_z,
+            "log_evidence_err": ln_z_err,
+            "max_log_likelihood": float(np.max(log_l)),
+            "seconds": time.perf_counter() - t0,
+        }
+        log.info("IS: %s", json.dumps(stats))
+        return stats
 
     def _run(self) -> dict[str, Any]:
+        from gwinfer.evaluation.smc import SMCConfig, tempered_smc
+
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
         t0 = time.perf_counter()
         base = self.network_gmm(rng)
-        rounds: list[dict[str, Any]] = []
-        n, refined = cfg.n, None  # refined: the latest fitted proposal (FlowProposal or GMM)
-        prev: tuple[np.ndarray, np.ndarray] | None = None
-        mcmc_runs = 0
-        for r in range(cfg.max_rounds):
-            if refined is None:
-                theta = base.sample(n, rng)
-                log_q = base.log_prob(theta)
-            else:
-                n_base = rng.binomial(n, cfg.alpha)
-                theta = np.concatenate([base.sample(n_base, rng), refined.sample(n - n_base, rng)])
-                log_q = np.logaddexp(
-                    np.log(cfg.alpha) + base.log_prob(theta), np.log1p(-cfg.alpha) + refined.log_prob(theta)
-                )
-            log_w, log_l = self.weigh(theta, log_q)
-            ess = ess_of(log_w)
-            ln_z, ln_z_err = evidence(log_w)
-            stats = {
-                "round": r,
-                "proposal": "network GMM"
-                if refined is None
-                else f"{cfg.alpha:g} network GMM + {type(refined).__name__}",
-                "n": int(n),
-                "in_prior": float(np.isfinite(log_w).mean()),
-                "ess": ess,
-                "efficiency": ess / n,
-                "log_evidence": ln_z,
-                "log_evidence_err": ln_z_err,
-                "max_log_likelihood": float(np.max(log_l)),
+        theta = base.sample(cfg.n, rng)
+        log_q = base.log_prob(theta)
+        log_w, log_l = self.weigh(theta, log_q)
+        rounds = [self._stats("network GMM", log_w, log_l, t0)]
+        if rounds[0]["ess"] >= cfg.target_ess:
+            return {"theta": theta, "log_weights": log_w, "log_likelihood": log_l, "log_q": log_q, "rounds": rounds}
+        # the network alone is too broad: SMC from its first `particles` draws (iid of the proposal)
+        t0 = time.perf_counter()
+        m = min(cfg.particles, cfg.n)
+        smc = tempered_smc(
+            theta[:m], log_q[:m], log_l[:m], self.log_prior(theta[:m]), self.target, base.log_prob, rng,
+            SMCConfig(steps=cfg.mcmc_steps, final_steps=cfg.final_steps), self.periods, self.symmetries(theta),
+        )  # fmt: skip
+        g = fit_gmm(smc.x, np.ones(len(smc.x)), self.names, cfg.refit_components, rng)
+        refined = GMM(g.names, g.weights, g.means, g.covs * cfg.refit_inflate**2)
+        rounds.append(
+            {
+                "proposal": f"tempered SMC from the network, {m} particles",
+                "temperatures": len(smc.stages),
+                "likelihood_calls": smc.likelihood_calls,
+                "log_evidence": smc.log_evidence,
+                "acceptance": [round(s["acceptance"], 3) for s in smc.stages],
                 "seconds": time.perf_counter() - t0,
             }
-            rounds.append(stats)
-            log.info("IS round %d: %s", r, json.dumps({k: v for k, v in stats.items() if k != "proposal"}))
-            t0 = time.perf_counter()
-            if ess >= cfg.target_ess or r == cfg.max_rounds - 1:
+        )
+        # importance sampling with the refined proposal (a defensive share alpha of the network's), in batches
+        t0 = time.perf_counter()
+        parts: list[tuple[np.ndarray, ...]] = []
+        total = 0
+        while total < cfg.max_draws:
+            n = min(cfg.n, cfg.max_draws)
+            if parts:
+                eff = max(ess_of(np.concatenate([p[1] for p in parts])) / total, 1e-4)
+                n = int(np.clip(1.1 * cfg.target_ess / eff - total, cfg.n, cfg.max_draws - total))
+            n_base = rng.binomial(n, cfg.alpha)
+            theta = np.concatenate([base.sample(n_base, rng), refined.sample(n - n_base, rng)])
+            log_q = np.logaddexp(
+                np.log(cfg.alpha) + base.log_prob(theta), np.log1p(-cfg.alpha) + refined.log_prob(theta)
+            )
+            log_w, log_l = self.weigh(theta, log_q)
+            parts.append((theta, log_w, log_l, log_q))
+            total += n
+            if ess_of(np.concatenate([p[1] for p in parts])) >= cfg.target_ess:
                 break
-            n_for_target = int(np.clip(1.3 * cfg.target_ess / max(ess / n, 1e-4), cfg.n, cfg.max_draws))
-            # the next proposal is fitted to this round's and the previous round's draws
-            pool_t = theta if prev is None else np.concatenate([prev[0], theta])
-            pool_w = log_w if prev is None else np.concatenate([prev[1], log_w])
-            prev = (theta, log_w)
-            if ess < cfg.refit_ess:
-                # too few effective draws to fit a proposal: an ensemble MCMC (emcee) started from them
-                # locates the posterior; a flow fitted to its chain is the next proposal
-                chain = self.mcmc(pool_t, pool_w, rng)
-                refined = FlowProposal(chain, self.names, seed=int(rng.integers(0, 2**31)))
-                stats["refit"] = f"flow on emcee {cfg.mcmc_walkers} walkers x {cfg.mcmc_steps} steps"
-                n = cfg.n if mcmc_runs == 0 else n_for_target
-                mcmc_runs += 1
-            else:
-                w = np.nan_to_num(np.exp(pool_w - pool_w[np.isfinite(pool_w)].max()))
-                g = fit_gmm(pool_t, w, self.names, cfg.components, rng)
-                refined = GMM(g.names, g.weights, g.means, g.covs * cfg.inflate**2)
-                stats["refit"] = "GMM on the weighted draws"
-                n = n_for_target
+        theta, log_w, log_l, log_q = (np.concatenate([p[i] for p in parts]) for i in range(4))
+        proposal = f"{cfg.alpha:g} network GMM + GMM({cfg.refit_components}) of the SMC particles"
+        rounds.append(self._stats(proposal, log_w, log_l, t0))
         return {"theta": theta, "log_weights": log_w, "log_likelihood": log_l, "log_q": log_q, "rounds": rounds}
 
     def time_samples(self, theta: np.ndarray, seed: int) -> np.ndarray:
@@ -573,14 +489,18 @@ class EventSampler:
 
 
 def summary_of(run: Mapping[str, Any], target_ess: float) -> dict[str, Any]:
-    """Plain-data summary of a sampler run: the last round's ESS, efficiency, evidence, all rounds."""
-    last = run["rounds"][-1]
+    """Plain-data summary of a sampler run: the estimate's ESS, efficiency and evidence (its last round), the
+    network proposal's own efficiency (round 0), the likelihood calls of every stage, all rounds."""
+    rounds = list(run["rounds"])
+    last = rounds[-1]
     return {
         "ess": last["ess"],
         "efficiency": last["efficiency"],
+        "network_efficiency": rounds[0]["efficiency"],
+        "likelihood_calls": int(sum(r.get("likelihood_calls", r.get("n", 0)) for r in rounds)),
         "log_evidence": last["log_evidence"],
         "log_evidence_err": last["log_evidence_err"],
         "target_ess": target_ess,
         "converged": last["ess"] >= target_ess,
-        "rounds": list(run["rounds"]),
+        "rounds": rounds,
     }

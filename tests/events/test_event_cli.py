@@ -65,6 +65,26 @@ def test_analyze_event_model_warns_about_noise_and_writes_gps_times(tiny_model, 
     assert rc == 2 and "not trained for it" in capsys.readouterr().err
 
 
+def test_analyze_dynesty_reference_on_the_same_likelihood(tiny_model, tmp_path, capsys) -> None:
+    """--dynesty: bilby + dynesty on the event's likelihood (a tiny run): finite evidence and Bayes factor,
+    geocent_time reconstructed in GPS seconds inside the prior, the sampler recorded; with
+    --importance-sample it is refused in one line."""
+    from bilby.core.result import read_in_result
+
+    out = tmp_path / "dynesty.json"
+    args = ["analyze", "--model", str(tiny_model), "--h1", str(H1), "--l1", str(L1), "--gps", str(GPS)]
+    rc = main([*args, "--out", str(out), "--dynesty", "--nlive", "20", "--naccept", "2", "--workers", "1",
+               "--no-corner"])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    res = read_in_result(filename=str(out))
+    assert np.isfinite(res.log_evidence) and np.isfinite(res.log_bayes_factor) and res.log_bayes_factor > 0
+    assert np.all(np.abs(res.posterior["geocent_time"] - GPS) <= 0.1 + 1e-6)
+    assert res.meta_data["gwinfer"]["dynesty"]["nlive"] == 20
+    capsys.readouterr()
+    rc = main([*args, "--out", str(tmp_path / "x.json"), "--dynesty", "--importance-sample"])
+    assert rc == 2 and capsys.readouterr().err.count("\n") == 1
+
+
 def test_importance_sample_needs_an_event_model(tmp_path, capsys) -> None:
     from pathlib import Path
 
