@@ -71,7 +71,6 @@ import copy
 import json
 import logging
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,7 +80,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from gwinfer.checks import number
-from gwinfer.config import deep_merge, from_dict, to_dict
+from gwinfer.config import Settings, deep_merge, from_dict, to_dict
 from gwinfer.errors import GwinferError
 from gwinfer.models.builder import spec_class
 from gwinfer.models.posterior.base import PosteriorEstimator
@@ -493,14 +492,14 @@ def distill(
     source: Source,
     out_dir: str | Path,
     resume: bool = True,
-    overrides: dict[str, Any] | None = None,
-    settings: Sequence[str] = (),
+    settings: Settings = (),
 ) -> Path:
     """Distil the teacher file ``teacher_path`` into a student described by ``source`` (YAML or dict with
     data/student/distill/train); return ``out_dir/model.pt`` (the student, a ``save_estimator`` file).
 
     Resumable: re-running with the same ``out_dir`` continues from ``checkpoint.pt`` (same teacher file,
-    student, distill and train settings; ``overrides`` of the train section as in ``train_posterior``).
+    student, distill and train settings). ``settings`` override values of the config: ``["train.epochs=3"]``
+    (as ``--set``) or ``{"train": {"epochs": 3}}``, as in ``train_posterior``.
     """
     from gwinfer.models import build_estimator, load_estimator, save_estimator
     from gwinfer.provenance import sha256_file
@@ -509,7 +508,7 @@ def distill(
     raw = load_sections(source, ("data", "student"), ("distill", "train"), "a distillation config", settings)
     data = from_dict(PosteriorDataConfig, raw["data"], "data")
     dcfg = from_dict(DistillConfig, raw.get("distill") or {}, "distill")
-    train_cfg = train_settings(raw, overrides)
+    train_cfg = train_settings(raw)
     check_student_section(raw["student"])
     tpath = Path(teacher_path)
     if not tpath.is_file():

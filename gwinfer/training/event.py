@@ -96,17 +96,16 @@ def event_metadata(bank: Any, train_set: Any) -> dict[str, Any]:
     }
 
 
-def train_event_model(
-    raw: dict[str, Any], source: Source, out_dir: str | Path, resume: bool = True, overrides: dict | None = None
-) -> Path:
-    """Train the event-model experiment ``raw`` (sections already loaded) into ``out_dir``; return model.pt."""
+def train_event_model(raw: dict[str, Any], source: Source, out_dir: str | Path, resume: bool = True) -> Path:
+    """Train the event-model experiment ``raw`` (sections loaded, settings merged) into ``out_dir``; return
+    the path of ``model.pt``."""
     from gwinfer.models import build_estimator, save_estimator
 
     data = from_dict(EventDataConfig, raw["data"], "data")
     bands = raw["model"].get("config", {}).get("embedding", {}).get("bands", 32)
     if bands != data.bands:
         raise GwinferError(f"model embedding bands = {bands} must equal data.bands = {data.bands}")
-    train_cfg = train_settings(raw, overrides)
+    train_cfg = train_settings(raw)
     bank, train_set, val_set = event_datasets(data)
     seed_everything(train_cfg.seed)
     model = build_estimator(dict(raw["model"]), theta_dim=10, x_shape=train_set.x_shape)

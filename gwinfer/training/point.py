@@ -14,13 +14,12 @@ training sample, trains through the run layer (:mod:`gwinfer.training.run`: one 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gwinfer.checks import positive_int
-from gwinfer.config import from_dict, to_dict
+from gwinfer.config import Settings, from_dict, to_dict
 from gwinfer.errors import GwinferError
 from gwinfer.physics.timegrid import TimeGrid
 from gwinfer.training.checkpoint import seed_everything
@@ -108,10 +107,12 @@ def train_point(
     config_path: Source,
     out_dir: str | Path,
     resume: bool = True,
-    overrides: dict[str, Any] | None = None,
-    settings: Sequence[str] = (),
+    settings: Settings = (),
 ) -> Path:
-    """Train the point-estimator experiment ``config_path`` into ``out_dir``; return the path of ``model.pt``."""
+    """Train the point-estimator experiment ``config_path`` into ``out_dir``; return the path of ``model.pt``.
+
+    ``settings`` override values of the config: ``["train.lr=2e-3"]`` (as ``--set``) or
+    ``{"train": {"lr": 2e-3}}`` (see :func:`~gwinfer.training.run.load_sections`)."""
     import torch
     from torch.utils.data import ConcatDataset
 
@@ -121,7 +122,7 @@ def train_point(
 
     raw = load_sections(config_path, ("data", "model"), ("train",), "a point-estimator experiment", settings)
     data = from_dict(DataConfig, raw["data"], "data")
-    train_cfg = train_settings(raw, overrides)
+    train_cfg = train_settings(raw)
     roots = [Path(c) for c in (data.catalogue, *data.catalogues)]
     grid = data.grid(catalogue_grid(roots[0], data.train_split))
     train_set = ConcatDataset(

@@ -3,8 +3,10 @@
 A task turns its sectioned YAML into a :class:`Run` (model, datasets, ``train`` settings, metadata and
 how to write ``model.pt``); this module does the rest the same way for all of them:
 
-* :func:`load_sections`: the YAML (or a dict) with its sections checked (unknown/missing ones, mappings);
-* :func:`train_settings`: the ``train`` section (plus overrides) as a validated :class:`TrainConfig`;
+* :func:`load_sections`: the YAML (or a dict) with the overriding ``settings`` merged in (``--set``
+  strings or the equivalent ``{section: {key: value}}`` mapping) and its sections checked (unknown/missing
+  ones, mappings);
+* :func:`train_settings`: the ``train`` section as a validated :class:`TrainConfig`;
 * the tasks call :func:`~gwinfer.training.checkpoint.seed_everything` BEFORE building the model, so two
   runs with one seed are equal;
 * :func:`even_sample`: the deterministic rows (same on every rank) that fit a model's standardisation;
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from gwinfer.config import deep_merge, from_dict, load_yaml, parse_settings, resolve_paths
+from gwinfer.config import Settings, deep_merge, from_dict, load_yaml, resolve_paths, settings_mapping
 from gwinfer.errors import GwinferError
 from gwinfer.provenance import provenance
 from gwinfer.training import distributed as D
@@ -39,16 +41,17 @@ PATH_KEYS = ("data.catalogue", "data.catalogues", "data.simulation", "data.bank"
 
 
 def load_sections(
-    source: Source, required: Sequence[str], optional: Sequence[str], what: str, settings: Sequence[str] = ()
+    source: Source, required: Sequence[str], optional: Sequence[str], what: str, settings: Settings = ()
 ) -> dict[str, Any]:
-    """The raw mapping of a sectioned YAML file (or a copy of a dict), with the command line's ``--set
-    section.key=value`` ``settings`` merged in: every ``required`` section present, no section outside
+    """The raw mapping of a sectioned YAML file (or a copy of a dict), with ``settings`` deep-merged in:
+    the command line's ``--set`` strings (``["train.lr=2e-3"]``) or the same as a nested mapping
+    (``{"train": {"lr": 2e-3}}``). Every ``required`` section present, no section outside
     ``required + optional``, and ``train`` (if given) a mapping; one-line errors."""
     if isinstance(source, dict):
         raw = copy.deepcopy(dict(source))
     else:  # paths in the file are relative to the file; those of --set to the working directory
         raw = resolve_paths(load_yaml(source), Path(source).resolve().parent, PATH_KEYS)
-    raw = deep_merge(raw, parse_settings(list(settings)))
+    raw = deep_merge(raw, settings_mapping(settings))
     accepted = [*required, *optional]
     unknown = sorted(set(raw) - set(accepted))
     missing = [s for s in required if s not in raw]
@@ -68,9 +71,9 @@ def source_label(source: Source) -> str:
     return "<dict>" if isinstance(source, dict) else str(source)
 
 
-def train_settings(raw: dict[str, Any], overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """The ``train`` section of ``raw`` with ``overrides`` applied, validated."""
-    return from_dict(TrainConfig, {**(raw.get("train") or {}), **(overrides or {})}, "train")
+def train_settings(raw: dict[str, Any]) -> TrainConfig:
+    """The ``train`` section of ``raw`` (settings already merged by :func:`load_sections`), validated."""
+    return from_dict(TrainConfig, raw.get("train") or {}, "train")
 
 
 def even_sample(n_total: int, n_fit: int) -> list[int]:
