@@ -261,6 +261,7 @@ class HelpFormatter(argparse.HelpFormatter):
         default = action.default
         if (
             action.option_strings
+            and action.nargs != 0  # a flag's default is its absence
             and "default" not in text
             and default not in (None, False, argparse.SUPPRESS)
             and not action.required

@@ -71,6 +71,8 @@ def test_every_option_has_help_with_its_default():
             text = formatter._get_help_string(action)
             if not action.help:
                 bad.append(f"{name} {action.option_strings[-1]}: no help")
+            elif action.nargs == 0:  # a flag (--quiet, --no-resume): its default is its absence
+                continue
             elif action.default not in (None, False) and not action.required and "default" not in text:
                 bad.append(f"{name} {action.option_strings[-1]}: default not shown")
     assert not bad, bad

@@ -367,7 +367,8 @@ def test_cli_serve_in_subprocess(setup):
 
 def test_ports_threads_and_token_sources(tmp_path, monkeypatch, capsys):
     from gwinfer.cli import main
-    from gwinfer.serving.server.run import TOKEN_ENV, check_port, resolve_token
+    from gwinfer.serving.server.options import check_port
+    from gwinfer.serving.server.run import TOKEN_ENV, resolve_token
 
     for argv, message in (
         (["--port", "70000"], "port 70000 must be an integer in [1, 65535]"),
