@@ -330,3 +330,60 @@ def test_damaged_shard_is_one_line_for_evaluate(tmp_path: Path, micro_catalogue:
                        text=True, timeout=300)  # fmt: skip
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("gwinfer: error: shard "), r.stderr
+
+
+#: ``gwinfer generate`` in a process whose files may not grow beyond 200 kB (``ulimit -f``: the kernel
+#: refuses the write with EFBIG, as a full disk refuses it with ENOSPC); a shard is ~300 kB.
+_FILE_LIMIT = (
+    "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000)); "
+    "from gwinfer.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def _mount_small_tmpfs(where: Path, size: str) -> bool:
+    """A tmpfs of ``size`` at ``where`` (a real full disk), where this process may mount one (root)."""
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        return False
+    where.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True)
+    return r.returncode == 0
+
+
+@pytest.mark.parametrize("room", ["file-size-limit", "full-disk"])
+def test_no_room_is_one_line_and_loses_nothing(room, tmp_path: Path, micro_catalogue: Path) -> None:
+    """A write that runs out of room ends ``generate`` with one line and exit 2 (it crashed the process in
+    HDF5 before); the finished shards stay valid, nothing half-written is left, and the same command
+    finishes the catalogue with the checksums of an uninterrupted run."""
+    cfg = tmp_path / "micro.yaml"
+    cfg.write_text(json.dumps(MICRO))
+    argv = ["generate", "--config", str(cfg), "--workers", "1", "--quiet"]
+    if room == "file-size-limit":
+        out = tmp_path / "cat"
+        r = subprocess.run([sys.executable, "-c", _FILE_LIMIT, *argv, "--out", str(out)], capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
+        reason = "File too large"
+    else:
+        disk = tmp_path / "disk"
+        if not _mount_small_tmpfs(disk, "700k"):
+            pytest.skip("cannot mount a small tmpfs here (needs root): the file-size limit case stands in")
+        try:
+            r = subprocess.run(
+                [*GWINFER, *argv, "--out", str(disk / "cat")], capture_output=True, text=True, timeout=300
+            )
+            shutil.copytree(disk / "cat", tmp_path / "cat")  # what the full disk holds, to finish elsewhere
+        finally:
+            subprocess.run(["umount", str(disk)], check=True)
+        out, reason = tmp_path / "cat", "No space left on device"
+    errors = [line for line in r.stderr.splitlines() if not line.startswith("INFO ")]
+    assert r.returncode == 2 and len(errors) == 1, r.stderr
+    assert errors[0].startswith("gwinfer: error: cannot write ") and reason in errors[0], errors
+    assert not list(out.rglob("*.tmp")) and (out / "manifest.json").is_file()
+    kept = sorted(out.rglob("*.h5"))
+    assert all(Path(f"{p}.sha256").is_file() for p in kept)  # a kept shard always has its checksum
+    assert room == "file-size-limit" or len(kept) >= 1
+    want = checksums(micro_catalogue)
+    assert all(Path(f"{p}.sha256").read_text().strip() == want[str(p.relative_to(out))] for p in kept)
+    r = subprocess.run([*GWINFER, *argv, "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert checksums(out) == checksums(micro_catalogue) and validate_catalogue(out)["ok"]
