@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from gwinfer._version import __version__
+from gwinfer.cli.options import add_model, add_workers, resolve_shared
 from gwinfer.errors import GwinferError
 
 log = logging.getLogger("gwinfer")
@@ -281,7 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="generate (or finish) a sharded waveform catalogue")
     p.add_argument("--config", required=True, help="catalogue YAML (configs/tiny.yaml, small.yaml, paper.yaml)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores; 1 per MPI rank)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes computing waveforms (default: all usable cores; 1 per MPI rank)",
+    )
     p.add_argument(
         "--mpi", action="store_true", help="split shards across MPI ranks (mpirun -n K gwinfer generate --mpi ...)"
     )
@@ -299,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("predict", help="predict (q, s1z, s2z) for a catalogue split or for one waveform file")
-    p.add_argument("--model", required=True, help="point model folder or model.pt")
+    add_model(p, "point model")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="catalogue folder (manifest or bare <split>/*.h5 shards)")
     src.add_argument(
@@ -315,12 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="error table, overlaps over the full window, figures and HTML report")
-    p.add_argument("--model", required=True, help="point model folder or model.pt")
+    add_model(p, "point model")
     p.add_argument("--data", required=True, help="catalogue folder")
     p.add_argument("--split", default="test", help="catalogue split (default: test)")
     p.add_argument("--json", default=None, help="results.json path")
     p.add_argument("--report", default=None, help="report folder (index.html + figures)")
-    p.add_argument("--workers", type=int, default=2, help="processes regenerating waveforms")
+    add_workers(p, "processes regenerating waveforms")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N waveforms only")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
@@ -330,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a point model on perturbed inputs and other waveform codes: clean, +-jitter M with random phase, "
         "noise at 1e-5/1e-4/1e-3 of the peak, one row per other code",
     )
-    p.add_argument("--model", required=True, help="point model folder or model.pt")
+    add_model(p, "point model")
     p.add_argument(
         "--data", required=True, nargs="+",
         help="test catalogues of the same binaries made by different codes (one must be the model's own code)",
@@ -339,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=1000, help="test binaries per row (default: 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the jitter, phases and noise (default: 0)")
     p.add_argument("--jitter", type=float, default=0.5, help="clock offsets uniform in +-JITTER M (default: 0.5)")
-    p.add_argument("--workers", type=int, default=2, help="processes regenerating waveforms (default: 2)")
+    add_workers(p, "processes regenerating waveforms")
     p.add_argument("--out", default=None, help="folder for robustness.json and robustness.md (default: print only)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_robustness)
@@ -365,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--t-start", type=float, default=-10000.0, help="window start, M (default: -10000)")
     p.add_argument("--t-end", type=float, default=130.0, help="window end, M (default: 130)")
     p.add_argument("--dt", type=float, default=2.0, help="time step, M (default: 2)")
-    p.add_argument("--workers", type=int, default=2, help="processes computing waveforms (default: 2)")
+    add_workers(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_degeneracy)
 
@@ -381,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", default="out/demo", help="folder of the demo's catalogue, run and report (default: out/demo)"
     )
-    p.add_argument("--workers", type=int, default=2, help="processes computing waveforms (default: 2)")
+    add_workers(p)
     p.set_defaults(func=cmd_demo)
     for command in sub.choices.values():
         command.formatter_class = HelpFormatter
@@ -442,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         check_outputs(args)
+        resolve_shared(args)
         return args.func(args)
     except GwinferError as err:
         print(f"gwinfer: error: {err}", file=sys.stderr)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from gwinfer.cli.options import add_model
+
 
 def cmd_export(args: argparse.Namespace) -> int:
     from gwinfer.serving.export.entry import export_info
@@ -138,7 +140,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="export a model into a Triton-style repository (ONNX or TorchScript); "
         "posterior estimators as one sampling graph (strain, noise -> samples, log_prob)",
     )
-    p.add_argument("--model", required=True, help="model file or shipped-model folder (point or posterior estimator)")
+    add_model(p, "point or posterior model")
     p.add_argument("--repo", required=True, help="model repository folder (created if absent)")
     p.add_argument("--name", default=None, help="model name (default: the model folder's name)")
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="graph format (default: onnx)")
@@ -239,7 +241,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--h1", help="H1 GWOSC HDF5 strain file")
     p.add_argument("--l1", help="L1 GWOSC HDF5 strain file")
     p.add_argument("--v1", help="V1 GWOSC HDF5 strain file")
-    p.add_argument("--out", required=True, help="per-chunk table: .csv or .h5 (written atomically, with provenance)")
+    p.add_argument(
+        "--out", required=True, help="per-chunk table file: .csv or .h5 (written atomically, with provenance)"
+    )
     p.add_argument(
         "--chunk", type=float, default=1.0, help="seconds of strain per request (must be the entry's stride)"
     )

@@ -72,7 +72,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _add_run_arguments(p: argparse.ArgumentParser, task: str) -> None:
     if task == "distill":
-        p.add_argument("--teacher", required=True, help="teacher posterior model file (train-posterior's model.pt)")
+        p.add_argument(
+            "--teacher", required=True, help="teacher posterior model (train-posterior's): its folder or model.pt"
+        )
     p.add_argument("--config", required=True, help="the run's sectioned YAML (configs/)")
     p.add_argument("--out", required=True, help="run folder: checkpoint.pt, best.pt, log.csv, tb/, model.pt")
     p.add_argument("--no-resume", action="store_true", help="start over (an earlier run's files are moved aside)")

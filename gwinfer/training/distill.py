@@ -494,14 +494,15 @@ def distill(
     resume: bool = True,
     settings: Settings = (),
 ) -> Path:
-    """Distil the teacher file ``teacher_path`` into a student described by ``source`` (YAML or dict with
-    data/student/distill/train); return ``out_dir/model.pt`` (the student, a ``save_estimator`` file).
+    """Distil the teacher ``teacher_path`` (a model file or its folder) into a student described by
+    ``source`` (YAML or dict with data/student/distill/train); return ``out_dir/model.pt`` (the student, a
+    ``save_estimator`` file).
 
     Resumable: re-running with the same ``out_dir`` continues from ``checkpoint.pt`` (same teacher file,
     student, distill and train settings). ``settings`` override values of the config: ``["train.epochs=3"]``
     (as ``--set``) or ``{"train": {"epochs": 3}}``, as in ``train_posterior``.
     """
-    from gwinfer.models import build_estimator, load_estimator, save_estimator
+    from gwinfer.models import build_estimator, load_estimator, resolve_model_path, save_estimator
     from gwinfer.provenance import sha256_file
     from gwinfer.training.posterior import PosteriorDataConfig, data_metadata, fit_examples, training_datasets
 
@@ -510,9 +511,12 @@ def distill(
     dcfg = from_dict(DistillConfig, raw.get("distill") or {}, "distill")
     train_cfg = train_settings(raw)
     check_student_section(raw["student"])
-    tpath = Path(teacher_path)
-    if not tpath.is_file():
-        raise GwinferError(f"teacher model {tpath} does not exist (train one with gwinfer train-posterior)")
+    try:
+        tpath = resolve_model_path(teacher_path)
+    except GwinferError:
+        raise GwinferError(
+            f"teacher model {teacher_path} does not exist (train one with gwinfer train-posterior)"
+        ) from None
     teacher, tmeta = load_estimator(tpath)
     teacher_sha = sha256_file(tpath)
 
