@@ -160,3 +160,35 @@ def test_degeneracy_slices_pass_through_an_off_lattice_reference(tmp_path: Path)
         assert maps[a][0] == (2.0 if a == "q" else -0.6)
     with pytest.raises(GwinferError, match="outside the q range"):
         degeneracy_maps(6.0, 0.4, -0.4, tmp_path, n=4, workers=1, progress=False, q_range=(1.0, 5.0))
+
+
+def test_out_of_domain_predictions_are_flagged_in_the_console_and_the_files(tmp_path, trained, micro_catalogue,
+                                                                           capsys, caplog):  # fmt: skip
+    """A model whose answers leave its domain (here: the domain recorded in the file shrunk to a corner) is
+    never written silently: predict's file holds the clamped prediction, the raw output and per-row flags,
+    evaluate's results.json counts them, and both warn on the console."""
+    import logging
+
+    from gwinfer.cli import main
+    from gwinfer.models import OUT_OF_DOMAIN, load_model, save_model
+
+    model, meta = load_model(trained)
+    meta["domain"] = {"q_min": 1.0, "q_max": 1.1, "spin_max": 0.05}
+    save_model(tmp_path / "corner" / "model.pt", model, metadata=meta)
+    caplog.set_level(logging.WARNING)
+    out = tmp_path / "pred.h5"
+    argv = ["predict", "--model", str(tmp_path / "corner"), "--data", str(micro_catalogue), "--out", str(out)]
+    assert main(argv) == 0
+    with h5py.File(out) as f:
+        pred, raw, flags = f["prediction"][:], f["raw_prediction"][:], f["flags"][:]
+    assert np.any(flags & OUT_OF_DOMAIN) and np.all(pred[:, 0] <= 1.1 + 1e-9) and np.all(np.abs(pred[:, 1:]) <= 0.05)
+    assert np.any(raw != pred)
+    assert "outside the model's domain" in caplog.text
+    caplog.clear()
+    argv = ["evaluate", "--model", str(tmp_path / "corner"), "--data", str(micro_catalogue), "--json",
+            str(tmp_path / "r.json"), "--workers", "1", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["n_out_of_domain_predictions"] == int(np.count_nonzero(flags & OUT_OF_DOMAIN)) > 0
+    assert "outside the model's domain" in caplog.text
+    capsys.readouterr()

@@ -221,6 +221,9 @@ def test_bad_requests_are_4xx_and_server_keeps_serving(setup):
     assert status == 400 and "FP32" in json.loads(body)["error"]
     status, body = raw(server, "POST", path, _infer_json([good_input | {"data": [1.0] * 3}]))
     assert status == 400 and "data values" in json.loads(body)["error"]
+    for value in (1e39, -1e39):  # beyond float32 in a JSON body: inf once cast, refused like NaN
+        status, body = raw(server, "POST", path, _infer_json([good_input | {"data": [value] + [0.5] * (4 * T - 1)}]))
+        assert status == 400 and "NaN or inf" in json.loads(body)["error"], body
     # oversized: refused on the announced Content-Length, before the body is sent
     conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
     conn.putrequest("POST", path)
@@ -478,3 +481,24 @@ def test_the_index_follows_the_disk(tmp_path):
         assert status == 503 and "removed" in json.loads(body)["error"]
     finally:
         server.stop()
+
+
+def test_json_answers_never_hold_bare_nan():
+    """JSON has no NaN or inf: non-finite outputs (a streaming window not yet full) are null in a JSON answer
+    (strict JSON that any parser reads) and IEEE values in a binary one."""
+    from types import SimpleNamespace
+
+    from gwinfer.serving.protocol.http_codec import encode_response
+    from gwinfer.serving.repository.specs import TensorSpec
+
+    mv = SimpleNamespace(name="m", version=1, outputs=[TensorSpec("theta", "FP32", (3,))])
+    out = {"theta": np.array([[1.5, np.nan, np.inf]], np.float32)}
+    body, head = encode_response(mv, {}, out, [("theta", False, None)])
+    assert head is None and b"NaN" not in body and b"Infinity" not in body
+    assert json.loads(body, parse_constant=lambda c: pytest.fail(f"bare {c}"))["outputs"][0]["data"] == [
+        1.5,
+        None,
+        None,
+    ]
+    body, head = encode_response(mv, {}, out, [("theta", True, None)])
+    assert np.array_equal(np.frombuffer(body[head:], np.float32), out["theta"][0], equal_nan=True)
