@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from gwinfer._version import __version__
+from gwinfer.cli.info import describe
 from gwinfer.cli.options import add_model, add_workers, resolve_shared
 from gwinfer.errors import GwinferError
 
@@ -45,94 +46,6 @@ def _mpi_rank() -> int:
     from mpi4py import MPI
 
     return MPI.COMM_WORLD.Get_rank()
-
-
-def describe(path: str | Path) -> dict:
-    """What any file gwinfer writes is, with its provenance: a catalogue folder, a point or posterior model
-    (file, folder or checkpoint), a simulation, prediction or shard HDF5 file, a PSD text file, or a JSON
-    result; a one-line error for anything else."""
-    p = Path(path)
-    if p.is_dir() and (p / "model.pt").is_file():
-        p = p / "model.pt"
-    if p.is_dir():
-        from gwinfer.data.store import read_manifest
-
-        manifest = read_manifest(p)
-        if manifest is None:
-            raise GwinferError(f"{p} has no manifest.json: not a gwinfer catalogue (nor a model folder)")
-        return manifest
-    if not p.is_file():
-        raise GwinferError(f"{p} does not exist")
-    if p.suffix == ".json":
-        from gwinfer.provenance import read_json
-
-        return read_json(p)
-    if p.suffix in (".h5", ".hdf5"):
-        return _describe_hdf5(p)
-    if p.suffix in (".txt", ".dat"):
-        return _describe_text(p)
-    import zipfile
-
-    from gwinfer.models import is_posterior_file, load_estimator, load_model
-
-    if not zipfile.is_zipfile(p):
-        raise GwinferError(
-            f"{p} is not a file gwinfer wrote (not a catalogue, model, checkpoint, simulation, prediction, PSD or result)"
-        )
-    if is_posterior_file(p):
-        model, meta = load_estimator(p)
-        return {"kind": "posterior-model", "model_kind": model.kind, "spec": model.spec(),
-                "n_parameters": sum(t.numel() for t in model.parameters()),
-                "parameters": meta.get("names"), **{k: v for k, v in meta.items() if k != "prior_text"}}  # fmt: skip
-    model, meta = load_model(p)
-    grid = meta.get("time_grid", {})
-    return {
-        "kind": "model",
-        "model_kind": model.kind,
-        "spec": model.spec(),
-        "n_parameters": sum(t.numel() for t in model.parameters()),
-        "t_start": grid.get("t_start"),
-        "t_end": grid.get("t_end"),
-        "dt": grid.get("dt"),
-        "approximant": meta.get("approximant"),
-        **meta,
-    }
-
-
-def _describe_hdf5(p: Path) -> dict:
-    import h5py
-
-    try:
-        with h5py.File(p, "r") as f:
-            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-            keys = sorted(f.keys())
-    except OSError as err:
-        raise GwinferError(f"{p} is not a readable HDF5 file ({str(err).splitlines()[0][:120]})") from None
-    for key in ("provenance", "config"):
-        if isinstance(attrs.get(key), str):
-            try:
-                attrs[key] = json.loads(attrs[key])
-            except ValueError:
-                pass
-    if "prediction" in keys:
-        kind = "predictions"
-    elif "theta" in keys and "signals" in keys:
-        kind = "simulation"
-    elif "h22" in keys and "params" in keys:
-        kind = "catalogue-shard"
-    else:
-        raise GwinferError(f"{p} is an HDF5 file gwinfer did not write (datasets {keys[:6]})")
-    return {"kind": kind, "datasets": keys, **{k: v for k, v in attrs.items() if not hasattr(v, "shape")}}
-
-
-def _describe_text(p: Path) -> dict:
-    first = p.open().readline()
-    if first.startswith("# {"):
-        try:
-            return {"kind": "psd", **json.loads(first[2:])}
-        except ValueError:
-            pass
-    raise GwinferError(f"{p} is not a file gwinfer wrote (no JSON provenance header)")
 
 
 def _summary_lines(info: dict) -> str:
@@ -294,8 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("info", help="print the provenance of a catalogue, model or result")
-    p.add_argument("path")
+    p = sub.add_parser("info", help="what a file or folder gwinfer wrote is, with its provenance")
+    p.add_argument(
+        "path",
+        help="catalogue folder, model (folder or file), simulation, bank, prediction, result, segment, PSD or table",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable JSON")
     p.set_defaults(func=cmd_info)
 
