@@ -387,3 +387,25 @@ def test_no_room_is_one_line_and_loses_nothing(room, tmp_path: Path, micro_catal
     r = subprocess.run([*GWINFER, *argv, "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert checksums(out) == checksums(micro_catalogue) and validate_catalogue(out)["ok"]
+
+
+def test_mpi_without_an_mpi_library_is_one_line(tmp_path: Path) -> None:
+    """``generate --mpi`` where mpi4py cannot load libmpi (a stand-in mpi4py whose MPI module fails to
+    load as the real one does without the system library): one line, exit 2, nothing written."""
+    fake = tmp_path / "site" / "mpi4py"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "MPI.py").write_text(
+        'raise ImportError("libmpi.so.40: cannot open shared object file: No such file or directory")\n'
+    )
+    cfg = tmp_path / "micro.yaml"
+    cfg.write_text(json.dumps(MICRO))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(ROOT)])}
+    argv = ["generate", "--config", str(cfg), "--out", str(tmp_path / "cat"), "--mpi", "--quiet"]
+    r = subprocess.run([*GWINFER, *argv], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "gwinfer: error: --mpi needs mpi4py and a system MPI library: libmpi.so.40: cannot open shared object "
+        "file: No such file or directory"
+    ]
+    assert not (tmp_path / "cat").exists()
