@@ -180,7 +180,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "with --url, switch a running server without dropping requests",
     )
     p.add_argument("--repo", required=True, help="model repository folder")
-    p.add_argument("--model", required=True, help="model name")
+    p.add_argument(
+        "--name", "--model", dest="model", required=True,
+        help="the model's name in the repository (as export --name; --model: older spelling)",
+    )  # fmt: skip
     p.add_argument("--version", type=int, required=True, help="the version to label")
     p.add_argument(
         "--stage",
@@ -236,8 +239,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--url", required=True, help="server (host:port, HTTP; gwinfer serve or Triton)")
     p.add_argument(
-        "--model", required=True, help="streaming entry name (gwinfer export --stream-stride of a posterior)"
-    )
+        "--name", "--model", dest="model", required=True,
+        help="the streaming entry's name on the server (gwinfer export --stream-stride of a posterior; "
+        "--model: older spelling)",
+    )  # fmt: skip
     p.add_argument("--h1", help="H1 GWOSC HDF5 strain file")
     p.add_argument("--l1", help="L1 GWOSC HDF5 strain file")
     p.add_argument("--v1", help="V1 GWOSC HDF5 strain file")

@@ -35,3 +35,13 @@ def test_shipped_config_reads_and_names_no_absolute_path(path: Path):
     raw = load_yaml(path)  # duplicate keys and YAML 1.1 exponent strings are refused / fixed here
     absolute = [(k, v) for k, v in strings(raw) if v.startswith("/") or v.startswith("~")]
     assert not absolute, f"{path.relative_to(ROOT)} names absolute paths: {absolute}"
+
+
+def test_simulation_config_paths_resolve_against_the_file(tmp_path, monkeypatch):
+    """configs/sim-gw5d.yaml's PSD (``../../shared/...``) is the same file from any working directory."""
+    from gwinfer.data.simulate import load_simulation_config
+
+    monkeypatch.chdir(tmp_path)
+    config = load_simulation_config(ROOT / "configs" / "sim-gw5d.yaml")
+    expected = (ROOT / "configs" / "../../shared/external/psd/aLIGO_ZERO_DET_high_P_psd.txt").resolve()
+    assert Path(config.psd).resolve() == expected

@@ -115,3 +115,16 @@ def test_n_samples_seed_and_out_mean_the_same_everywhere():
     every = commands()
     for name in ("sample", "analyze"):
         assert options(every[name])["--n"] is options(every[name])["--n-samples"]
+
+
+def test_a_served_models_name_is_name_everywhere():
+    """export, promote and stream name a model of a repository / server with ``--name`` (``--model`` stays
+    the older spelling of promote and stream); ``--model`` elsewhere is always a model folder or file."""
+    every = commands()
+    for name in ("export", "promote", "stream"):
+        assert "--name" in options(every[name]), name
+    for name in ("promote", "stream"):
+        assert options(every[name])["--model"] is options(every[name])["--name"]
+    for name, command in every.items():
+        if "--model" in options(command) and name not in ("promote", "stream"):
+            assert name in MODEL_INPUTS and "folder or model.pt" in options(command)["--model"].help, name
