@@ -192,3 +192,47 @@ def test_out_of_domain_predictions_are_flagged_in_the_console_and_the_files(tmp_
     assert results["n_out_of_domain_predictions"] == int(np.count_nonzero(flags & OUT_OF_DOMAIN)) > 0
     assert "outside the model's domain" in caplog.text
     capsys.readouterr()
+
+
+def test_report_figures_have_labels_colour_bars_data_scales_and_aligned_examples(trained, micro_catalogue, tmp_path,
+                                                                                 monkeypatch):  # fmt: skip
+    """The report a person would show: every panel labelled, a colour bar wherever colour carries a value,
+    a colour scale spanning the data (a weak model is not all one colour), examples aligned as the overlap
+    aligns them, and the title naming the model's own folder."""
+    from gwinfer.evaluation import plots
+    from gwinfer.evaluation.evaluate import evaluate_model
+
+    figures, real = {}, plots.save_png
+    monkeypatch.setattr(
+        plots, "save_png", lambda fig, path, dpi: figures.setdefault(path.name, fig) and real(fig, path, dpi)
+    )
+    report = tmp_path / "report"
+    results = evaluate_model(trained, micro_catalogue, "test", report_dir=report, workers=1, progress=False)
+    assert set(figures) == {"overlap_by_q.png", "errors_manifold.png", "overlap_maps.png", "examples.png"}
+    for name, fig in figures.items():  # the histograms share their x axis: labelled on the bottom row
+        for ax in fig.axes:
+            if ax.axison and ax.get_label() != "<colorbar>" and name != "overlap_by_q.png":
+                assert ax.get_xlabel() and ax.get_ylabel(), (name, ax.get_title())
+    hist = figures["overlap_by_q.png"]
+    cols = len(hist.axes) // 2
+    assert all(ax.get_ylabel() == "waveforms" for ax in hist.axes[::cols])
+    assert all("overlap" in ax.get_xlabel() for ax in hist.axes[cols:])
+    for name in ("errors_manifold.png", "overlap_maps.png"):
+        bars = [ax for ax in figures[name].axes if ax.get_label() == "<colorbar>"]
+        assert bars and all("overlap" in ax.get_ylabel() for ax in bars), name
+    mismatch = np.log10(np.clip(1 - np.load(report / "per_waveform.npz")["overlap"], 1e-7, 1))
+    for ax in figures["overlap_maps.png"].axes:
+        if ax.collections and ax.get_label() != "<colorbar>":
+            lo, hi = ax.collections[0].get_clim()
+            assert lo <= np.quantile(mismatch, 0.02) and hi >= np.quantile(mismatch, 0.98) and hi - lo <= 8
+    assert "aligned" in figures["examples.png"].axes[0].get_lines()[1].get_label()
+    overlaps = np.load(report / "per_waveform.npz")["overlap"]
+    for row, overlap in zip((0, 2, 4), np.sort(overlaps)[[0, len(overlaps) // 2, -1]]):
+        # aligned as the overlap aligns it, the plotted Re h22 correlates with the truth as the overlap says
+        true, rec = (
+            np.asarray(line.get_data()[1], float) for line in figures["examples.png"].axes[row].get_lines()[:2]
+        )
+        match = np.dot(true, rec) / np.sqrt(np.dot(true, true) * np.dot(rec, rec))
+        assert match == pytest.approx(overlap, abs=0.05), (row, match, overlap)
+    page = (report / "index.html").read_text()
+    assert f"<h1>{trained.parent.name}: test of {micro_catalogue.name}</h1>" in page
