@@ -88,7 +88,16 @@ from gwinfer.models.posterior.gaussian import GaussianPosterior
 from gwinfer.models.posterior.svd_embedding import SVDEmbedding
 from gwinfer.models.standardize import Standardizer
 from gwinfer.training.checkpoint import seed_everything
-from gwinfer.training.run import Run, Source, fit_and_save, load_sections, run_metadata, train_settings
+from gwinfer.training.run import (
+    Run,
+    Source,
+    announced,
+    fit_and_save,
+    fitting,
+    load_sections,
+    run_metadata,
+    train_settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -528,7 +537,8 @@ def distill(
     student = build_estimator(spec, theta_dim=len(sim.names), x_shape=train_set.x_shape)
     distiller = Distiller(teacher, student, dcfg, epochs=train_cfg.epochs, teacher_id=teacher_sha)
 
-    distiller.fit_standardization(*fit_examples(train_set, data.fit_samples))
+    with announced(fitting(min(len(train_set), data.fit_samples))):
+        distiller.fit_standardization(*fit_examples(train_set, data.fit_samples))
 
     n_teacher, n_student = n_parameters(teacher), n_parameters(student)
     experiment = {

@@ -19,7 +19,16 @@ from gwinfer.checks import positive_int
 from gwinfer.config import from_dict, to_dict
 from gwinfer.errors import GwinferError
 from gwinfer.training.checkpoint import seed_everything
-from gwinfer.training.run import Run, Source, even_sample, fit_and_save, run_metadata, train_settings
+from gwinfer.training.run import (
+    Run,
+    Source,
+    announced,
+    even_sample,
+    fit_and_save,
+    fitting,
+    run_metadata,
+    train_settings,
+)
 
 
 @dataclass(frozen=True)
@@ -112,7 +121,8 @@ def train_event_model(raw: dict[str, Any], source: Source, out_dir: str | Path, 
     pick = even_sample(len(train_set), data.fit_samples)
     theta, x = train_set.batch(pick)
     _, signals = train_set.batch(pick, noise=False)
-    model.fit_standardization(theta, x, signals)
+    with announced(fitting(len(pick))):
+        model.fit_standardization(theta, x, signals)
     kept = model.embedding.kept_power(signals[: min(512, len(pick))])
     experiment = {"data": to_dict(data), "model": raw["model"], "train": to_dict(train_cfg)}
     metadata = {

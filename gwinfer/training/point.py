@@ -26,8 +26,10 @@ from gwinfer.training.checkpoint import seed_everything
 from gwinfer.training.run import (
     Run,
     Source,
+    announced,
     even_sample,
     fit_and_save,
+    fitting,
     load_sections,
     run_metadata,
     train_settings,
@@ -135,7 +137,8 @@ def train_point(
     seed_everything(train_cfg.seed)
     model = build_model(raw["model"], n_samples=grid.n)
     theta, x = zip(*(train_set[i] for i in even_sample(len(train_set), data.fit_samples)))
-    model.fit_standardization(torch.stack(theta), torch.stack(x))
+    with announced(fitting(len(theta))):
+        model.fit_standardization(torch.stack(theta), torch.stack(x))
 
     sources = [catalogue_record(r) for r in roots]
     metadata = {

@@ -26,8 +26,10 @@ from gwinfer.training.checkpoint import seed_everything
 from gwinfer.training.run import (
     Run,
     Source,
+    announced,
     even_sample,
     fit_and_save,
+    fitting,
     load_sections,
     run_metadata,
     train_settings,
@@ -146,7 +148,8 @@ def train_posterior(
         model = initial_estimator(init, raw["model"], len(sim.names), train_set.x_shape)
     else:
         model = build_estimator(dict(raw["model"]), theta_dim=len(sim.names), x_shape=train_set.x_shape)
-        model.fit_standardization(*fit_examples(train_set, data.fit_samples))
+        with announced(fitting(min(len(train_set), data.fit_samples))):
+            model.fit_standardization(*fit_examples(train_set, data.fit_samples))
 
     experiment = {
         "data": to_dict(data),

@@ -9,6 +9,8 @@ how to write ``model.pt``); this module does the rest the same way for all of th
 * :func:`train_settings`: the ``train`` section as a validated :class:`TrainConfig`;
 * the tasks call :func:`~gwinfer.training.checkpoint.seed_everything` BEFORE building the model, so two
   runs with one seed are equal;
+* :func:`announced`: a long preparation step (the standardisation and an SVD basis, minutes on big
+  fits) logged before it starts and with its duration after, so a run is never silent;
 * :func:`even_sample`: the deterministic rows (same on every rank) that fit a model's standardisation;
 * :func:`run_metadata`: the experiment, the command and the provenance recorded in ``model.pt``;
 * :func:`fit_and_save`: the shared :class:`~gwinfer.training.trainer.Trainer` (one process or torchrun/DDP,
@@ -18,9 +20,12 @@ how to write ``model.pt``); this module does the rest the same way for all of th
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +39,8 @@ from gwinfer.provenance import provenance
 from gwinfer.training import distributed as D
 from gwinfer.training.config import TrainConfig
 from gwinfer.training.trainer import Trainer
+
+log = logging.getLogger(__name__)
 
 Source = str | Path | dict[str, Any]
 #: The settings of a training config that name files or folders (resolved against the config's folder).
@@ -74,6 +81,20 @@ def source_label(source: Source) -> str:
 def train_settings(raw: dict[str, Any]) -> TrainConfig:
     """The ``train`` section of ``raw`` (settings already merged by :func:`load_sections`), validated."""
     return from_dict(TrainConfig, raw.get("train") or {}, "train")
+
+
+@contextlib.contextmanager
+def announced(what: str) -> Iterator[None]:
+    """Log ``what`` before a long step and its duration [s] after it."""
+    log.info("%s ...", what)
+    t0 = time.perf_counter()
+    yield
+    log.info("%s: done in %.1f s", what, time.perf_counter() - t0)
+
+
+def fitting(n: int) -> str:
+    """The announcement of fitting a model's standardisation (and any SVD basis) on ``n`` examples."""
+    return f"fitting the standardisation (and any SVD basis, float64) on {n} training examples"
 
 
 def even_sample(n_total: int, n_fit: int) -> list[int]:

@@ -207,7 +207,7 @@ def test_report_figures_have_labels_colour_bars_data_scales_and_aligned_examples
         plots, "save_png", lambda fig, path, dpi: figures.setdefault(path.name, fig) and real(fig, path, dpi)
     )
     report = tmp_path / "report"
-    results = evaluate_model(trained, micro_catalogue, "test", report_dir=report, workers=1, progress=False)
+    evaluate_model(trained, micro_catalogue, "test", report_dir=report, workers=1, progress=False)
     assert set(figures) == {"overlap_by_q.png", "errors_manifold.png", "overlap_maps.png", "examples.png"}
     for name, fig in figures.items():  # the histograms share their x axis: labelled on the bottom row
         for ax in fig.axes:

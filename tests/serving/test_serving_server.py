@@ -502,3 +502,26 @@ def test_json_answers_never_hold_bare_nan():
     ]
     body, head = encode_response(mv, {}, out, [("theta", True, None)])
     assert np.array_equal(np.frombuffer(body[head:], np.float32), out["theta"][0], equal_nan=True)
+
+
+def test_connections_beyond_the_concurrency_cap_get_503(tmp_path):
+    """``max_concurrency`` connections held open (unfinished requests) fill the server: the next request is
+    answered 503 at once (not queued for ever); once they go, requests are served again."""
+    import socket
+    import time
+
+    (tmp_path / "repo").mkdir()
+    server = Server(tmp_path / "repo", max_concurrency=3).start()
+    try:
+        held = [socket.create_connection((server.host, server.port), timeout=5) for _ in range(3)]
+        time.sleep(0.3)
+        status, body = raw(server, "GET", "/v2/health/ready")
+        assert status == 503, body
+        for s in held:
+            s.close()
+        deadline = time.monotonic() + 10
+        while raw(server, "GET", "/v2/health/ready")[0] != 200:
+            assert time.monotonic() < deadline, "the server did not recover after the held connections closed"
+            time.sleep(0.1)
+    finally:
+        server.stop()

@@ -516,10 +516,12 @@ def test_config_paths_are_relative_to_the_config_file(tmp_path, micro_catalogue,
     assert Path(shipped["data"]["catalogue"]).is_absolute()
 
 
-def test_settings_as_mapping_or_strings_are_one_override_mechanism(tmp_path, micro_catalogue):
+def test_settings_as_mapping_or_strings_are_one_override_mechanism(tmp_path, micro_catalogue, caplog):
     """``settings`` is either ``--set`` strings or the equivalent ``{section: {key: value}}`` mapping: both are
     deep-merged and validated the same way (same TrainConfig, same one-line refusals), and a train-section
     override by mapping changes the run."""
+    import logging
+
     import torch
 
     from gwinfer.errors import GwinferError
@@ -552,6 +554,10 @@ def test_settings_as_mapping_or_strings_are_one_override_mechanism(tmp_path, mic
     with pytest.raises(GwinferError, match="settings must be a list of 'section.key=value' strings"):
         load_sections(cfg, ("data", "model"), ("train",), "x", settings="train.lr=1")
 
+    caplog.set_level(logging.INFO, logger="gwinfer.training.run")
     model = train_point(cfg, tmp_path / "run", settings={"train": {"epochs": 1}})
+    # the long preparation step is announced before it starts and timed after (never silent)
+    assert "fitting the standardisation (and any SVD basis, float64) on 27 training examples ..." in caplog.text
+    assert "training examples: done in" in caplog.text
     meta = torch.load(model, weights_only=True)["metadata"]
     assert meta["experiment"]["train"]["epochs"] == 1 and meta["training"]["epochs_completed"] == 1
