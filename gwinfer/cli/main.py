@@ -97,7 +97,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise GwinferError(
             "give --data CATALOGUE and --out FILE (a catalogue split), or --waveform FILE (one waveform)"
         )
-    print(f"predictions written to {predict_to_file(args.model, args.data, args.split, args.out, limit=args.limit)}")
+    path = predict_to_file(args.model, args.data, args.split, args.out, limit=args.limit, progress=not args.quiet)
+    print(f"predictions written to {path}")
     return 0
 
 
@@ -234,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default=None, help="HDF5 file of truth and predictions (--data) or JSON result (--waveform)"
     )
     p.add_argument("--limit", type=int, default=None, help="predict the first N waveforms only (default: all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="error table, overlaps over the full window, figures and HTML report")

@@ -51,4 +51,11 @@ def resolve_shared(args: argparse.Namespace) -> None:
     if dest and getattr(args, dest, None):
         from gwinfer.models import resolve_model_path
 
-        setattr(args, dest, str(resolve_model_path(getattr(args, dest))))
+        try:
+            setattr(args, dest, str(resolve_model_path(getattr(args, dest))))
+        except GwinferError:
+            if dest != "teacher":
+                raise
+            raise GwinferError(
+                f"teacher model {getattr(args, dest)} does not exist (train one with gwinfer train-posterior)"
+            ) from None

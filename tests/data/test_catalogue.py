@@ -314,22 +314,40 @@ def test_generate_adopts_only_shards_it_can_vouch_for(tmp_path: Path, micro_conf
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
-def test_damaged_shard_is_one_line_for_evaluate(tmp_path: Path, micro_catalogue: Path, damage: str) -> None:
+def test_damaged_shard_is_one_line_for_evaluate_predict_and_train(
+    tmp_path: Path, micro_catalogue: Path, micro_config: CatalogueConfig, damage: str
+) -> None:
+    """A truncated or bit-flipped shard: evaluate, predict and train end with one line naming the shard (no
+    h5py traceback), and a re-run of generate notices it, moves it aside and makes it again."""
     cat = tmp_path / "cat"
     shutil.copytree(micro_catalogue, cat)
-    shard = cat / "test" / "shard-00000.h5"
-    data = bytearray(shard.read_bytes())
-    if damage == "truncate":
-        data = data[: len(data) // 2]
-    else:
-        for k in range(int(len(data) * 0.6), int(len(data) * 0.9), 97):
-            data[k] ^= 0xFF
-    shard.write_bytes(bytes(data))
+    for shard in (cat / "test" / "shard-00000.h5", cat / "train" / "shard-00000.h5"):
+        data = bytearray(shard.read_bytes())
+        if damage == "truncate":
+            data = data[: len(data) // 2]
+        else:
+            for k in range(int(len(data) * 0.6), int(len(data) * 0.9), 97):
+                data[k] ^= 0xFF
+        shard.write_bytes(bytes(data))
     model = str(ROOT / "models" / "rb-chi-random80k")
-    r = subprocess.run([*GWINFER, "evaluate", "--model", model, "--data", str(cat), "--quiet"], capture_output=True,
-                       text=True, timeout=300)  # fmt: skip
-    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-    assert r.stderr.strip().splitlines()[-1].startswith("gwinfer: error: shard "), r.stderr
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(json.dumps({
+        "data": {"catalogue": str(cat), "t_start": -4000.0, "t_end": 100.0, "dt": 4.0},
+        "model": {"kind": "reduced_basis", "config": {"n_components": 4, "hidden": 8, "depth": 1, "dt": 4.0}},
+        "train": {"epochs": 1, "batch_size": 9, "tensorboard": False},
+    }))  # fmt: skip
+    for argv in (
+        ["evaluate", "--model", model, "--data", str(cat), "--quiet"],
+        ["predict", "--model", model, "--data", str(cat), "--out", str(tmp_path / "p.h5")],
+        ["train", "--config", str(exp), "--out", str(tmp_path / "run")],
+    ):
+        r = subprocess.run([*GWINFER, *argv], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (argv[0], r.stderr)
+        assert r.stderr.strip().splitlines()[-1].startswith("gwinfer: error: shard "), (argv[0], r.stderr)
+    assert not (tmp_path / "p.h5").exists()
+    generate_catalogue(micro_config, cat, workers=1, progress=False)  # the re-run notices and redoes them
+    assert (cat / "test" / "shard-00000.h5.damaged").exists() and (cat / "train" / "shard-00000.h5.damaged").exists()
+    assert checksums(cat) == checksums(micro_catalogue) and validate_catalogue(cat)["ok"]
 
 
 #: ``gwinfer generate`` in a process whose files may not grow beyond 200 kB (``ulimit -f``: the kernel
