@@ -212,6 +212,12 @@ def cmd_pp(args: argparse.Namespace) -> int:
 
     model, meta = load_estimator(args.model)
     model = symmetrised(model, meta)  # exact phase -> phase + pi symmetry (gwinfer.models.posterior.symmetry)
+    log_prior = None
+    if "simulation" in meta and meta.get("names"):  # draws outside the prior are replaced, as in sample
+        from gwinfer.data.strain_dataset import simulation_config_of
+        from gwinfer.evaluation.reference import log_prior_function
+
+        log_prior = log_prior_function(simulation_config_of(meta), list(meta["names"]))
     res = pp_test(
         model,
         args.data,
@@ -221,10 +227,14 @@ def cmd_pp(args: argparse.Namespace) -> int:
         names=meta.get("names"),
         out_dir=args.out,
         progress=not args.quiet,
+        log_prior=log_prior,
     )
     for k, p in res["ks_pvalues"].items():
         print(f"{k:22s} KS p-value {p:.4f}")
-    print(f"combined (Fisher) p-value {res['combined_pvalue']:.4g}; {res['seconds']:.1f} s; plot {res['plot']}")
+    print(
+        f"combined (Fisher) p-value {res['combined_pvalue']:.4g}; {res['in_prior_fraction']:.1%} of the draws inside "
+        f"the prior (the others replaced); {res['seconds']:.1f} s; plot {res['plot']}"
+    )
     return 0
 
 
