@@ -128,3 +128,35 @@ def test_a_served_models_name_is_name_everywhere():
     for name, command in every.items():
         if "--model" in options(command) and name not in ("promote", "stream"):
             assert name in MODEL_INPUTS and "folder or model.pt" in options(command)["--model"].help, name
+
+
+def test_the_command_sets_its_own_allocator_defaults(monkeypatch):
+    """``process_defaults`` applies the Makefile's malloc tuning through glibc's mallopt (M_MMAP_MAX = 0,
+    M_TRIM_THRESHOLD = 2**31 - 1) unless the caller set MALLOC_MMAP_MAX_ / MALLOC_TRIM_THRESHOLD_."""
+    import ctypes
+    import importlib
+    import os
+    import sys
+
+    cli_main = importlib.import_module("gwinfer.cli.main")
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("mallopt is glibc's")
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeLibc())
+    for var in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    cli_main.process_defaults()
+    assert calls == [(-4, 0), (-1, 2**31 - 1)]
+    assert os.environ["OMP_NUM_THREADS"] == "1"
+    calls.clear()
+    monkeypatch.setenv("MALLOC_MMAP_MAX_", "65536")
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
+    cli_main.process_defaults()
+    assert calls == []
