@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gwinfer._version import __version__
 from gwinfer.cli.info import describe
-from gwinfer.cli.options import add_model, add_workers, resolve_shared
+from gwinfer.cli.options import HelpFormatter, add_model, add_workers, resolve_shared
 from gwinfer.errors import GwinferError
 
 log = logging.getLogger("gwinfer")
@@ -166,23 +166,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     run_demo(Path(args.out), workers=args.workers)
     return 0
-
-
-class HelpFormatter(argparse.HelpFormatter):
-    """Every option's help ends with its default, unless the help already names it or there is none."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        default = action.default
-        if (
-            action.option_strings
-            and action.nargs != 0  # a flag's default is its absence
-            and "default" not in text
-            and default not in (None, False, argparse.SUPPRESS)
-            and not action.required
-        ):
-            text += f" (default: {default})"
-        return text
 
 
 def build_parser() -> argparse.ArgumentParser:

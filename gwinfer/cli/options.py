@@ -23,6 +23,24 @@ MODEL_INPUTS: dict[str, str] = {
 }  # fmt: skip
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already names it, there is none (None,
+    an empty list) or the option is a flag (its default is its absence)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            action.option_strings
+            and action.nargs != 0
+            and "default" not in text
+            and default not in (None, False, [], argparse.SUPPRESS)
+            and not action.required
+        ):
+            text += f" (default: {default})"
+        return text
+
+
 def usable_cores() -> int:
     """The CPU cores this process may run on (its affinity mask where the OS has one)."""
     try:

@@ -16,6 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
+from gwinfer.cli.options import HelpFormatter
 from gwinfer.errors import GwinferError
 
 TASKS = {
@@ -100,7 +101,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 def build_task_parser(task: str = "train") -> argparse.ArgumentParser:
     """The parser of one training task as torchrun runs it (``python -m gwinfer.cli.train TASK ...``)."""
-    ap = argparse.ArgumentParser(prog=f"gwinfer.cli.train {task}")
+    ap = argparse.ArgumentParser(prog=f"gwinfer.cli.train {task}", formatter_class=HelpFormatter)
     _add_run_arguments(ap, task)
     return ap
 

@@ -76,14 +76,19 @@ def test_bad_limits_are_one_line(tmp_path, micro_catalogue, capsys):
 
 
 def test_every_option_has_help_with_its_default():
+    """Every option of every gwinfer command, of the per-rank training entry (``python -m gwinfer.cli.train``)
+    and of ``python -m gwinfer.cli.triton`` has help, and shows its default."""
     import argparse
 
     from gwinfer.cli.main import build_parser
+    from gwinfer.cli.train import TASKS, build_task_parser
+    from gwinfer.cli.triton import build_parser as triton_parser
 
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    parsers = {**sub.choices, **{f"cli.train {t}": build_task_parser(t) for t in TASKS}, "cli.triton": triton_parser()}
     bad = []
-    for name, command in sub.choices.items():
+    for name, command in parsers.items():
         formatter = command._get_formatter()
         for action in command._actions:
             if not action.option_strings or "-h" in action.option_strings:
@@ -93,6 +98,6 @@ def test_every_option_has_help_with_its_default():
                 bad.append(f"{name} {action.option_strings[-1]}: no help")
             elif action.nargs == 0:  # a flag (--quiet, --no-resume): its default is its absence
                 continue
-            elif action.default not in (None, False) and not action.required and "default" not in text:
+            elif action.default not in (None, False, []) and not action.required and "default" not in text:
                 bad.append(f"{name} {action.option_strings[-1]}: default not shown")
     assert not bad, bad
