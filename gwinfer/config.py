@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import re
 import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -107,6 +108,29 @@ def parse_settings(settings: list[str] | tuple[str, ...]) -> dict[str, Any]:
                 raise GwinferError(f"--set {item!r} conflicts with another --set of {part!r}")
         node[parts[-1]] = parsed
     return out
+
+
+#: Overrides of a sectioned config: ``"section.key=value"`` strings (the command line's ``--set``) or the
+#: nested mapping they stand for, ``{section: {key: value}}``.
+Settings = Sequence[str] | Mapping[str, Any]
+
+
+def settings_mapping(settings: Settings | None) -> dict[str, Any]:
+    """The nested mapping of ``settings``: strings through :func:`parse_settings`, a mapping deep-copied
+    (its keys must be strings); anything else (a bare string too) refused with one line."""
+    if settings is None:
+        return {}
+    if isinstance(settings, Mapping):
+        bad = [k for k in settings if not isinstance(k, str) or not k]
+        if bad:
+            raise GwinferError(f"settings keys must be section names (strings), got {bad!r}")
+        return copy.deepcopy(dict(settings))
+    if isinstance(settings, (str, bytes)) or not all(isinstance(s, str) for s in settings):
+        raise GwinferError(
+            "settings must be a list of 'section.key=value' strings or a {section: {key: value}} mapping, "
+            f"got {settings!r}"
+        )
+    return parse_settings(list(settings))
 
 
 def deep_merge(base: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:

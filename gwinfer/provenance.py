@@ -9,6 +9,7 @@ A provenance record is a JSON-friendly dict::
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -22,6 +23,8 @@ from gwinfer._version import __version__
 from gwinfer.errors import GwinferError
 
 CORE_LIBRARIES = ("numpy", "scipy", "h5py", "torch", "lalsuite")
+#: The errors of a write that ran out of room: disk full, quota exceeded, file size limit (ulimit -f).
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def library_versions(names: tuple[str, ...] = CORE_LIBRARIES) -> dict[str, str]:
@@ -86,7 +89,8 @@ def check_output(path: str | Path, *, folder: bool) -> Path:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path`` in one step.
 
-    On an exception (or a kill) the destination is untouched and the temporary file is removed.
+    On an exception (or a kill) the destination is untouched and the temporary file is removed; a write
+    that runs out of room (:data:`NO_ROOM`: disk full, quota, ``ulimit -f``) is one line.
     """
     dest = Path(path)
     try:
@@ -102,6 +106,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, dest)
+    except OSError as err:
+        if err.errno not in NO_ROOM:
+            raise
+        raise GwinferError(
+            f"cannot write {dest}: {err.strerror} (nothing was replaced: make room and run the same command again)"
+        ) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 
 from gwinfer._version import __version__
+from gwinfer.cli.info import describe
+from gwinfer.cli.options import HelpFormatter, add_model, add_workers, resolve_shared
 from gwinfer.errors import GwinferError
 
 log = logging.getLogger("gwinfer")
@@ -44,94 +46,6 @@ def _mpi_rank() -> int:
     from mpi4py import MPI
 
     return MPI.COMM_WORLD.Get_rank()
-
-
-def describe(path: str | Path) -> dict:
-    """What any file gwinfer writes is, with its provenance: a catalogue folder, a point or posterior model
-    (file, folder or checkpoint), a simulation, prediction or shard HDF5 file, a PSD text file, or a JSON
-    result; a one-line error for anything else."""
-    p = Path(path)
-    if p.is_dir() and (p / "model.pt").is_file():
-        p = p / "model.pt"
-    if p.is_dir():
-        from gwinfer.data.store import read_manifest
-
-        manifest = read_manifest(p)
-        if manifest is None:
-            raise GwinferError(f"{p} has no manifest.json: not a gwinfer catalogue (nor a model folder)")
-        return manifest
-    if not p.is_file():
-        raise GwinferError(f"{p} does not exist")
-    if p.suffix == ".json":
-        from gwinfer.provenance import read_json
-
-        return read_json(p)
-    if p.suffix in (".h5", ".hdf5"):
-        return _describe_hdf5(p)
-    if p.suffix in (".txt", ".dat"):
-        return _describe_text(p)
-    import zipfile
-
-    from gwinfer.models import is_posterior_file, load_estimator, load_model
-
-    if not zipfile.is_zipfile(p):
-        raise GwinferError(
-            f"{p} is not a file gwinfer wrote (not a catalogue, model, checkpoint, simulation, prediction, PSD or result)"
-        )
-    if is_posterior_file(p):
-        model, meta = load_estimator(p)
-        return {"kind": "posterior-model", "model_kind": model.kind, "spec": model.spec(),
-                "n_parameters": sum(t.numel() for t in model.parameters()),
-                "parameters": meta.get("names"), **{k: v for k, v in meta.items() if k != "prior_text"}}  # fmt: skip
-    model, meta = load_model(p)
-    grid = meta.get("time_grid", {})
-    return {
-        "kind": "model",
-        "model_kind": model.kind,
-        "spec": model.spec(),
-        "n_parameters": sum(t.numel() for t in model.parameters()),
-        "t_start": grid.get("t_start"),
-        "t_end": grid.get("t_end"),
-        "dt": grid.get("dt"),
-        "approximant": meta.get("approximant"),
-        **meta,
-    }
-
-
-def _describe_hdf5(p: Path) -> dict:
-    import h5py
-
-    try:
-        with h5py.File(p, "r") as f:
-            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-            keys = sorted(f.keys())
-    except OSError as err:
-        raise GwinferError(f"{p} is not a readable HDF5 file ({str(err).splitlines()[0][:120]})") from None
-    for key in ("provenance", "config"):
-        if isinstance(attrs.get(key), str):
-            try:
-                attrs[key] = json.loads(attrs[key])
-            except ValueError:
-                pass
-    if "prediction" in keys:
-        kind = "predictions"
-    elif "theta" in keys and "signals" in keys:
-        kind = "simulation"
-    elif "h22" in keys and "params" in keys:
-        kind = "catalogue-shard"
-    else:
-        raise GwinferError(f"{p} is an HDF5 file gwinfer did not write (datasets {keys[:6]})")
-    return {"kind": kind, "datasets": keys, **{k: v for k, v in attrs.items() if not hasattr(v, "shape")}}
-
-
-def _describe_text(p: Path) -> dict:
-    first = p.open().readline()
-    if first.startswith("# {"):
-        try:
-            return {"kind": "psd", **json.loads(first[2:])}
-        except ValueError:
-            pass
-    raise GwinferError(f"{p} is not a file gwinfer wrote (no JSON provenance header)")
 
 
 def _summary_lines(info: dict) -> str:
@@ -183,7 +97,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise GwinferError(
             "give --data CATALOGUE and --out FILE (a catalogue split), or --waveform FILE (one waveform)"
         )
-    print(f"predictions written to {predict_to_file(args.model, args.data, args.split, args.out, limit=args.limit)}")
+    path = predict_to_file(args.model, args.data, args.split, args.out, limit=args.limit, progress=not args.quiet)
+    print(f"predictions written to {path}")
     return 0
 
 
@@ -253,22 +168,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-class HelpFormatter(argparse.HelpFormatter):
-    """Every option's help ends with its default, unless the help already names it or there is none."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        default = action.default
-        if (
-            action.option_strings
-            and "default" not in text
-            and default not in (None, False, argparse.SUPPRESS)
-            and not action.required
-        ):
-            text += f" (default: {default})"
-        return text
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gwinfer", description="Deep-learning inference of binary black hole parameters from gravitational waves."
@@ -280,15 +179,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="generate (or finish) a sharded waveform catalogue")
     p.add_argument("--config", required=True, help="catalogue YAML (configs/tiny.yaml, small.yaml, paper.yaml)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores; 1 per MPI rank)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes computing waveforms (default: all usable cores; 1 per MPI rank)",
+    )
     p.add_argument(
         "--mpi", action="store_true", help="split shards across MPI ranks (mpirun -n K gwinfer generate --mpi ...)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("info", help="print the provenance of a catalogue, model or result")
-    p.add_argument("path")
+    p = sub.add_parser("info", help="what a file or folder gwinfer wrote is, with its provenance")
+    p.add_argument(
+        "path",
+        help="catalogue folder, model (folder or file), simulation, bank, prediction, result, segment, PSD or table",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable JSON")
     p.set_defaults(func=cmd_info)
 
@@ -298,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("predict", help="predict (q, s1z, s2z) for a catalogue split or for one waveform file")
-    p.add_argument("--model", required=True, help="point model folder or model.pt")
+    add_model(p, "point model")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="catalogue folder (manifest or bare <split>/*.h5 shards)")
     src.add_argument(
@@ -311,15 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default=None, help="HDF5 file of truth and predictions (--data) or JSON result (--waveform)"
     )
     p.add_argument("--limit", type=int, default=None, help="predict the first N waveforms only (default: all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="error table, overlaps over the full window, figures and HTML report")
-    p.add_argument("--model", required=True, help="point model folder or model.pt")
+    add_model(p, "point model")
     p.add_argument("--data", required=True, help="catalogue folder")
     p.add_argument("--split", default="test", help="catalogue split (default: test)")
     p.add_argument("--json", default=None, help="results.json path")
     p.add_argument("--report", default=None, help="report folder (index.html + figures)")
-    p.add_argument("--workers", type=int, default=2, help="processes regenerating waveforms")
+    add_workers(p, "processes regenerating waveforms")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N waveforms only")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
@@ -329,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a point model on perturbed inputs and other waveform codes: clean, +-jitter M with random phase, "
         "noise at 1e-5/1e-4/1e-3 of the peak, one row per other code",
     )
-    p.add_argument("--model", required=True, help="point model folder or model.pt")
+    add_model(p, "point model")
     p.add_argument(
         "--data", required=True, nargs="+",
         help="test catalogues of the same binaries made by different codes (one must be the model's own code)",
@@ -338,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=1000, help="test binaries per row (default: 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the jitter, phases and noise (default: 0)")
     p.add_argument("--jitter", type=float, default=0.5, help="clock offsets uniform in +-JITTER M (default: 0.5)")
-    p.add_argument("--workers", type=int, default=2, help="processes regenerating waveforms (default: 2)")
+    add_workers(p, "processes regenerating waveforms")
     p.add_argument("--out", default=None, help="folder for robustness.json and robustness.md (default: print only)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_robustness)
@@ -364,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--t-start", type=float, default=-10000.0, help="window start, M (default: -10000)")
     p.add_argument("--t-end", type=float, default=130.0, help="window end, M (default: 130)")
     p.add_argument("--dt", type=float, default=2.0, help="time step, M (default: 2)")
-    p.add_argument("--workers", type=int, default=2, help="processes computing waveforms (default: 2)")
+    add_workers(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_degeneracy)
 
@@ -380,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", default="out/demo", help="folder of the demo's catalogue, run and report (default: out/demo)"
     )
-    p.add_argument("--workers", type=int, default=2, help="processes computing waveforms (default: 2)")
+    add_workers(p)
     p.set_defaults(func=cmd_demo)
     for command in sub.choices.values():
         command.formatter_class = HelpFormatter
@@ -441,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         check_outputs(args)
+        resolve_shared(args)
         return args.func(args)
     except GwinferError as err:
         print(f"gwinfer: error: {err}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """Subcommands of the posterior pipeline, added to the ``gwinfer`` parser by :func:`add_parsers`::
 
     gwinfer simulate --config configs/sim-gw5d.yaml --out runs/gw5d/sim.h5 [--workers 2] [--n N --seed S]
-    gwinfer sample --model runs/gw5d/maf/model.pt (--strain X.npy | --data SIM.h5 --injection 3) --n 50000 --out res
+    gwinfer sample --model runs/gw5d/maf (--strain X.npy | --data SIM.h5 --injection 3) --n-samples 50000 --out res
     gwinfer pp --model M --data SIM.h5 --n-injections 1000 --n-samples 5000 --out DIR
     gwinfer reference --data SIM.h5 --injection 3 --out ref --nlive 500
     gwinfer psd --strain H-H1_...hdf5 --gps 1126259462.44 --out configs/psd/GW150914-H1.txt
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gwinfer.cli.options import add_model, add_workers
 from gwinfer.errors import GwinferError
 
 
@@ -211,6 +212,12 @@ def cmd_pp(args: argparse.Namespace) -> int:
 
     model, meta = load_estimator(args.model)
     model = symmetrised(model, meta)  # exact phase -> phase + pi symmetry (gwinfer.models.posterior.symmetry)
+    log_prior = None
+    if "simulation" in meta and meta.get("names"):  # draws outside the prior are replaced, as in sample
+        from gwinfer.data.strain_dataset import simulation_config_of
+        from gwinfer.evaluation.reference import log_prior_function
+
+        log_prior = log_prior_function(simulation_config_of(meta), list(meta["names"]))
     res = pp_test(
         model,
         args.data,
@@ -220,10 +227,14 @@ def cmd_pp(args: argparse.Namespace) -> int:
         names=meta.get("names"),
         out_dir=args.out,
         progress=not args.quiet,
+        log_prior=log_prior,
     )
     for k, p in res["ks_pvalues"].items():
         print(f"{k:22s} KS p-value {p:.4f}")
-    print(f"combined (Fisher) p-value {res['combined_pvalue']:.4g}; {res['seconds']:.1f} s; plot {res['plot']}")
+    print(
+        f"combined (Fisher) p-value {res['combined_pvalue']:.4g}; {res['in_prior_fraction']:.1%} of the draws inside "
+        f"the prior (the others replaced); {res['seconds']:.1f} s; plot {res['plot']}"
+    )
     return 0
 
 
@@ -426,7 +437,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output HDF5 file")
     p.add_argument("--n", type=int, default=None, help="override the number of signals")
     p.add_argument("--seed", type=int, default=None, help="override the seed (e.g. for a separate test file)")
-    p.add_argument("--workers", type=int, default=1, help="processes computing waveforms")
+    add_workers(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_simulate)
 
@@ -437,18 +448,25 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output HDF5 file")
     p.add_argument("--n", type=int, default=None, help="override the number of waveforms")
     p.add_argument("--seed", type=int, default=None, help="override the seed of the intrinsic draws")
-    p.add_argument("--workers", type=int, default=1, help="processes computing waveforms (default: 1)")
+    add_workers(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_fd_bank)
 
     p = subparsers.add_parser("sample", help="posterior samples of one observation as a bilby result + corner plot")
-    p.add_argument("--model", required=True, help="posterior model file (train-posterior's model.pt)")
+    add_model(p, "posterior model (train-posterior's)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--strain", help="whitened strain (n_det, n_samples): .npy or whitespace text")
     src.add_argument("--injection", type=int, help="row of the simulation file --data (signal + seeded noise)")
     p.add_argument("--data", help="simulation HDF5 file (with --injection)")
     p.add_argument("--noise-seed", type=int, default=0, help="noise seed of the injection")
-    p.add_argument("--n", type=int, default=50000, help="number of samples (default: 50000)")
+    p.add_argument(
+        "--n-samples",
+        "--n",
+        dest="n",
+        type=int,
+        default=50000,
+        help="posterior samples (default: 50000; --n: older name)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior draws (default: 0)")
     p.add_argument("--out", required=True, help="result file (.json or .hdf5)")
     p.add_argument("--no-corner", action="store_true", help="skip the corner plot")
@@ -461,7 +479,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_checked_sample)
 
     p = subparsers.add_parser("pp", help="p-p test of a posterior model on simulated injections")
-    p.add_argument("--model", required=True, help="posterior model folder or model.pt")
+    add_model(p, "posterior model")
     p.add_argument("--data", required=True, help="simulation HDF5 file (noise added with --seed)")
     p.add_argument("--n-injections", type=int, default=1000, help="injections of the p-p test (default: 1000)")
     p.add_argument("--n-samples", type=int, default=5000, help="posterior samples per injection (default: 5000)")
@@ -483,16 +501,19 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_reference)
 
     p = subparsers.add_parser("analyze", help="posterior of a real event from GWOSC strain files")
-    p.add_argument("--model", required=True, help="two-detector posterior model file")
+    add_model(p, "two-detector posterior model")
     p.add_argument("--h1", help="H1 GWOSC HDF5 strain file")
     p.add_argument("--l1", help="L1 GWOSC HDF5 strain file")
     p.add_argument("--v1", help="V1 GWOSC HDF5 strain file")
     p.add_argument("--gps", type=float, required=True, help="trigger GPS time (s)")
     p.add_argument(
+        "--n-samples",
         "--n",
+        dest="n",
         type=int,
         default=None,
-        help="number of samples (default: 50000; event models: 20000, or 5000 per importance-sampling batch)",
+        help="posterior samples (default: 50000; event models: 20000, or 5000 per importance-sampling batch; "
+        "--n: older name)",
     )
     p.add_argument("--psd-seglen", type=float, default=1.0, help="Welch segment length (s) of the off-source PSD")
     p.add_argument("--out", required=True, help="result file (.json or .hdf5)")
@@ -520,7 +541,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     g.add_argument("--nlive", type=int, default=500, help="dynesty live points (default: 500)")
     g.add_argument("--naccept", type=int, default=60, help="dynesty accepted steps per walk (default: 60)")
-    g.add_argument("--workers", type=int, default=2, help="likelihood processes (default: 2)")
+    add_workers(g, "processes computing likelihoods")
     g.add_argument(
         "--allow-low-ess", action="store_true", help="write the result even when the target ESS is not reached"
     )
@@ -542,7 +563,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "prepare",
         help="the whitened segment a posterior model reads (for sample --strain and the server), with its PSDs",
     )
-    p.add_argument("--model", required=True, help="two-detector posterior model (its sample rate, duration, band)")
+    add_model(p, "two-detector posterior model (its sample rate, duration and band are used)")
     p.add_argument("--h1", help="H1 GWOSC HDF5 strain file")
     p.add_argument("--l1", help="L1 GWOSC HDF5 strain file")
     p.add_argument("--v1", help="V1 GWOSC HDF5 strain file")
@@ -550,7 +571,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--psd-seglen", type=float, default=1.0, help="Welch segment length (s) of the off-source PSD (default: 1)"
     )
-    p.add_argument("--out", required=True, help="segment .npy (OUT.json and OUT-<det>-psd.txt are written beside it)")
+    p.add_argument(
+        "--out", required=True, help="segment file .npy (OUT.json and OUT-<det>-psd.txt are written beside it)"
+    )
     p.set_defaults(func=cmd_prepare)
 
     p = subparsers.add_parser("psd", help="off-source median-Welch PSD of a GWOSC strain file (two-column text)")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from gwinfer.cli.options import add_model
+
 
 def cmd_export(args: argparse.Namespace) -> int:
     from gwinfer.serving.export.entry import export_info
@@ -41,24 +43,36 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from gwinfer.serving.server.options import ServerOptions, option_names
     from gwinfer.serving.server.run import resolve_token, serve
 
-    serve(
-        args.repo,
-        host=args.host,
-        port=args.port,
-        token=resolve_token(args.token, args.token_file),
-        max_body_bytes=args.max_body_bytes,
-        max_json_bytes=args.max_json_bytes,
-        threads=args.threads,
-        max_sequences=args.max_sequences,
-        grpc_port=args.grpc_port if args.grpc_port > 0 else None,
-        shadow_fraction=args.shadow_fraction,
-        header_timeout=args.header_timeout,
-        body_timeout=args.body_timeout,
-        max_concurrency=args.max_concurrency,
-    )
+    values = {name: getattr(args, name) for name in option_names()}
+    values["token"] = resolve_token(args.token, args.token_file)
+    if values["grpc_port"] is not None and values["grpc_port"] <= 0:  # the command line's "no gRPC"
+        values["grpc_port"] = None
+    serve(args.repo, ServerOptions(**values))
     return 0
+
+
+def add_server_options(p: argparse.ArgumentParser) -> None:
+    """One ``--option`` per :class:`~gwinfer.serving.server.options.ServerOptions` field: its name with
+    dashes, its type, default, choices and help (a bool that defaults to true becomes ``--no-NAME``)."""
+    import dataclasses
+    import typing
+
+    from gwinfer.serving.server.options import ServerOptions, option_help
+
+    hints = typing.get_type_hints(ServerOptions)
+    for f in dataclasses.fields(ServerOptions):
+        flag, text = "--" + f.name.replace("_", "-"), option_help(f.name)
+        kind = next((t for t in (bool, int, float, str) if t is hints[f.name] or t in typing.get_args(hints[f.name])))
+        if kind is bool:
+            flag = flag if not f.default else "--no-" + flag[2:]
+            action = "store_true" if not f.default else "store_false"
+            p.add_argument(flag, dest=f.name, action=action, default=f.default, help=f"{'do not ' * f.default}{text}")
+        else:
+            choices = f.metadata["choices"] or None
+            p.add_argument(flag, dest=f.name, type=kind, default=f.default, choices=choices, help=text)
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
@@ -126,7 +140,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="export a model into a Triton-style repository (ONNX or TorchScript); "
         "posterior estimators as one sampling graph (strain, noise -> samples, log_prob)",
     )
-    p.add_argument("--model", required=True, help="model file or shipped-model folder (point or posterior estimator)")
+    add_model(p, "point or posterior model")
     p.add_argument("--repo", required=True, help="model repository folder (created if absent)")
     p.add_argument("--name", default=None, help="model name (default: the model folder's name)")
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="graph format (default: onnx)")
@@ -156,51 +170,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("serve", help="serve a model repository over KServe v2 HTTP and gRPC (tritonclient-compatible)")
     p.add_argument("--repo", required=True, help="model repository folder (gwinfer export --repo)")
-    p.add_argument("--host", default="127.0.0.1", help="listen address of HTTP and gRPC (loopback by default)")
-    p.add_argument("--port", type=int, default=8000, help="HTTP port")
-    p.add_argument(
-        "--grpc-port",
-        type=int,
-        default=8001,
-        help="gRPC port (KServe v2 / Triton gRPC protocol, same models and metrics as HTTP); "
-        "0 or negative: no gRPC, HTTP only",
-    )
-    p.add_argument(
-        "--token",
-        default=None,
-        help="require 'Authorization: Bearer TOKEN' (HTTP header or gRPC metadata 'authorization'; health checks "
-        "exempt); visible in ps: prefer --token-file or $GWINFER_TOKEN",
-    )
-    p.add_argument("--token-file", default=None, help="file whose first line is the token")
-    p.add_argument(
-        "--max-body-bytes", type=int, default=64 << 20, help="largest HTTP request body / gRPC message, bytes"
-    )
-    p.add_argument(
-        "--max-json-bytes",
-        type=int,
-        default=1 << 20,
-        help="largest JSON part of an HTTP request, bytes (larger tensors: binary data extension; default: 1 MiB)",
-    )
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads of each model")
-    p.add_argument(
-        "--header-timeout", type=float, default=10.0,
-        help="s a connection may take to send complete request headers (slow clients are closed) (default: 10)",
-    )  # fmt: skip
-    p.add_argument(
-        "--body-timeout", type=float, default=60.0, help="s a request body may take to arrive (408 after) (default: 60)"
-    )
-    p.add_argument(
-        "--max-concurrency", type=int, default=512,
-        help="connections and requests in flight; beyond it new requests get 503 (default: 512)",
-    )  # fmt: skip
-    p.add_argument("--max-sequences", type=int, default=1024, help="live streaming sequences per model")
-    p.add_argument(
-        "--shadow-fraction",
-        type=float,
-        default=1.0,
-        help="share of production requests mirrored (after answering) to a model's development "
-        "version, to compare them on the live stream (GET /v2/models/NAME/monitor); 0 disables",
-    )
+    add_server_options(p)
+    p.add_argument("--token-file", default=None, help="file whose first line is the token (instead of --token)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
@@ -209,7 +180,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "with --url, switch a running server without dropping requests",
     )
     p.add_argument("--repo", required=True, help="model repository folder")
-    p.add_argument("--model", required=True, help="model name")
+    p.add_argument(
+        "--name", "--model", dest="model", required=True,
+        help="the model's name in the repository (as export --name; --model: older spelling)",
+    )  # fmt: skip
     p.add_argument("--version", type=int, required=True, help="the version to label")
     p.add_argument(
         "--stage",
@@ -265,12 +239,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--url", required=True, help="server (host:port, HTTP; gwinfer serve or Triton)")
     p.add_argument(
-        "--model", required=True, help="streaming entry name (gwinfer export --stream-stride of a posterior)"
-    )
+        "--name", "--model", dest="model", required=True,
+        help="the streaming entry's name on the server (gwinfer export --stream-stride of a posterior; "
+        "--model: older spelling)",
+    )  # fmt: skip
     p.add_argument("--h1", help="H1 GWOSC HDF5 strain file")
     p.add_argument("--l1", help="L1 GWOSC HDF5 strain file")
     p.add_argument("--v1", help="V1 GWOSC HDF5 strain file")
-    p.add_argument("--out", required=True, help="per-chunk table: .csv or .h5 (written atomically, with provenance)")
+    p.add_argument(
+        "--out", required=True, help="per-chunk table file: .csv or .h5 (written atomically, with provenance)"
+    )
     p.add_argument(
         "--chunk", type=float, default=1.0, help="seconds of strain per request (must be the entry's stride)"
     )

@@ -16,6 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
+from gwinfer.cli.options import HelpFormatter
 from gwinfer.errors import GwinferError
 
 TASKS = {
@@ -72,7 +73,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _add_run_arguments(p: argparse.ArgumentParser, task: str) -> None:
     if task == "distill":
-        p.add_argument("--teacher", required=True, help="teacher posterior model file (train-posterior's model.pt)")
+        p.add_argument(
+            "--teacher", required=True, help="teacher posterior model (train-posterior's): its folder or model.pt"
+        )
     p.add_argument("--config", required=True, help="the run's sectioned YAML (configs/)")
     p.add_argument("--out", required=True, help="run folder: checkpoint.pt, best.pt, log.csv, tb/, model.pt")
     p.add_argument("--no-resume", action="store_true", help="start over (an earlier run's files are moved aside)")
@@ -98,7 +101,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 def build_task_parser(task: str = "train") -> argparse.ArgumentParser:
     """The parser of one training task as torchrun runs it (``python -m gwinfer.cli.train TASK ...``)."""
-    ap = argparse.ArgumentParser(prog=f"gwinfer.cli.train {task}")
+    ap = argparse.ArgumentParser(prog=f"gwinfer.cli.train {task}", formatter_class=HelpFormatter)
     _add_run_arguments(ap, task)
     return ap
 

@@ -11,6 +11,7 @@ import argparse
 import sys
 import time
 
+from gwinfer.cli.options import HelpFormatter
 from gwinfer.errors import GwinferError
 from gwinfer.serving.triton.launcher import ENV_VAR, TritonServer, check_install, find_triton
 
@@ -20,14 +21,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m gwinfer.cli.triton",
         description="Find, check or run a real NVIDIA Triton server on a model repository.",
+        formatter_class=HelpFormatter,
     )
-    ap.add_argument("--repo", help="model repository to serve")
+    ap.add_argument("--repo", help="model repository to serve (without it: only report which Triton would be used)")
     ap.add_argument(
         "--env", default=None, help=f"venv with nvidia-pytriton or Triton install folder (default: ${ENV_VAR}, ...)"
     )
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--http-port", type=int, default=8000)
-    ap.add_argument("--grpc-port", type=int, default=8001)
+    ap.add_argument("--host", default="127.0.0.1", help="listen address of HTTP and gRPC (default: 127.0.0.1)")
+    ap.add_argument("--http-port", type=int, default=8000, help="HTTP port (default: 8000)")
+    ap.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default: 8001)")
     ap.add_argument("--metrics", action="store_true", help="also serve metrics (free port)")
     ap.add_argument("--check", action="store_true", help="only report which Triton would be used")
     return ap

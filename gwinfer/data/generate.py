@@ -225,7 +225,7 @@ def generate_catalogue(
 ) -> dict[str, Any]:
     """Generate (or finish) the catalogue of ``cfg`` in ``out_dir``; return its manifest.
 
-    ``workers`` processes compute waveforms (default: all cores; 1 per rank under MPI). Raises
+    ``workers`` processes compute waveforms (default: all usable cores; 1 per rank under MPI). Raises
     :class:`GwinferError` for a folder holding another config's catalogue, an unwritable folder, or
     waveforms that failed (after writing every shard that could be finished).
     """
@@ -241,7 +241,8 @@ def generate_catalogue(
         comm = MPI.COMM_WORLD
         rank, size = comm.Get_rank(), comm.Get_size()
     if workers is None:
-        workers = 1 if use_mpi else (os.cpu_count() or 1)
+        usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+        workers = 1 if use_mpi else max(1, len(usable))
     if workers < 1:
         raise GwinferError(f"--workers = {workers} must be >= 1")
 

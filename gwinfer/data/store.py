@@ -8,12 +8,15 @@ Layout::
     DIR/<split>/shard-XXXXX.h5.sha256   the shard's checksum, written right after it
 
 Shards are byte-for-byte reproducible (no HDF5 timestamps), so an interrupted and resumed generation
-ends with the same checksums as an uninterrupted one. A folder of ``<split>/*.h5`` shards without a
+ends with the same checksums as an uninterrupted one. A shard is built in memory and written as plain
+bytes: a full disk is then a one-line error (HDF5 writing straight to a full disk crashed the process). A folder of ``<split>/*.h5`` shards without a
 manifest (a catalogue made by other code in the same schema) is also readable.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ import numpy as np
 
 from gwinfer.errors import GwinferError
 from gwinfer.physics.timegrid import TimeGrid
-from gwinfer.provenance import atomic_path, read_json, sha256_file, write_json
+from gwinfer.provenance import atomic_path, read_json, write_json
 
 MANIFEST = "manifest.json"
 FORMAT = "gwinfer-catalogue"
@@ -34,22 +37,43 @@ def shard_name(split: str, index: int) -> str:
     return f"{split}/shard-{index:05d}.h5"
 
 
+_images = itertools.count()
+
+
+def shard_image(params: np.ndarray, times: np.ndarray, h22: np.ndarray, attrs: dict[str, Any]) -> bytes:
+    """The bytes of one shard file, built in memory (HDF5's core driver, the same bytes as on disk)."""
+    f = h5py.File(f"shard-image-{next(_images)}", "w", driver="core", backing_store=False, track_order=False)
+    try:
+        d = f.create_dataset("params", data=np.asarray(params, dtype=np.float64), track_times=False)
+        d.attrs["columns"] = np.array(["q", "s1z", "s2z"], dtype="S3")
+        f.create_dataset("times", data=np.asarray(times, dtype=np.float64), track_times=False)
+        f.create_dataset(
+            "h22", data=np.asarray(h22, dtype=np.complex64), chunks=(1, h22.shape[1]),
+            compression="gzip", compression_opts=4, shuffle=True, track_times=False,
+        )  # fmt: skip
+        for key, value in attrs.items():
+            f.attrs[key] = value
+        f.flush()
+        return f.id.get_file_image()
+    finally:
+        f.close()
+
+
 def write_shard(path: Path, params: np.ndarray, times: np.ndarray, h22: np.ndarray, attrs: dict[str, Any]) -> str:
-    """Write one shard atomically and deterministically; return its sha256 (also written beside it)."""
+    """Write one shard atomically and deterministically; return its sha256 (also written beside it).
+
+    A full disk is a one-line :class:`GwinferError` (:func:`~gwinfer.provenance.atomic_path`); nothing
+    half-written is left behind."""
+    image = shard_image(params, times, h22, attrs)
     with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w", track_order=False) as f:
-            d = f.create_dataset("params", data=np.asarray(params, dtype=np.float64), track_times=False)
-            d.attrs["columns"] = np.array(["q", "s1z", "s2z"], dtype="S3")
-            f.create_dataset("times", data=np.asarray(times, dtype=np.float64), track_times=False)
-            f.create_dataset(
-                "h22", data=np.asarray(h22, dtype=np.complex64), chunks=(1, h22.shape[1]),
-                compression="gzip", compression_opts=4, shuffle=True, track_times=False,
-            )  # fmt: skip
-            for key, value in attrs.items():
-                f.attrs[key] = value
-    digest = sha256_file(path)
-    with atomic_path(Path(str(path) + ".sha256")) as tmp:
-        tmp.write_text(digest + "\n")
+        tmp.write_bytes(image)
+    digest = hashlib.sha256(image).hexdigest()
+    try:
+        with atomic_path(Path(str(path) + ".sha256")) as tmp:
+            tmp.write_text(digest + "\n")
+    except GwinferError:
+        Path(path).unlink()  # without its checksum the next run could not vouch for it (and would refuse it)
+        raise
     return digest
 
 

@@ -106,34 +106,36 @@ def run_split(
     paths = split_shards(root, split)
     n_total = sum(Shard.open(p).count for p in paths) if limit is None else limit
     bar = tqdm(total=n_total, disable=not progress, unit="wf", desc=f"evaluating {split}")
-    for path in paths:
-        if limit is not None and limit - n_done <= 0:
-            break
-        theta, h = read_rows(path, None if limit is None else limit - n_done)
-        if not np.all(np.isfinite(h.view(np.float32))):
-            raise GwinferError(f"{path}: waveform contains NaN or inf")
-        raw = predict_rows(model, h[:, sl])
-        pred, flags = guard(raw, domain)
-        raws.append(raw)
-        truths.append(theta)
-        preds.append(pred)
-        all_flags.append(flags)
-        if with_overlaps:
-            clipped = np.column_stack(
-                [
-                    np.clip(pred[:, 0], validity.q_min, validity.q_max),
-                    np.clip(pred[:, 1:], -validity.spin_max, validity.spin_max),
-                ]
-            )
-            n_clipped += int(np.any(clipped != pred, axis=1).sum())
-            rec, failures = compute_waveforms(clipped, approximant, full, workers=workers, options=options)
-            if failures:
-                raise GwinferError(f"regenerating {len(failures)} prediction(s) failed, first: {failures[0]}")
-            ov = overlap_batch(h, rec, full.dt)
-            overlaps.append(np.where(flags & NON_FINITE, 0.0, ov))  # a failed prediction scores 0
-        n_done += len(theta)
-        bar.update(len(theta))
-    bar.close()
+    try:  # the bar ends its line before any one-line error
+        for path in paths:
+            if limit is not None and limit - n_done <= 0:
+                break
+            theta, h = read_rows(path, None if limit is None else limit - n_done)
+            if not np.all(np.isfinite(h.view(np.float32))):
+                raise GwinferError(f"{path}: waveform contains NaN or inf")
+            raw = predict_rows(model, h[:, sl])
+            pred, flags = guard(raw, domain)
+            raws.append(raw)
+            truths.append(theta)
+            preds.append(pred)
+            all_flags.append(flags)
+            if with_overlaps:
+                clipped = np.column_stack(
+                    [
+                        np.clip(pred[:, 0], validity.q_min, validity.q_max),
+                        np.clip(pred[:, 1:], -validity.spin_max, validity.spin_max),
+                    ]
+                )
+                n_clipped += int(np.any(clipped != pred, axis=1).sum())
+                rec, failures = compute_waveforms(clipped, approximant, full, workers=workers, options=options)
+                if failures:
+                    raise GwinferError(f"regenerating {len(failures)} prediction(s) failed, first: {failures[0]}")
+                ov = overlap_batch(h, rec, full.dt)
+                overlaps.append(np.where(flags & NON_FINITE, 0.0, ov))  # a failed prediction scores 0
+            n_done += len(theta)
+            bar.update(len(theta))
+    finally:
+        bar.close()
     flags = np.concatenate(all_flags) if all_flags else np.zeros(0, dtype=np.int64)
     n_bad, n_out = int(np.count_nonzero(flags & NON_FINITE)), int(np.count_nonzero(flags & OUT_OF_DOMAIN))
     if n_bad or n_out:
@@ -179,14 +181,19 @@ def run_split(
 
 
 def predict_to_file(
-    model_path: str | Path, data: str | Path, split: str, out: str | Path, limit: int | None = None
+    model_path: str | Path,
+    data: str | Path,
+    split: str,
+    out: str | Path,
+    limit: int | None = None,
+    progress: bool = True,
 ) -> Path:
     """``gwinfer predict``: write truth and predicted (q, s1z, s2z) of a split to HDF5 with provenance.
 
     Predictions are kept inside the model's domain (:func:`gwinfer.models.guard`); the raw network
     outputs and a per-row ``flags`` dataset (1: outside the domain, clamped; 2: non-finite) go beside them.
     """
-    ev, info = run_split(model_path, data, split, with_overlaps=False, limit=limit)
+    ev, info = run_split(model_path, data, split, with_overlaps=False, limit=limit, progress=progress)
     with atomic_path(out) as tmp:
         with h5py.File(tmp, "w") as f:
             for name, arr in (("truth", ev.truth), ("prediction", ev.pred), ("raw_prediction", ev.raw)):

@@ -121,5 +121,6 @@ def reconstruction_examples(ev: Evaluation, path: Path) -> Path:
                 )
                 ax.legend(loc="upper left", fontsize=8)
             ax.set_xlabel("t / M")
+            ax.set_ylabel("Re h22 (geometric units)" if c == 0 else "Re h22, merger")
     fig.tight_layout()
     return save_png(fig, path, dpi=100)

@@ -62,7 +62,8 @@ def sample_posterior(
     Samples are drawn in chunks of ``batch_size`` (memory). ``names`` default ``theta_0, theta_1, ...``.
     Units are those the estimator was trained on (e.g. Msun, Mpc, s, rad for bilby's parameters).
     ``seed``: draws from a generator seeded with it (the global one is left as it was); None: the global.
-    A non-finite or absurdly large observation is refused with one line (it would give NaN samples).
+    A non-finite, absurdly large or all-zero observation is refused with one line (it would give NaN
+    samples, or a confident posterior of nothing).
     """
     import torch
 
@@ -83,6 +84,8 @@ def sample_posterior(
         raise GwinferError(f"number of samples n = {n!r} must be an integer >= 1")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise GwinferError(f"batch_size = {batch_size!r} must be an integer >= 1")
+    if arr.size and not np.any(arr):
+        raise GwinferError("the observation is all zeros: whitened strain is O(1) noise, there is nothing to infer")
     xt = x if isinstance(x, torch.Tensor) else torch.as_tensor(arr)
     xt = xt.to(torch.float32)
     if hasattr(estimator, "eval"):

@@ -71,7 +71,6 @@ import copy
 import json
 import logging
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,7 +80,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from gwinfer.checks import number
-from gwinfer.config import deep_merge, from_dict, to_dict
+from gwinfer.config import Settings, deep_merge, from_dict, to_dict
 from gwinfer.errors import GwinferError
 from gwinfer.models.builder import spec_class
 from gwinfer.models.posterior.base import PosteriorEstimator
@@ -89,7 +88,16 @@ from gwinfer.models.posterior.gaussian import GaussianPosterior
 from gwinfer.models.posterior.svd_embedding import SVDEmbedding
 from gwinfer.models.standardize import Standardizer
 from gwinfer.training.checkpoint import seed_everything
-from gwinfer.training.run import Run, Source, fit_and_save, load_sections, run_metadata, train_settings
+from gwinfer.training.run import (
+    Run,
+    Source,
+    announced,
+    fit_and_save,
+    fitting,
+    load_sections,
+    run_metadata,
+    train_settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -493,27 +501,31 @@ def distill(
     source: Source,
     out_dir: str | Path,
     resume: bool = True,
-    overrides: dict[str, Any] | None = None,
-    settings: Sequence[str] = (),
+    settings: Settings = (),
 ) -> Path:
-    """Distil the teacher file ``teacher_path`` into a student described by ``source`` (YAML or dict with
-    data/student/distill/train); return ``out_dir/model.pt`` (the student, a ``save_estimator`` file).
+    """Distil the teacher ``teacher_path`` (a model file or its folder) into a student described by
+    ``source`` (YAML or dict with data/student/distill/train); return ``out_dir/model.pt`` (the student, a
+    ``save_estimator`` file).
 
     Resumable: re-running with the same ``out_dir`` continues from ``checkpoint.pt`` (same teacher file,
-    student, distill and train settings; ``overrides`` of the train section as in ``train_posterior``).
+    student, distill and train settings). ``settings`` override values of the config: ``["train.epochs=3"]``
+    (as ``--set``) or ``{"train": {"epochs": 3}}``, as in ``train_posterior``.
     """
-    from gwinfer.models import build_estimator, load_estimator, save_estimator
+    from gwinfer.models import build_estimator, load_estimator, resolve_model_path, save_estimator
     from gwinfer.provenance import sha256_file
     from gwinfer.training.posterior import PosteriorDataConfig, data_metadata, fit_examples, training_datasets
 
     raw = load_sections(source, ("data", "student"), ("distill", "train"), "a distillation config", settings)
     data = from_dict(PosteriorDataConfig, raw["data"], "data")
     dcfg = from_dict(DistillConfig, raw.get("distill") or {}, "distill")
-    train_cfg = train_settings(raw, overrides)
+    train_cfg = train_settings(raw)
     check_student_section(raw["student"])
-    tpath = Path(teacher_path)
-    if not tpath.is_file():
-        raise GwinferError(f"teacher model {tpath} does not exist (train one with gwinfer train-posterior)")
+    try:
+        tpath = resolve_model_path(teacher_path)
+    except GwinferError:
+        raise GwinferError(
+            f"teacher model {teacher_path} does not exist (train one with gwinfer train-posterior)"
+        ) from None
     teacher, tmeta = load_estimator(tpath)
     teacher_sha = sha256_file(tpath)
 
@@ -525,7 +537,8 @@ def distill(
     student = build_estimator(spec, theta_dim=len(sim.names), x_shape=train_set.x_shape)
     distiller = Distiller(teacher, student, dcfg, epochs=train_cfg.epochs, teacher_id=teacher_sha)
 
-    distiller.fit_standardization(*fit_examples(train_set, data.fit_samples))
+    with announced(fitting(min(len(train_set), data.fit_samples))):
+        distiller.fit_standardization(*fit_examples(train_set, data.fit_samples))
 
     n_teacher, n_student = n_parameters(teacher), n_parameters(student)
     experiment = {

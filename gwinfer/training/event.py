@@ -19,7 +19,16 @@ from gwinfer.checks import positive_int
 from gwinfer.config import from_dict, to_dict
 from gwinfer.errors import GwinferError
 from gwinfer.training.checkpoint import seed_everything
-from gwinfer.training.run import Run, Source, even_sample, fit_and_save, run_metadata, train_settings
+from gwinfer.training.run import (
+    Run,
+    Source,
+    announced,
+    even_sample,
+    fit_and_save,
+    fitting,
+    run_metadata,
+    train_settings,
+)
 
 
 @dataclass(frozen=True)
@@ -96,24 +105,24 @@ def event_metadata(bank: Any, train_set: Any) -> dict[str, Any]:
     }
 
 
-def train_event_model(
-    raw: dict[str, Any], source: Source, out_dir: str | Path, resume: bool = True, overrides: dict | None = None
-) -> Path:
-    """Train the event-model experiment ``raw`` (sections already loaded) into ``out_dir``; return model.pt."""
+def train_event_model(raw: dict[str, Any], source: Source, out_dir: str | Path, resume: bool = True) -> Path:
+    """Train the event-model experiment ``raw`` (sections loaded, settings merged) into ``out_dir``; return
+    the path of ``model.pt``."""
     from gwinfer.models import build_estimator, save_estimator
 
     data = from_dict(EventDataConfig, raw["data"], "data")
     bands = raw["model"].get("config", {}).get("embedding", {}).get("bands", 32)
     if bands != data.bands:
         raise GwinferError(f"model embedding bands = {bands} must equal data.bands = {data.bands}")
-    train_cfg = train_settings(raw, overrides)
+    train_cfg = train_settings(raw)
     bank, train_set, val_set = event_datasets(data)
     seed_everything(train_cfg.seed)
     model = build_estimator(dict(raw["model"]), theta_dim=10, x_shape=train_set.x_shape)
     pick = even_sample(len(train_set), data.fit_samples)
     theta, x = train_set.batch(pick)
     _, signals = train_set.batch(pick, noise=False)
-    model.fit_standardization(theta, x, signals)
+    with announced(fitting(len(pick))):
+        model.fit_standardization(theta, x, signals)
     kept = model.embedding.kept_power(signals[: min(512, len(pick))])
     experiment = {"data": to_dict(data), "model": raw["model"], "train": to_dict(train_cfg)}
     metadata = {

@@ -14,21 +14,22 @@ training sample, trains through the run layer (:mod:`gwinfer.training.run`: one 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gwinfer.checks import positive_int
-from gwinfer.config import from_dict, to_dict
+from gwinfer.config import Settings, from_dict, to_dict
 from gwinfer.errors import GwinferError
 from gwinfer.physics.timegrid import TimeGrid
 from gwinfer.training.checkpoint import seed_everything
 from gwinfer.training.run import (
     Run,
     Source,
+    announced,
     even_sample,
     fit_and_save,
+    fitting,
     load_sections,
     run_metadata,
     train_settings,
@@ -108,10 +109,12 @@ def train_point(
     config_path: Source,
     out_dir: str | Path,
     resume: bool = True,
-    overrides: dict[str, Any] | None = None,
-    settings: Sequence[str] = (),
+    settings: Settings = (),
 ) -> Path:
-    """Train the point-estimator experiment ``config_path`` into ``out_dir``; return the path of ``model.pt``."""
+    """Train the point-estimator experiment ``config_path`` into ``out_dir``; return the path of ``model.pt``.
+
+    ``settings`` override values of the config: ``["train.lr=2e-3"]`` (as ``--set``) or
+    ``{"train": {"lr": 2e-3}}`` (see :func:`~gwinfer.training.run.load_sections`)."""
     import torch
     from torch.utils.data import ConcatDataset
 
@@ -121,7 +124,7 @@ def train_point(
 
     raw = load_sections(config_path, ("data", "model"), ("train",), "a point-estimator experiment", settings)
     data = from_dict(DataConfig, raw["data"], "data")
-    train_cfg = train_settings(raw, overrides)
+    train_cfg = train_settings(raw)
     roots = [Path(c) for c in (data.catalogue, *data.catalogues)]
     grid = data.grid(catalogue_grid(roots[0], data.train_split))
     train_set = ConcatDataset(
@@ -134,7 +137,8 @@ def train_point(
     seed_everything(train_cfg.seed)
     model = build_model(raw["model"], n_samples=grid.n)
     theta, x = zip(*(train_set[i] for i in even_sample(len(train_set), data.fit_samples)))
-    model.fit_standardization(torch.stack(theta), torch.stack(x))
+    with announced(fitting(len(theta))):
+        model.fit_standardization(torch.stack(theta), torch.stack(x))
 
     sources = [catalogue_record(r) for r in roots]
     metadata = {

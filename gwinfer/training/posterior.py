@@ -10,7 +10,6 @@ the run goes through the shared run layer (:mod:`gwinfer.training.run`).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from gwinfer.checks import positive_int
-from gwinfer.config import from_dict, to_dict
+from gwinfer.config import Settings, from_dict, to_dict
 from gwinfer.data.simulate import Simulation, read_simulation
 from gwinfer.data.strain_dataset import StrainDataset, split_indices
 from gwinfer.errors import GwinferError
@@ -27,8 +26,10 @@ from gwinfer.training.checkpoint import seed_everything
 from gwinfer.training.run import (
     Run,
     Source,
+    announced,
     even_sample,
     fit_and_save,
+    fitting,
     load_sections,
     run_metadata,
     train_settings,
@@ -120,10 +121,12 @@ def train_posterior(
     source: Source,
     out_dir: str | Path,
     resume: bool = True,
-    overrides: dict[str, Any] | None = None,
-    settings: Sequence[str] = (),
+    settings: Settings = (),
 ) -> Path:
     """Train the posterior experiment ``source`` into ``out_dir``; return the path of ``out_dir/model.pt``.
+
+    ``settings`` override values of the config: ``["train.lr=2e-3"]`` (as ``--set``) or
+    ``{"train": {"lr": 2e-3}}`` (see :func:`~gwinfer.training.run.load_sections`).
 
     ``model.pt`` is a :func:`gwinfer.models.save_estimator` file whose metadata holds the simulation config
     (``simulation``: fs, detectors, PSD, ...), the parameter ``names``, the data provenance and the training
@@ -135,9 +138,9 @@ def train_posterior(
     if "bank" in raw["data"]:  # a frequency-domain event model (issue 15)
         from gwinfer.training.event import train_event_model
 
-        return train_event_model(raw, source, out_dir, resume, overrides)
+        return train_event_model(raw, source, out_dir, resume)
     data = from_dict(PosteriorDataConfig, raw["data"], "data")
-    train_cfg = train_settings(raw, overrides)
+    train_cfg = train_settings(raw)
     sim, train_set, val_set = training_datasets(data)
     init = raw.get("init_from")
     seed_everything(train_cfg.seed)
@@ -145,7 +148,8 @@ def train_posterior(
         model = initial_estimator(init, raw["model"], len(sim.names), train_set.x_shape)
     else:
         model = build_estimator(dict(raw["model"]), theta_dim=len(sim.names), x_shape=train_set.x_shape)
-        model.fit_standardization(*fit_examples(train_set, data.fit_samples))
+        with announced(fitting(min(len(train_set), data.fit_samples))):
+            model.fit_standardization(*fit_examples(train_set, data.fit_samples))
 
     experiment = {
         "data": to_dict(data),

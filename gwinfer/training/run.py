@@ -3,10 +3,14 @@
 A task turns its sectioned YAML into a :class:`Run` (model, datasets, ``train`` settings, metadata and
 how to write ``model.pt``); this module does the rest the same way for all of them:
 
-* :func:`load_sections`: the YAML (or a dict) with its sections checked (unknown/missing ones, mappings);
-* :func:`train_settings`: the ``train`` section (plus overrides) as a validated :class:`TrainConfig`;
+* :func:`load_sections`: the YAML (or a dict) with the overriding ``settings`` merged in (``--set``
+  strings or the equivalent ``{section: {key: value}}`` mapping) and its sections checked (unknown/missing
+  ones, mappings);
+* :func:`train_settings`: the ``train`` section as a validated :class:`TrainConfig`;
 * the tasks call :func:`~gwinfer.training.checkpoint.seed_everything` BEFORE building the model, so two
   runs with one seed are equal;
+* :func:`announced`: a long preparation step (the standardisation and an SVD basis, minutes on big
+  fits) logged before it starts and with its duration after, so a run is never silent;
 * :func:`even_sample`: the deterministic rows (same on every rank) that fit a model's standardisation;
 * :func:`run_metadata`: the experiment, the command and the provenance recorded in ``model.pt``;
 * :func:`fit_and_save`: the shared :class:`~gwinfer.training.trainer.Trainer` (one process or torchrun/DDP,
@@ -16,9 +20,12 @@ how to write ``model.pt``); this module does the rest the same way for all of th
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,12 +33,14 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from gwinfer.config import deep_merge, from_dict, load_yaml, parse_settings, resolve_paths
+from gwinfer.config import Settings, deep_merge, from_dict, load_yaml, resolve_paths, settings_mapping
 from gwinfer.errors import GwinferError
 from gwinfer.provenance import provenance
 from gwinfer.training import distributed as D
 from gwinfer.training.config import TrainConfig
 from gwinfer.training.trainer import Trainer
+
+log = logging.getLogger(__name__)
 
 Source = str | Path | dict[str, Any]
 #: The settings of a training config that name files or folders (resolved against the config's folder).
@@ -39,16 +48,17 @@ PATH_KEYS = ("data.catalogue", "data.catalogues", "data.simulation", "data.bank"
 
 
 def load_sections(
-    source: Source, required: Sequence[str], optional: Sequence[str], what: str, settings: Sequence[str] = ()
+    source: Source, required: Sequence[str], optional: Sequence[str], what: str, settings: Settings = ()
 ) -> dict[str, Any]:
-    """The raw mapping of a sectioned YAML file (or a copy of a dict), with the command line's ``--set
-    section.key=value`` ``settings`` merged in: every ``required`` section present, no section outside
+    """The raw mapping of a sectioned YAML file (or a copy of a dict), with ``settings`` deep-merged in:
+    the command line's ``--set`` strings (``["train.lr=2e-3"]``) or the same as a nested mapping
+    (``{"train": {"lr": 2e-3}}``). Every ``required`` section present, no section outside
     ``required + optional``, and ``train`` (if given) a mapping; one-line errors."""
     if isinstance(source, dict):
         raw = copy.deepcopy(dict(source))
     else:  # paths in the file are relative to the file; those of --set to the working directory
         raw = resolve_paths(load_yaml(source), Path(source).resolve().parent, PATH_KEYS)
-    raw = deep_merge(raw, parse_settings(list(settings)))
+    raw = deep_merge(raw, settings_mapping(settings))
     accepted = [*required, *optional]
     unknown = sorted(set(raw) - set(accepted))
     missing = [s for s in required if s not in raw]
@@ -68,9 +78,23 @@ def source_label(source: Source) -> str:
     return "<dict>" if isinstance(source, dict) else str(source)
 
 
-def train_settings(raw: dict[str, Any], overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """The ``train`` section of ``raw`` with ``overrides`` applied, validated."""
-    return from_dict(TrainConfig, {**(raw.get("train") or {}), **(overrides or {})}, "train")
+def train_settings(raw: dict[str, Any]) -> TrainConfig:
+    """The ``train`` section of ``raw`` (settings already merged by :func:`load_sections`), validated."""
+    return from_dict(TrainConfig, raw.get("train") or {}, "train")
+
+
+@contextlib.contextmanager
+def announced(what: str) -> Iterator[None]:
+    """Log ``what`` before a long step and its duration [s] after it."""
+    log.info("%s ...", what)
+    t0 = time.perf_counter()
+    yield
+    log.info("%s: done in %.1f s", what, time.perf_counter() - t0)
+
+
+def fitting(n: int) -> str:
+    """The announcement of fitting a model's standardisation (and any SVD basis) on ``n`` examples."""
+    return f"fitting the standardisation (and any SVD basis, float64) on {n} training examples"
 
 
 def even_sample(n_total: int, n_fit: int) -> list[int]:

@@ -314,19 +314,116 @@ def test_generate_adopts_only_shards_it_can_vouch_for(tmp_path: Path, micro_conf
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
-def test_damaged_shard_is_one_line_for_evaluate(tmp_path: Path, micro_catalogue: Path, damage: str) -> None:
+def test_damaged_shard_is_one_line_for_evaluate_predict_and_train(
+    tmp_path: Path, micro_catalogue: Path, micro_config: CatalogueConfig, damage: str
+) -> None:
+    """A truncated or bit-flipped shard: evaluate, predict and train end with one line naming the shard (no
+    h5py traceback), and a re-run of generate notices it, moves it aside and makes it again."""
     cat = tmp_path / "cat"
     shutil.copytree(micro_catalogue, cat)
-    shard = cat / "test" / "shard-00000.h5"
-    data = bytearray(shard.read_bytes())
-    if damage == "truncate":
-        data = data[: len(data) // 2]
-    else:
-        for k in range(int(len(data) * 0.6), int(len(data) * 0.9), 97):
-            data[k] ^= 0xFF
-    shard.write_bytes(bytes(data))
+    for shard in (cat / "test" / "shard-00000.h5", cat / "train" / "shard-00000.h5"):
+        data = bytearray(shard.read_bytes())
+        if damage == "truncate":
+            data = data[: len(data) // 2]
+        else:
+            for k in range(int(len(data) * 0.6), int(len(data) * 0.9), 97):
+                data[k] ^= 0xFF
+        shard.write_bytes(bytes(data))
     model = str(ROOT / "models" / "rb-chi-random80k")
-    r = subprocess.run([*GWINFER, "evaluate", "--model", model, "--data", str(cat), "--quiet"], capture_output=True,
-                       text=True, timeout=300)  # fmt: skip
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(json.dumps({
+        "data": {"catalogue": str(cat), "t_start": -4000.0, "t_end": 100.0, "dt": 4.0},
+        "model": {"kind": "reduced_basis", "config": {"n_components": 4, "hidden": 8, "depth": 1, "dt": 4.0}},
+        "train": {"epochs": 1, "batch_size": 9, "tensorboard": False},
+    }))  # fmt: skip
+    for argv in (
+        ["evaluate", "--model", model, "--data", str(cat), "--quiet"],
+        ["predict", "--model", model, "--data", str(cat), "--out", str(tmp_path / "p.h5")],
+        ["train", "--config", str(exp), "--out", str(tmp_path / "run")],
+    ):
+        r = subprocess.run([*GWINFER, *argv], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (argv[0], r.stderr)
+        assert r.stderr.strip().splitlines()[-1].startswith("gwinfer: error: shard "), (argv[0], r.stderr)
+    assert not (tmp_path / "p.h5").exists()
+    generate_catalogue(micro_config, cat, workers=1, progress=False)  # the re-run notices and redoes them
+    assert (cat / "test" / "shard-00000.h5.damaged").exists() and (cat / "train" / "shard-00000.h5.damaged").exists()
+    assert checksums(cat) == checksums(micro_catalogue) and validate_catalogue(cat)["ok"]
+
+
+#: ``gwinfer generate`` in a process whose files may not grow beyond 200 kB (``ulimit -f``: the kernel
+#: refuses the write with EFBIG, as a full disk refuses it with ENOSPC); a shard is ~300 kB.
+_FILE_LIMIT = (
+    "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000)); "
+    "from gwinfer.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def _mount_small_tmpfs(where: Path, size: str) -> bool:
+    """A tmpfs of ``size`` at ``where`` (a real full disk), where this process may mount one (root)."""
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        return False
+    where.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True)
+    return r.returncode == 0
+
+
+@pytest.mark.parametrize("room", ["file-size-limit", "full-disk"])
+def test_no_room_is_one_line_and_loses_nothing(room, tmp_path: Path, micro_catalogue: Path) -> None:
+    """A write that runs out of room ends ``generate`` with one line and exit 2 (it crashed the process in
+    HDF5 before); the finished shards stay valid, nothing half-written is left, and the same command
+    finishes the catalogue with the checksums of an uninterrupted run."""
+    cfg = tmp_path / "micro.yaml"
+    cfg.write_text(json.dumps(MICRO))
+    argv = ["generate", "--config", str(cfg), "--workers", "1", "--quiet"]
+    if room == "file-size-limit":
+        out = tmp_path / "cat"
+        r = subprocess.run([sys.executable, "-c", _FILE_LIMIT, *argv, "--out", str(out)], capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
+        reason = "File too large"
+    else:
+        disk = tmp_path / "disk"
+        if not _mount_small_tmpfs(disk, "700k"):
+            pytest.skip("cannot mount a small tmpfs here (needs root): the file-size limit case stands in")
+        try:
+            r = subprocess.run(
+                [*GWINFER, *argv, "--out", str(disk / "cat")], capture_output=True, text=True, timeout=300
+            )
+            shutil.copytree(disk / "cat", tmp_path / "cat")  # what the full disk holds, to finish elsewhere
+        finally:
+            subprocess.run(["umount", str(disk)], check=True)
+        out, reason = tmp_path / "cat", "No space left on device"
+    errors = [line for line in r.stderr.splitlines() if not line.startswith("INFO ")]
+    assert r.returncode == 2 and len(errors) == 1, r.stderr
+    assert errors[0].startswith("gwinfer: error: cannot write ") and reason in errors[0], errors
+    assert not list(out.rglob("*.tmp")) and (out / "manifest.json").is_file()
+    kept = sorted(out.rglob("*.h5"))
+    assert all(Path(f"{p}.sha256").is_file() for p in kept)  # a kept shard always has its checksum
+    assert room == "file-size-limit" or len(kept) >= 1
+    want = checksums(micro_catalogue)
+    assert all(Path(f"{p}.sha256").read_text().strip() == want[str(p.relative_to(out))] for p in kept)
+    r = subprocess.run([*GWINFER, *argv, "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert checksums(out) == checksums(micro_catalogue) and validate_catalogue(out)["ok"]
+
+
+def test_mpi_without_an_mpi_library_is_one_line(tmp_path: Path) -> None:
+    """``generate --mpi`` where mpi4py cannot load libmpi (a stand-in mpi4py whose MPI module fails to
+    load as the real one does without the system library): one line, exit 2, nothing written."""
+    fake = tmp_path / "site" / "mpi4py"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "MPI.py").write_text(
+        'raise ImportError("libmpi.so.40: cannot open shared object file: No such file or directory")\n'
+    )
+    cfg = tmp_path / "micro.yaml"
+    cfg.write_text(json.dumps(MICRO))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(ROOT)])}
+    argv = ["generate", "--config", str(cfg), "--out", str(tmp_path / "cat"), "--mpi", "--quiet"]
+    r = subprocess.run([*GWINFER, *argv], capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-    assert r.stderr.strip().splitlines()[-1].startswith("gwinfer: error: shard "), r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "gwinfer: error: --mpi needs mpi4py and a system MPI library: libmpi.so.40: cannot open shared object "
+        "file: No such file or directory"
+    ]
+    assert not (tmp_path / "cat").exists()

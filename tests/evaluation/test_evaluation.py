@@ -160,3 +160,79 @@ def test_degeneracy_slices_pass_through_an_off_lattice_reference(tmp_path: Path)
         assert maps[a][0] == (2.0 if a == "q" else -0.6)
     with pytest.raises(GwinferError, match="outside the q range"):
         degeneracy_maps(6.0, 0.4, -0.4, tmp_path, n=4, workers=1, progress=False, q_range=(1.0, 5.0))
+
+
+def test_out_of_domain_predictions_are_flagged_in_the_console_and_the_files(tmp_path, trained, micro_catalogue,
+                                                                           capsys, caplog):  # fmt: skip
+    """A model whose answers leave its domain (here: the domain recorded in the file shrunk to a corner) is
+    never written silently: predict's file holds the clamped prediction, the raw output and per-row flags,
+    evaluate's results.json counts them, and both warn on the console."""
+    import logging
+
+    from gwinfer.cli import main
+    from gwinfer.models import OUT_OF_DOMAIN, load_model, save_model
+
+    model, meta = load_model(trained)
+    meta["domain"] = {"q_min": 1.0, "q_max": 1.1, "spin_max": 0.05}
+    save_model(tmp_path / "corner" / "model.pt", model, metadata=meta)
+    caplog.set_level(logging.WARNING)
+    out = tmp_path / "pred.h5"
+    argv = ["predict", "--model", str(tmp_path / "corner"), "--data", str(micro_catalogue), "--out", str(out)]
+    assert main(argv) == 0
+    with h5py.File(out) as f:
+        pred, raw, flags = f["prediction"][:], f["raw_prediction"][:], f["flags"][:]
+    assert np.any(flags & OUT_OF_DOMAIN) and np.all(pred[:, 0] <= 1.1 + 1e-9) and np.all(np.abs(pred[:, 1:]) <= 0.05)
+    assert np.any(raw != pred)
+    assert "outside the model's domain" in caplog.text
+    caplog.clear()
+    argv = ["evaluate", "--model", str(tmp_path / "corner"), "--data", str(micro_catalogue), "--json",
+            str(tmp_path / "r.json"), "--workers", "1", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["n_out_of_domain_predictions"] == int(np.count_nonzero(flags & OUT_OF_DOMAIN)) > 0
+    assert "outside the model's domain" in caplog.text
+    capsys.readouterr()
+
+
+def test_report_figures_have_labels_colour_bars_data_scales_and_aligned_examples(trained, micro_catalogue, tmp_path,
+                                                                                 monkeypatch):  # fmt: skip
+    """The report a person would show: every panel labelled, a colour bar wherever colour carries a value,
+    a colour scale spanning the data (a weak model is not all one colour), examples aligned as the overlap
+    aligns them, and the title naming the model's own folder."""
+    from gwinfer.evaluation import plots
+    from gwinfer.evaluation.evaluate import evaluate_model
+
+    figures, real = {}, plots.save_png
+    monkeypatch.setattr(
+        plots, "save_png", lambda fig, path, dpi: figures.setdefault(path.name, fig) and real(fig, path, dpi)
+    )
+    report = tmp_path / "report"
+    evaluate_model(trained, micro_catalogue, "test", report_dir=report, workers=1, progress=False)
+    assert set(figures) == {"overlap_by_q.png", "errors_manifold.png", "overlap_maps.png", "examples.png"}
+    for name, fig in figures.items():  # the histograms share their x axis: labelled on the bottom row
+        for ax in fig.axes:
+            if ax.axison and ax.get_label() != "<colorbar>" and name != "overlap_by_q.png":
+                assert ax.get_xlabel() and ax.get_ylabel(), (name, ax.get_title())
+    hist = figures["overlap_by_q.png"]
+    cols = len(hist.axes) // 2
+    assert all(ax.get_ylabel() == "waveforms" for ax in hist.axes[::cols])
+    assert all("overlap" in ax.get_xlabel() for ax in hist.axes[cols:])
+    for name in ("errors_manifold.png", "overlap_maps.png"):
+        bars = [ax for ax in figures[name].axes if ax.get_label() == "<colorbar>"]
+        assert bars and all("overlap" in ax.get_ylabel() for ax in bars), name
+    mismatch = np.log10(np.clip(1 - np.load(report / "per_waveform.npz")["overlap"], 1e-7, 1))
+    for ax in figures["overlap_maps.png"].axes:
+        if ax.collections and ax.get_label() != "<colorbar>":
+            lo, hi = ax.collections[0].get_clim()
+            assert lo <= np.quantile(mismatch, 0.02) and hi >= np.quantile(mismatch, 0.98) and hi - lo <= 8
+    assert "aligned" in figures["examples.png"].axes[0].get_lines()[1].get_label()
+    overlaps = np.load(report / "per_waveform.npz")["overlap"]
+    for row, overlap in zip((0, 2, 4), np.sort(overlaps)[[0, len(overlaps) // 2, -1]]):
+        # aligned as the overlap aligns it, the plotted Re h22 correlates with the truth as the overlap says
+        true, rec = (
+            np.asarray(line.get_data()[1], float) for line in figures["examples.png"].axes[row].get_lines()[:2]
+        )
+        match = np.dot(true, rec) / np.sqrt(np.dot(true, true) * np.dot(rec, rec))
+        assert match == pytest.approx(overlap, abs=0.05), (row, match, overlap)
+    page = (report / "index.html").read_text()
+    assert f"<h1>{trained.parent.name}: test of {micro_catalogue.name}</h1>" in page

@@ -29,6 +29,10 @@ def test_prepare_then_sample_equals_analyze(tmp_path, capsys):
     assert x.dtype == np.float32 and list(x.shape) == record["shape"] and x.shape[0] == 2
     assert abs(record["segment_start"] - GPS) < 4 and record["files"]["H1"]["sha256"]
     assert (tmp_path / "seg-H1-psd.txt").is_file() and (tmp_path / "seg-L1-psd.txt").is_file()
+    from gwinfer.cli.main import describe  # gwinfer info knows the segment and its PSD files
+
+    assert describe(seg)["kind"] == "whitened-segment" and describe(seg)["shape"] == record["shape"]
+    assert describe(tmp_path / "seg-H1-psd.txt")["kind"] == "psd"
     common = ["--model", str(MODEL), "--n", "300", "--seed", "5", "--no-corner"]
     assert main(["sample", "--strain", str(seg), "--out", str(tmp_path / "s.json"), *common]) == 0
     assert main(["analyze", "--h1", str(H1), "--l1", str(L1), "--gps", str(GPS), "--out", str(tmp_path / "a.json"),

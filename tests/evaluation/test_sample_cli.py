@@ -43,8 +43,9 @@ def test_seeded_and_inside_the_prior(sim, tmp_path, capsys):
     capsys.readouterr()
 
 
-@pytest.mark.parametrize("value", [np.nan, np.inf, 1e30])
+@pytest.mark.parametrize("value", [np.nan, np.inf, 1e30, 0.0])
 def test_nonsense_strain_is_refused(tmp_path, value, capsys):
+    """NaN, inf, 1e30 in otherwise quiet strain, or strain all zeros: one line, exit 2, nothing written."""
     from gwinfer.cli import main
 
     x = np.zeros((1, 1024), dtype=np.float32)

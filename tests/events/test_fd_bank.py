@@ -108,3 +108,10 @@ def test_read_bank_errors(tmp_path) -> None:
     bad.write_text("not hdf5")
     with pytest.raises(GwinferError, match="not a readable HDF5"):
         read_bank(bad)
+
+
+def test_info_describes_the_bank(tiny_bank):
+    from gwinfer.cli.main import describe
+
+    info = describe(tiny_bank)
+    assert info["kind"] == "fd-bank" and info["rows"] == 400 and info["config"]["n"] == 400

@@ -351,8 +351,8 @@ def test_cli_grpc_port(monkeypatch):
 
     parser = argparse.ArgumentParser()
     add_parsers(parser.add_subparsers())
-    calls: list[dict] = []
-    monkeypatch.setattr(server_module, "serve", lambda repo, **kw: calls.append(kw))
+    calls: list = []
+    monkeypatch.setattr(server_module, "serve", lambda repo, options: calls.append(options))
     for argv, expected in (
         (["serve", "--repo", "r"], 8001),
         (["serve", "--repo", "r", "--grpc-port", "9001"], 9001),
@@ -360,7 +360,7 @@ def test_cli_grpc_port(monkeypatch):
     ):
         args = parser.parse_args(argv)
         assert args.func(args) == 0
-        assert calls[-1]["grpc_port"] == expected
+        assert calls[-1].grpc_port == expected
 
 
 def test_cli_serve_grpc_in_subprocess(setup):

@@ -221,6 +221,9 @@ def test_bad_requests_are_4xx_and_server_keeps_serving(setup):
     assert status == 400 and "FP32" in json.loads(body)["error"]
     status, body = raw(server, "POST", path, _infer_json([good_input | {"data": [1.0] * 3}]))
     assert status == 400 and "data values" in json.loads(body)["error"]
+    for value in (1e39, -1e39):  # beyond float32 in a JSON body: inf once cast, refused like NaN
+        status, body = raw(server, "POST", path, _infer_json([good_input | {"data": [value] + [0.5] * (4 * T - 1)}]))
+        assert status == 400 and "NaN or inf" in json.loads(body)["error"], body
     # oversized: refused on the announced Content-Length, before the body is sent
     conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
     conn.putrequest("POST", path)
@@ -367,7 +370,8 @@ def test_cli_serve_in_subprocess(setup):
 
 def test_ports_threads_and_token_sources(tmp_path, monkeypatch, capsys):
     from gwinfer.cli import main
-    from gwinfer.serving.server.run import TOKEN_ENV, check_port, resolve_token
+    from gwinfer.serving.server.options import check_port
+    from gwinfer.serving.server.run import TOKEN_ENV, resolve_token
 
     for argv, message in (
         (["--port", "70000"], "port 70000 must be an integer in [1, 65535]"),
@@ -475,5 +479,49 @@ def test_the_index_follows_the_disk(tmp_path):
             {"inputs": [{"name": "waveform", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
         ).encode())  # fmt: skip
         assert status == 503 and "removed" in json.loads(body)["error"]
+    finally:
+        server.stop()
+
+
+def test_json_answers_never_hold_bare_nan():
+    """JSON has no NaN or inf: non-finite outputs (a streaming window not yet full) are null in a JSON answer
+    (strict JSON that any parser reads) and IEEE values in a binary one."""
+    from types import SimpleNamespace
+
+    from gwinfer.serving.protocol.http_codec import encode_response
+    from gwinfer.serving.repository.specs import TensorSpec
+
+    mv = SimpleNamespace(name="m", version=1, outputs=[TensorSpec("theta", "FP32", (3,))])
+    out = {"theta": np.array([[1.5, np.nan, np.inf]], np.float32)}
+    body, head = encode_response(mv, {}, out, [("theta", False, None)])
+    assert head is None and b"NaN" not in body and b"Infinity" not in body
+    assert json.loads(body, parse_constant=lambda c: pytest.fail(f"bare {c}"))["outputs"][0]["data"] == [
+        1.5,
+        None,
+        None,
+    ]
+    body, head = encode_response(mv, {}, out, [("theta", True, None)])
+    assert np.array_equal(np.frombuffer(body[head:], np.float32), out["theta"][0], equal_nan=True)
+
+
+def test_connections_beyond_the_concurrency_cap_get_503(tmp_path):
+    """``max_concurrency`` connections held open (unfinished requests) fill the server: the next request is
+    answered 503 at once (not queued for ever); once they go, requests are served again."""
+    import socket
+    import time
+
+    (tmp_path / "repo").mkdir()
+    server = Server(tmp_path / "repo", max_concurrency=3).start()
+    try:
+        held = [socket.create_connection((server.host, server.port), timeout=5) for _ in range(3)]
+        time.sleep(0.3)
+        status, body = raw(server, "GET", "/v2/health/ready")
+        assert status == 503, body
+        for s in held:
+            s.close()
+        deadline = time.monotonic() + 10
+        while raw(server, "GET", "/v2/health/ready")[0] != 200:
+            assert time.monotonic() < deadline, "the server did not recover after the held connections closed"
+            time.sleep(0.1)
     finally:
         server.stop()

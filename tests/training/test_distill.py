@@ -383,7 +383,7 @@ def test_distill_end_to_end_resume_and_sample(teacher_run, tmp_path):
     log_csv = tmp_path / "student" / "log.csv"
     distill(teacher_run["teacher"], _experiment(teacher_run), tmp_path / "student")
     assert len(log_csv.read_text().splitlines()) == 3
-    distill(teacher_run["teacher"], _experiment(teacher_run), tmp_path / "student", overrides={"epochs": 3})
+    distill(teacher_run["teacher"], _experiment(teacher_run), tmp_path / "student", settings={"train": {"epochs": 3}})
     assert len(log_csv.read_text().splitlines()) == 4
     with pytest.raises(GwinferError, match="different model"):
         distill(teacher_run["teacher"], _experiment(teacher_run, alpha=0.3), tmp_path / "student")

@@ -514,3 +514,50 @@ def test_config_paths_are_relative_to_the_config_file(tmp_path, micro_catalogue,
                             ("train",), "x")  # fmt: skip
     assert shipped["data"]["catalogue"].endswith("/catalogues/multicode/train-phenomt")
     assert Path(shipped["data"]["catalogue"]).is_absolute()
+
+
+def test_settings_as_mapping_or_strings_are_one_override_mechanism(tmp_path, micro_catalogue, caplog):
+    """``settings`` is either ``--set`` strings or the equivalent ``{section: {key: value}}`` mapping: both are
+    deep-merged and validated the same way (same TrainConfig, same one-line refusals), and a train-section
+    override by mapping changes the run."""
+    import logging
+
+    import torch
+
+    from gwinfer.errors import GwinferError
+    from gwinfer.training.point import train_point
+    from gwinfer.training.run import load_sections, train_settings
+
+    cfg = {
+        "data": {"catalogue": str(micro_catalogue), "t_start": -4000.0, "t_end": 100.0, "dt": 4.0},
+        "model": {"kind": "reduced_basis", "config": {"n_components": 4, "hidden": 16, "depth": 1, "dt": 4.0}},
+        "train": {"epochs": 2, "batch_size": 9, "tensorboard": False},
+    }  # fmt: skip
+    strings = ["train.lr=2e-3", "train.betas=[0.8, 0.99]", "train.epochs=1", "model.config.hidden=8"]
+    mapping = {"train": {"lr": 2e-3, "betas": [0.8, 0.99], "epochs": 1}, "model": {"config": {"hidden": 8}}}
+    by_strings = load_sections(cfg, ("data", "model"), ("train",), "x", settings=strings)
+    by_mapping = load_sections(cfg, ("data", "model"), ("train",), "x", settings=mapping)
+    assert by_strings == by_mapping and by_mapping["model"]["config"] == {**cfg["model"]["config"], "hidden": 8}
+    assert train_settings(by_strings) == train_settings(by_mapping)
+    assert train_settings(by_mapping).lr == 2e-3 and train_settings(by_mapping).batch_size == 9  # kept
+    assert cfg["train"]["epochs"] == 2  # the caller's config is not changed
+    for bad_strings, bad_mapping, message in (
+        (["nope.x=1"], {"nope": {"x": 1}}, "has sections data, model, train"),
+        (["train.nope=1"], {"train": {"nope": 1}}, "unknown setting"),
+        (["train.lr=fast"], {"train": {"lr": "fast"}}, "train.lr must be a number"),
+        (["train=3"], {"train": 3}, "the train section must be a mapping"),
+    ):
+        for bad in (bad_strings, bad_mapping):
+            with pytest.raises(GwinferError, match=message) as err:
+                train_settings(load_sections(cfg, ("data", "model"), ("train",), "x", settings=bad))
+            assert "\n" not in str(err.value)
+    with pytest.raises(GwinferError, match="settings must be a list of 'section.key=value' strings"):
+        load_sections(cfg, ("data", "model"), ("train",), "x", settings="train.lr=1")
+
+    caplog.set_level(logging.INFO, logger="gwinfer.training.run")
+    model = train_point(cfg, tmp_path / "run", settings={"train": {"epochs": 1}})
+    # the long preparation step is announced before it starts and timed after (never silent)
+    assert "fitting the standardisation (and any SVD basis, float64) on 27 training examples ..." in caplog.text
+    assert "training examples: done in" in caplog.text
+    meta = torch.load(model, weights_only=True)["metadata"]
+    assert meta["experiment"]["train"]["epochs"] == 1 and meta["training"]["epochs_completed"] == 1

@@ -38,16 +38,12 @@ from gwinfer.serving.repository.layout import CONFIG_FILE, check_name
 from gwinfer.serving.runtime.batching import Batcher, timed
 from gwinfer.serving.runtime.sequences import SnapshotState, snapshotter
 from gwinfer.serving.runtime.versions import ModelVersion, load_model_versions, load_repository
-from gwinfer.serving.server.limits import BODY_TIMEOUT_S
 from gwinfer.serving.server.metrics import Metrics
+from gwinfer.serving.server.options import ServerOptions, server_options
 from gwinfer.serving.server.shadow import ShadowMonitor
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BODY = 64 << 20  # bytes (64 MiB): largest HTTP request body / gRPC message
-#: Largest JSON part of an HTTP request (bytes): parsing JSON holds the event loop (~20 ms per MB here), so
-#: larger tensors must use the binary data extension (a 2.5 MB JSON body raised every request's p99 5x).
-DEFAULT_MAX_JSON = 1 << 20
 EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository", "sequence", "system_shared_memory"]
 
 Versions = dict[int, ModelVersion]
@@ -89,37 +85,21 @@ def check_ready(mv: ModelVersion) -> None:
 class App:
     """State and handlers of one server: repository, executor, metrics, limits.
 
-    ``token``: bearer token every request but health checks must carry (None: open);
-    ``max_body_bytes``: largest request body / gRPC message (bytes, >= 1024); ``max_json_bytes``: largest
-    JSON part of an HTTP request (bytes, >= 1024; 413 beyond it: send tensors as binary data); ``threads``: intra-op
-    threads of each model; ``max_sequences``: live sequences per streaming version; ``shadow_fraction``:
-    the share of production requests mirrored to a development version (0 disables shadowing).
+    ``options``: the server's :class:`~.options.ServerOptions` (default: their defaults), with keyword
+    ``changes`` applied (``App(repo, token="...")``). Of them the App uses ``token`` (bearer token every
+    request but health checks must carry; None: open), ``max_body_bytes`` / ``max_json_bytes`` (bytes; 413
+    beyond them), ``body_timeout`` (s; 408 beyond it), ``threads`` and ``max_sequences`` (per model),
+    ``dynamic_batching`` and ``shadow_fraction``; the listening options are the :mod:`.run` layer's.
     """
 
-    def __init__(
-        self,
-        repo: str | Path,
-        token: str | None = None,
-        max_body_bytes: int = DEFAULT_MAX_BODY,
-        threads: int = 1,
-        max_sequences: int = 1024,
-        dynamic_batching: bool = True,
-        shadow_fraction: float = 1.0,
-        body_timeout: float = BODY_TIMEOUT_S,
-        max_json_bytes: int = DEFAULT_MAX_JSON,
-    ) -> None:
-        if not isinstance(max_json_bytes, int) or isinstance(max_json_bytes, bool) or max_json_bytes < 1024:
-            raise GwinferError(f"max_json_bytes = {max_json_bytes!r} must be an integer >= 1024")
-        self.max_json_bytes = max_json_bytes
-        if not (isinstance(body_timeout, (int, float)) and 0 < body_timeout <= 3600):
-            raise GwinferError(f"body_timeout = {body_timeout!r} s must lie in (0, 3600] s")
-        self.body_timeout = float(body_timeout)
-        if not isinstance(max_body_bytes, int) or max_body_bytes < 1024:
-            raise GwinferError(f"max_body_bytes = {max_body_bytes!r} must be an integer >= 1024")
-        self.shadow = ShadowMonitor(shadow_fraction)
+    def __init__(self, repo: str | Path, options: ServerOptions | None = None, **changes: Any) -> None:
+        self.options = opts = server_options(options, **changes)
+        self.token, self.max_body_bytes, self.max_json_bytes = opts.token, opts.max_body_bytes, opts.max_json_bytes
+        self.body_timeout, self.dynamic_batching = float(opts.body_timeout), opts.dynamic_batching
+        self.threads, self.max_sequences = opts.threads, opts.max_sequences
+        self.shadow = ShadowMonitor(opts.shadow_fraction)
         self.repo = Path(repo)
-        self.threads, self.max_sequences = threads, max_sequences
-        self.models = load_repository(repo, threads=threads, max_sequences=max_sequences)
+        self.models = load_repository(repo, threads=self.threads, max_sequences=self.max_sequences)
         # labels.json per model; a model whose labels are unusable answers unversioned requests with 503
         # (never silently with another version than the labelled production one)
         self.labels: dict[str, Labels] = {}
@@ -134,9 +114,6 @@ class App:
             if labels is not None:
                 self.labels[name] = labels
                 warn_policy(name, next(iter(versions.values())).config, labels)
-        self.token = token
-        self.max_body_bytes = max_body_bytes
-        self.dynamic_batching = dynamic_batching
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gwinfer-infer")
         self.metrics = Metrics()
         self.shm = Regions()  # registered system shared-memory regions (HTTP and gRPC)

@@ -19,27 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from gwinfer.errors import GwinferError
-from gwinfer.serving.server.app import DEFAULT_MAX_BODY, DEFAULT_MAX_JSON, App
+from gwinfer.serving.server.app import App
 from gwinfer.serving.server.http import create_app
-from gwinfer.serving.server.limits import (
-    BODY_TIMEOUT_S,
-    HEADER_TIMEOUT_S,
-    MAX_CONCURRENCY,
-    protocol_with_header_timeout,
-)
+from gwinfer.serving.server.limits import protocol_with_header_timeout
+from gwinfer.serving.server.options import BACKGROUND_DEFAULTS, ServerOptions, server_options
 
 log = logging.getLogger(__name__)
 
 
 #: Environment variable holding the bearer token (so that it is not visible in ``ps`` as an argument).
 TOKEN_ENV = "GWINFER_TOKEN"
-
-
-def check_port(port: Any, what: str = "port") -> int:
-    """``port`` as an int in [1, 65535] (0 is refused: a server needs a known port), else a one-line error."""
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise GwinferError(f"{what} {port!r} must be an integer in [1, 65535]")
-    return port
 
 
 def resolve_token(token: str | None = None, token_file: str | Path | None = None) -> str | None:
@@ -55,19 +44,6 @@ def resolve_token(token: str | None = None, token_file: str | Path | None = None
             raise GwinferError(f"token file {p} is empty")
         return first
     return os.environ.get(TOKEN_ENV) or None
-
-
-def check_limits(header_timeout: Any, max_concurrency: Any) -> tuple[float, int]:
-    """(header deadline s, concurrency cap), validated: one-line errors naming the accepted ranges."""
-    if (
-        isinstance(header_timeout, bool)
-        or not isinstance(header_timeout, (int, float))
-        or not 0 < header_timeout <= 3600
-    ):
-        raise GwinferError(f"header timeout {header_timeout!r} s must lie in (0, 3600] s")
-    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or not 1 <= max_concurrency <= 100_000:
-        raise GwinferError(f"max concurrency {max_concurrency!r} must be an integer in [1, 100000]")
-    return float(header_timeout), max_concurrency
 
 
 def _check_host(host: str, token: str | None) -> None:
@@ -139,46 +115,21 @@ class Server:
             client = tritonclient.http.InferenceServerClient(s.url)
             gclient = tritonclient.grpc.InferenceServerClient(s.grpc_url)
 
-    ``grpc_port``: None (default) serves HTTP only; 0 picks a free port; HTTP and gRPC share one event
-    loop and one :class:`App`. ``http``: uvicorn's HTTP parser, ``"auto"`` (httptools when installed, else
-    pure-Python h11), ``"httptools"`` or ``"h11"``; ``loop``: ``"auto"`` (uvloop when installed, else
-    asyncio), ``"uvloop"`` or ``"asyncio"`` (``pip install gwinfer[serving]`` brings httptools and uvloop).
+    ``options``: a :class:`~.options.ServerOptions`, with keyword ``changes`` applied; without ``options``
+    the defaults are those of ``gwinfer serve`` except ``port=0`` (a free port) and ``grpc_port=None`` (HTTP
+    only; 0 picks a free port). HTTP and gRPC share one event loop and one :class:`App`. ``http``: uvicorn's
+    HTTP parser, ``"auto"`` (httptools when installed, else pure-Python h11), ``"httptools"`` or ``"h11"``;
+    ``loop``: ``"auto"`` (uvloop when installed, else asyncio), ``"uvloop"`` or ``"asyncio"`` (``pip install
+    gwinfer[serving]`` brings httptools and uvloop).
     """
 
-    def __init__(
-        self,
-        repo: str | Path,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        token: str | None = None,
-        max_body_bytes: int = DEFAULT_MAX_BODY,
-        max_json_bytes: int = DEFAULT_MAX_JSON,
-        threads: int = 1,
-        max_sequences: int = 1024,
-        dynamic_batching: bool = True,
-        grpc_port: int | None = None,
-        shadow_fraction: float = 1.0,
-        http: str = "auto",
-        loop: str = "auto",
-        header_timeout: float = HEADER_TIMEOUT_S,
-        body_timeout: float = BODY_TIMEOUT_S,
-        max_concurrency: int = MAX_CONCURRENCY,
-    ) -> None:
-        _check_host(host, token)
-        self.http, self.loop = http, loop
-        self.header_timeout, self.max_concurrency = check_limits(header_timeout, max_concurrency)
-        self.state = App(
-            repo,
-            token=token,
-            max_body_bytes=max_body_bytes,
-            max_json_bytes=max_json_bytes,
-            threads=threads,
-            max_sequences=max_sequences,
-            dynamic_batching=dynamic_batching,
-            shadow_fraction=shadow_fraction,
-            body_timeout=body_timeout,
-        )
-        self.host, self.port, self.grpc_port = host, port, grpc_port
+    def __init__(self, repo: str | Path, options: ServerOptions | None = None, **changes: Any) -> None:
+        self.options = opts = server_options(options, BACKGROUND_DEFAULTS, **changes)
+        _check_host(opts.host, opts.token)
+        self.http, self.loop = opts.http, opts.loop
+        self.header_timeout, self.max_concurrency = float(opts.header_timeout), opts.max_concurrency
+        self.state = App(repo, opts)
+        self.host, self.port, self.grpc_port = opts.host, opts.port, opts.grpc_port
         self._server = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
@@ -265,58 +216,27 @@ class Server:
         self.stop()
 
 
-def serve(
-    repo: str | Path,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    token: str | None = None,
-    max_body_bytes: int = DEFAULT_MAX_BODY,
-    max_json_bytes: int = DEFAULT_MAX_JSON,
-    threads: int = 1,
-    max_sequences: int = 1024,
-    grpc_port: int | None = None,
-    shadow_fraction: float = 1.0,
-    http: str = "auto",
-    loop: str = "auto",
-    header_timeout: float = HEADER_TIMEOUT_S,
-    body_timeout: float = BODY_TIMEOUT_S,
-    max_concurrency: int = MAX_CONCURRENCY,
-) -> None:
+def serve(repo: str | Path, options: ServerOptions | None = None, **changes: Any) -> None:
     """Serve ``repo`` in the foreground until interrupted (``gwinfer serve``).
 
-    HTTP on host:port; with ``grpc_port`` (not None) also the KServe v2 gRPC protocol on host:grpc_port,
-    in the same process and event loop, sharing the models, batcher, sequences and metrics.
-    ``shadow_fraction``: the share of production requests mirrored to a labelled development version
-    (0 disables shadowing; see :mod:`gwinfer.serving.shadow`). ``http``/``loop``: uvicorn's HTTP parser
-    and event loop (see :class:`Server`).
+    ``options``: a :class:`~.options.ServerOptions` (default: the defaults of ``gwinfer serve``: HTTP on
+    127.0.0.1:8000 and gRPC on 8001), with keyword ``changes`` applied (``serve(repo, port=9000,
+    grpc_port=None)``). HTTP on host:port; with ``grpc_port`` (not None) also the KServe v2 gRPC protocol
+    on host:grpc_port, in the same process and event loop, sharing the models, batcher, sequences and
+    metrics. Both ports must be known ones (1 .. 65535; 0, a free port, is for :class:`Server`).
     """
     import uvicorn
 
-    check_port(port)
-    if grpc_port is not None:
-        check_port(grpc_port, "gRPC port")
-        if grpc_port == port:
-            raise GwinferError(f"the gRPC port must differ from the HTTP port ({port})")
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise GwinferError(f"threads = {threads!r} must be an integer >= 1")
-    _check_host(host, token)
-    header_timeout, max_concurrency = check_limits(header_timeout, max_concurrency)
+    opts = server_options(options, **changes).fixed_ports()
+    host, port, grpc_port = opts.host, opts.port, opts.grpc_port
+    _check_host(host, opts.token)
     try:
         import torch
 
-        torch.set_num_threads(threads)
+        torch.set_num_threads(opts.threads)
     except ImportError:
         pass
-    state = App(
-        repo,
-        token=token,
-        max_body_bytes=max_body_bytes,
-        max_json_bytes=max_json_bytes,
-        threads=threads,
-        max_sequences=max_sequences,
-        shadow_fraction=shadow_fraction,
-        body_timeout=body_timeout,
-    )
+    state = App(repo, opts)
     for entry in state.repository_index():
         log.info(
             "model %s version %s: %s%s%s",
@@ -334,9 +254,9 @@ def serve(
         log_level="warning",
         access_log=False,
         lifespan="off",
-        http=protocol_with_header_timeout(http, header_timeout),
-        loop=loop,
-        limit_concurrency=max_concurrency,
+        http=protocol_with_header_timeout(opts.http, opts.header_timeout),
+        loop=opts.loop,
+        limit_concurrency=opts.max_concurrency,
     )
     try:
         _run_loop(_serve_both(_uvicorn_server(config), state, host, grpc_port), config)
