@@ -82,6 +82,7 @@ def _segment_start(path: str | None) -> float | None:
 def cmd_sample(args: argparse.Namespace) -> int:
     from gwinfer.data.strain_dataset import simulation_config_of
     from gwinfer.evaluation.posterior import make_result, sample_in_prior, save_result
+    from gwinfer.evaluation.prior_support import model_log_prior
     from gwinfer.evaluation.records import likelihood_record, simulation_record, strain_record
     from gwinfer.models import load_estimator, symmetrised
     from gwinfer.provenance import provenance
@@ -106,11 +107,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         interferometers = simulation_record(args.data, sim.config, args.injection, args.noise_seed)
     if tuple(x.shape) != tuple(model.x_shape):
         raise GwinferError(f"strain has shape {tuple(x.shape)}; the model expects {tuple(model.x_shape)}")
-    log_prior = None
-    if "simulation" in meta and names:
-        from gwinfer.evaluation.reference import log_prior_function
-
-        log_prior = log_prior_function(simulation_config_of(meta), list(names))
+    log_prior = model_log_prior(meta, names)  # draws outside the training prior are replaced
     t0 = time.perf_counter()
     samples, acceptance = sample_in_prior(model, x, args.n, list(names or []) or None, log_prior, seed=args.seed)
     seconds = time.perf_counter() - t0
@@ -208,16 +205,12 @@ def _model_prior(meta: dict, segment_start: float | None = None):
 
 def cmd_pp(args: argparse.Namespace) -> int:
     from gwinfer.evaluation.pp import pp_test
+    from gwinfer.evaluation.prior_support import model_log_prior
     from gwinfer.models import load_estimator, symmetrised
 
     model, meta = load_estimator(args.model)
     model = symmetrised(model, meta)  # exact phase -> phase + pi symmetry (gwinfer.models.posterior.symmetry)
-    log_prior = None
-    if "simulation" in meta and meta.get("names"):  # draws outside the prior are replaced, as in sample
-        from gwinfer.data.strain_dataset import simulation_config_of
-        from gwinfer.evaluation.reference import log_prior_function
-
-        log_prior = log_prior_function(simulation_config_of(meta), list(meta["names"]))
+    log_prior = model_log_prior(meta, meta.get("names"))  # draws outside the prior are replaced, as in sample
     res = pp_test(
         model,
         args.data,

@@ -194,7 +194,7 @@ def analyze(
     draws (None: torch's global generator). Returns ``{"result", "corner", "seconds", "segment_start"}``."""
     from gwinfer.data.strain_dataset import simulation_config_of
     from gwinfer.evaluation.posterior import make_result, sample_in_prior, save_result
-    from gwinfer.evaluation.reference import log_prior_function
+    from gwinfer.evaluation.prior_support import model_log_prior
     from gwinfer.models import load_estimator, symmetrised
     from gwinfer.provenance import provenance, sha256_file
 
@@ -214,7 +214,7 @@ def analyze(
     names = list(meta.get("names") or [])
     coverage = coverage_report(config, psds, gps)
     t1 = time.perf_counter()
-    samples, acceptance = sample_in_prior(model, x, n, names, log_prior_function(config, names), seed=seed)
+    samples, acceptance = sample_in_prior(model, x, n, names, model_log_prior(meta, names), seed=seed)
     t_sample = time.perf_counter() - t1
     coverage["warnings"] += edge_warnings(samples, config.load_prior())
     for w in coverage["warnings"]:

@@ -136,32 +136,28 @@ def sample_in_prior(
     """``n`` draws of ``estimator`` inside the support of the training prior and the accepted fraction.
 
     A flow leaks a little mass outside its prior (mass_ratio > 1, spins beyond 0.99, ...): those draws have
-    zero prior probability and are rejected, as DINGO does; every command (``sample``, ``analyze``) treats
-    them this way. ``log_prior(samples) -> (n,)`` is -inf outside the support; None keeps every draw.
+    zero prior probability and are rejected and replaced, as DINGO does; every command (``sample``,
+    ``analyze``, ``pp``, ``gwinfer serve``) treats them this way
+    (:func:`gwinfer.evaluation.prior_support.reject_and_replace`; rounds of at least 1000 draws here).
+    ``log_prior(samples) -> (n,)`` is -inf outside the support; None keeps every draw.
     """
     import torch
 
+    from gwinfer.evaluation.prior_support import reject_and_replace
+
     if log_prior is None:
         return sample_posterior(estimator, x, n, names, seed=seed), 1.0
+    keys = list(names)
+
+    def draw(events: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        cols = sample_posterior(estimator, x, int(sizes.max()), keys)
+        return np.stack([cols[k] for k in keys], axis=-1)[None]
+
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(int(seed))
-        kept: list[dict[str, np.ndarray]] = []
-        total = drawn = 0
-        for _ in range(max_rounds):
-            batch = sample_posterior(estimator, x, max(n - total, 1000), names)
-            ok = np.isfinite(log_prior(batch))
-            drawn += ok.size
-            kept.append({k: v[ok] for k, v in batch.items()})
-            total += int(ok.sum())
-            if total >= n:
-                break
-    if total < n:
-        raise GwinferError(
-            f"only {total} of {drawn} posterior draws lie inside the training prior: the data "
-            "are probably outside what the model was trained on"
-        )
-    return {k: np.concatenate([b[k] for b in kept])[:n] for k in names}, total / drawn
+        res = reject_and_replace(draw, n, 1, keys, log_prior, max_rounds=max_rounds, min_round=1000)
+    return {k: res.draws[0, :, i] for i, k in enumerate(keys)}, res.fraction
 
 
 def make_result(

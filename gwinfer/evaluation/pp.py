@@ -133,39 +133,21 @@ def in_prior_draws(
 ) -> tuple[np.ndarray, float]:
     """``n`` draws per observation of ``x`` (B, ...) as (B, n, D) float64, all inside the prior
     (``log_prior({name: (m,)}) -> (m,)``, -inf outside; None keeps every draw), and the accepted fraction.
-    Rejected draws are replaced by fresh ones of the same observation; one line if too few are inside."""
+    Rejected draws are replaced by fresh ones of the same observation
+    (:func:`gwinfer.evaluation.prior_support.reject_and_replace`); one line if too few are inside."""
     import torch
+
+    from gwinfer.evaluation.prior_support import reject_and_replace
 
     s = estimator.sample(x, n).double().numpy()
     if log_prior is None:
         return s, 1.0
-    b, _, d = s.shape
 
-    def inside(draws: np.ndarray) -> np.ndarray:
-        flat = draws.reshape(-1, d)
-        return np.isfinite(log_prior({k: flat[:, i] for i, k in enumerate(keys)})).reshape(draws.shape[:2])
+    def draw(events: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        return estimator.sample(x[torch.as_tensor(events)], int(sizes.max())).double().numpy()
 
-    ok = inside(s)
-    kept = [[s[i][ok[i]]] for i in range(b)]
-    count, drawn = ok.sum(axis=1), np.full(b, n)
-    for _ in range(max_rounds):
-        need = np.flatnonzero(count < n)
-        if need.size == 0:
-            break
-        rate = np.maximum(count[need] / drawn[need], 1e-3)  # each injection's acceptance so far
-        m = int(min(np.max(1.2 * (n - count[need]) / rate) + 10, 100 * n))
-        more = estimator.sample(x[torch.as_tensor(need)], m).double().numpy()
-        ok = inside(more)
-        drawn[need] += m
-        for j, i in enumerate(need):
-            kept[i].append(more[j][ok[j]])
-            count[i] += int(ok[j].sum())
-    if np.any(count < n):
-        raise GwinferError(
-            f"only {int(count.min())} of the posterior draws of an injection lie inside the training prior "
-            f"(after {max_rounds} rounds): the model does not describe these data"
-        )
-    return np.stack([np.concatenate(k)[:n] for k in kept]), float(count.sum() / drawn.sum())
+    res = reject_and_replace(draw, n, s.shape[0], list(keys), log_prior, first=s, max_rounds=max_rounds)
+    return res.draws, res.fraction
 
 
 def pp_test(

@@ -188,25 +188,8 @@ def log_likelihood_function(
 
 def log_prior_function(config: SimulationConfig, keys: Sequence[str]) -> LogDensity:
     """``f(samples: {name: (n,)}) -> (n,)``: the joint log prior density of ``keys`` (the simulation's prior,
-    constraints applied; bilby normalises constrained priors by Monte Carlo)."""
-    prior = config.load_prior()
-    missing = [k for k in keys if k not in prior]
-    if missing:
-        raise GwinferError(f"parameters {missing} are not in the prior {config.prior!r}")
-    derivable = set(prior.conversion_function({k: 1.0 for k in keys}))  # constraints on derived keys apply
-    parts = {k: prior[k] for k in keys}
-    parts.update({k: p for k, p in prior.items() if _is_constraint(p) and k in derivable})
-    sub = type(prior)(parts, conversion_function=prior.conversion_function)
+    constraints applied; bilby normalises constrained priors by Monte Carlo): see
+    :func:`gwinfer.evaluation.prior_support.log_prior_of`."""
+    from gwinfer.evaluation.prior_support import log_prior_of
 
-    def f(samples: Mapping[str, np.ndarray]) -> np.ndarray:
-        s = {k: np.asarray(samples[k], dtype=float) for k in keys}
-        return np.asarray(sub.ln_prob(s, axis=0), dtype=float).reshape(-1)
-
-    return f
-
-
-def _is_constraint(p: Any) -> bool:
-    """Whether ``p`` is a bilby ``Constraint`` prior."""
-    from bilby.core.prior import Constraint
-
-    return isinstance(p, Constraint)
+    return log_prior_of(config.load_prior(), keys, f"the prior {config.prior!r}")
