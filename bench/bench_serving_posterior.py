@@ -18,6 +18,12 @@ every path returns the same numbers for the same noise, timed (sequential reques
 * ``triton-http``, ``triton-grpc`` the real Triton (python backend) on the ``--backend python`` export,
                       when one is found (``--no-triton``: left out)
 
+These rows time the graph alone: for a model file with a training prior the ``post`` entry has its prior
+stripped (gwinfer.json record and config parameters). Two more rows, only then, time the prior applied
+(:mod:`gwinfer.serving.runtime.prior`, on the ``post-prior`` entry): ``http-prior`` (one request, draws
+outside the prior replaced by the server) and ``sample_post-prior`` (the client helper on it); they are
+checked to return draws inside the prior, the graph's own draws inside first.
+
 Prints p50/p99 latency per request (ms) and samples/s; request size is N x D x 4 bytes of noise (plus
 the strain) and the same back in samples.
 """
@@ -59,6 +65,22 @@ def tiny_iaf(path: Path) -> Path:
     return save_estimator(
         path, m.eval(), metadata={"names": ["mass_1", "mass_2", "luminosity_distance", "geocent_time", "phase"]}
     )
+
+
+def graph_only(model_dir: Path) -> None:
+    """Strip an exported posterior's training prior (gwinfer.json record, config parameters): the graph alone."""
+    import json
+
+    from gwinfer.serving.export.prior import PRIOR_PARAMETERS
+    from gwinfer.serving.repository.config import read_config, write_config
+
+    for info_path in model_dir.glob("*/gwinfer.json"):
+        info = json.loads(info_path.read_text())
+        info["posterior"]["prior"] = None
+        info_path.write_text(json.dumps(info))
+    cfg = read_config(model_dir)
+    cfg["parameters"] = {k: v for k, v in cfg.get("parameters", {}).items() if k not in PRIOR_PARAMETERS}
+    write_config(model_dir, cfg)
 
 
 def main() -> None:
@@ -103,6 +125,10 @@ def main() -> None:
     repo = work / "repo"
     dest = export_model(src, repo, name="post", max_queue_delay_us=args.max_queue_delay_us)
     info = export_info(dest)
+    prior_record = info["posterior"].get("prior")
+    if prior_record is not None:  # "post": the graph alone; "post-prior": the draws kept inside the prior
+        export_model(src, repo, name="post-prior", max_queue_delay_us=args.max_queue_delay_us)
+        graph_only(repo / "post")
     d, n = est.theta_dim, args.n
     x, _ = example_inputs(est, 1, 1, seed=1)
     xn = x.numpy()
@@ -168,9 +194,9 @@ def main() -> None:
         def run_ort():
             return sess.run(["samples", "log_prob"], {x_name: xn, "noise": z})
 
-        def via(c, ins, outs):
+        def via(c, ins, outs, model="post"):
             def run():
-                r = c.infer("post", ins, outputs=outs)
+                r = c.infer(model, ins, outputs=outs)
                 return [r.as_numpy("samples"), r.as_numpy("log_prob")]
 
             return run
@@ -195,9 +221,15 @@ def main() -> None:
         if triton is not None:
             backends += [("triton-http", via(tclient, hin, hout)), ("triton-grpc", via(tgclient, gin, gout))]
         ref = run_noise()
+        if prior_record is not None:
+            check_prior(via(client, hin, hout, "post-prior")(), ref, src, est)
+            backends += [
+                ("http-prior", via(client, hin, hout, "post-prior")),
+                ("sample_post-prior", lambda: sample_posterior(url, "post-prior", xn[0], n, seed=0)),
+            ]
         std = est.theta_scale.std.numpy()
         for name, fn in backends:  # the same numbers for the same noise, or no row
-            if name in ("torch-own", "torch-noise", "sample_posterior", "sample_post-open"):
+            if name in ("torch-own", "torch-noise", "sample_posterior", "sample_post-open") or "prior" in name:
                 continue
             got = fn()
             ds = float(np.max(np.abs(got[0] - ref[0]) / std))
@@ -237,6 +269,22 @@ def main() -> None:
     print(f"{'backend':<17} {'p50 ms':>9} {'p99 ms':>9} {'samples/s':>11}")
     for name, p50, p99, thr in rows:
         print(f"{name:<17} {p50:>9.3f} {p99:>9.3f} {thr:>11.0f}")
+
+
+def check_prior(got, ref, src: Path, est) -> None:
+    """The prior-applied answer ``got`` holds only draws inside the training prior, the graph's own draws
+    inside (of ``ref``, on the same noise) first and in order."""
+    from gwinfer.evaluation.prior_support import inside_prior, model_log_prior
+    from gwinfer.models import load_estimator
+
+    _, meta = load_estimator(src)
+    names = list(meta["names"])
+    log_prior = model_log_prior(meta, names)
+    assert np.all(inside_prior(got[0][0], names, log_prior)), "http-prior: a draw outside the prior"
+    ok = inside_prior(ref[0][0], names, log_prior)
+    std = est.theta_scale.std.numpy()
+    ds = float(np.max(np.abs(got[0][0][: ok.sum()] - ref[0][0][ok]) / std))
+    assert ds < 1e-4, f"http-prior: the graph's own draws inside the prior differ by {ds:.3g} std"
 
 
 if __name__ == "__main__":

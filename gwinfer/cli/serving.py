@@ -7,6 +7,7 @@ as one line (``gwinfer: error: ...``).
 from __future__ import annotations
 
 import argparse
+import sys
 
 from gwinfer.cli.options import add_model
 
@@ -36,6 +37,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"{check.get('samples_max_abs_diff', float('nan')):.2g} (standardised units), log_prob "
             f"{check.get('log_prob_max_abs_diff', float('nan')):.2g}"
         )
+        prior = post.get("prior")
+        diff += f"; served inside its training prior ({prior['file']})" if prior else "; no training prior recorded"
     else:
         diff = f"max abs diff to torch {info.get('max_abs_diff', float('nan')):.2g}"
     print(f"exported {dest.parent.name} version {dest.name} ({args.format}{backend}) to {dest} ({diff})")
@@ -119,10 +122,17 @@ def cmd_stream(args: argparse.Namespace) -> int:
     )
     rows, names = res["rows"], res["spec"].parameter_names
     ready = [r for r in rows if r["ready"]]
+    refused = [r for r in ready if r.get("prior_acceptance") == 0.0]
     print(
         f"streamed {len(rows)} chunks of {args.chunk:g} s through {args.model} ({len(ready)} full windows); "
         f"wrote {res['out']}"
     )
+    if refused:
+        print(
+            f"warning: {len(refused)} windows had too few posterior draws inside the training prior (data unlike "
+            f"the training set): their rows have no quantiles",
+            file=sys.stderr,
+        )
     if ready and names:
         key = names[0]
         last = ready[-1]

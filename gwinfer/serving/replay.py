@@ -9,6 +9,13 @@ off-source PSD (as ``gwinfer analyze`` prepares data), and sent in ``chunk``-sec
 sequence (sequence_start on the first, sequence_end on the last): the server keeps the window. Each
 answer's posterior samples are summarised per parameter (median, 5 % and 95 %) with the GPS time of the
 window's end, and written atomically with provenance (``gwinfer stream``).
+
+An entry exported with its training prior (config parameters ``prior``, ``prior_time_offset``) adds the
+column ``prior_acceptance`` (draws inside the prior over draws made; NaN while the window is not full):
+``gwinfer serve`` replaces the draws outside and reports it; from a server that runs only the graph (a real
+Triton) the draws outside are dropped here (a stream cannot ask for more draws of a window it has passed),
+so the quantiles are of the draws inside. A window whose draws are too rarely inside (the server's 422)
+is kept as a row with NaN quantiles and acceptance 0; the stream goes on.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ from typing import Any
 import numpy as np
 
 from gwinfer.errors import GwinferError
-from gwinfer.serving.client import AsyncServedModel
+from gwinfer.evaluation.prior_support import TrainingPrior, inside_prior
+from gwinfer.serving.client import AsyncServedModel, InferenceFailed
+from gwinfer.serving.export.prior import prior_of_parameters
 
 
 @dataclass
@@ -35,6 +44,7 @@ class StreamSpec:
     f_max: float | None
     parameter_names: list[str]
     theta_dim: int
+    prior: TrainingPrior | None = None  # the training prior the entry carries (config parameters)
 
     @classmethod
     def from_model(cls, model: AsyncServedModel) -> StreamSpec:
@@ -62,6 +72,7 @@ class StreamSpec:
             float(f_max) if f_max else None,
             names,
             d,
+            prior_of_parameters(params),
         )
 
 
@@ -112,11 +123,11 @@ def chunk_noise(seed: int | None, chunk: int, n: int, d: int) -> np.ndarray:
 
 def summarize(samples: np.ndarray, names: list[str], window_start: float) -> dict[str, float]:
     """Median and 5 / 95 % quantiles per parameter of (n, D) samples (``geocent_time`` shifted by the
-    window's GPS start, s, as ``gwinfer analyze`` reports it)."""
+    window's GPS start, s, as ``gwinfer analyze`` reports it); NaN without samples."""
     out: dict[str, float] = {}
     for i, name in enumerate(names):
         col = samples[:, i].astype(np.float64) + (window_start if name == "geocent_time" else 0.0)
-        q05, q50, q95 = np.quantile(col, [0.05, 0.5, 0.95])
+        q05, q50, q95 = np.quantile(col, [0.05, 0.5, 0.95]) if col.size else (np.nan,) * 3
         out.update({f"{name}_median": float(q50), f"{name}_q05": float(q05), f"{name}_q95": float(q95)})
     return out
 
@@ -141,9 +152,10 @@ async def replay_strain(
     (:func:`prepare_strain`), then sent from GPS ``start`` (default: the file start) in pieces of ``chunk``
     s, which must be the entry's stride; the first request carries ``sequence_start``, the last
     ``sequence_end``. Each request carries ``n_samples`` noise draws (:func:`chunk_noise`). Returns
-    ``{"rows": [per chunk: chunk, gps_end, ready, <param>_median/_q05/_q95 ...], "spec", "strain",
-    "t0", "samples" (per chunk, with keep_samples)}``; the quantiles of chunks before the window is full
-    (``ready`` False) are of a partly zero-padded window.
+    ``{"rows": [per chunk: chunk, gps_end, ready, <param>_median/_q05/_q95 ..., prior_acceptance (entries
+    with a training prior)], "spec", "strain", "t0", "samples" (per chunk, with keep_samples)}``; the
+    quantiles of chunks before the window is full (``ready`` False) are of a partly zero-padded window.
+    Draws outside the training prior: see the module docstring.
     """
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
         raise GwinferError(f"n_samples = {n_samples!r} must be an integer >= 1")
@@ -164,26 +176,40 @@ async def replay_strain(
                 f"([{t0:.3f}, {t0 + strain.shape[1] / spec.sample_rate:.3f}])"
             )
         seq = sequence_id if sequence_id is not None else int(np.random.default_rng().integers(1, 2**62))
+        log_prior = spec.prior.log_prior(spec.parameter_names) if spec.prior is not None else None
         rows, kept = [], []
         for k in range(n_chunks):
             a = i0 + k * spec.stride
             z = chunk_noise(seed, k, n_samples, spec.theta_dim)
-            out = await model.infer(
-                {"update": strain[None, :, a : a + spec.stride], "noise": z},
-                sequence_id=seq,
-                sequence_start=k == 0,
-                sequence_end=k == n_chunks - 1,
-            )
             gps_end = t0 + (a + spec.stride) / spec.sample_rate
-            samples = out["samples"][0]
-            rows.append(
-                {
-                    "chunk": k,
-                    "gps_end": gps_end,
-                    "ready": bool(out["ready"].reshape(-1)[0]),
-                    **summarize(samples, spec.parameter_names, gps_end - spec.kernel / spec.sample_rate),
-                }
-            )
+            try:
+                out, params = await model.infer_response(
+                    {"update": strain[None, :, a : a + spec.stride], "noise": z},
+                    sequence_id=seq,
+                    sequence_start=k == 0,
+                    sequence_end=k == n_chunks - 1,
+                )
+            except InferenceFailed as err:
+                if err.status != "422":  # only "too few draws inside the prior" leaves the stream going
+                    raise
+                out, params = {"samples": z[:, :0], "ready": np.ones((1, 1), bool)}, {"prior_acceptance": 0.0}
+            samples, ready = out["samples"][0], bool(out["ready"].reshape(-1)[0])
+            acceptance = np.nan
+            if log_prior is not None and ready:
+                if "prior_acceptance" in params:  # gwinfer serve replaced the draws outside
+                    acceptance = float(params["prior_acceptance"])
+                else:  # a server running only the graph: drop the draws outside
+                    ok = inside_prior(samples, spec.parameter_names, log_prior)
+                    samples, acceptance = samples[ok], float(ok.mean())
+            row = {
+                "chunk": k,
+                "gps_end": gps_end,
+                "ready": ready,
+                **summarize(samples, spec.parameter_names, gps_end - spec.kernel / spec.sample_rate),
+            }
+            if log_prior is not None:
+                row["prior_acceptance"] = acceptance
+            rows.append(row)
             if keep_samples:
                 kept.append(samples)
     return {
@@ -276,10 +302,12 @@ def stream_strain(
             "f_min": spec.f_min,
             "f_max": spec.f_max,
             "parameter_names": spec.parameter_names,
+            "prior": None if spec.prior is None else {"time_offset": spec.prior.time_offset, "text": spec.prior.text},
         },
         whitening="whole file once on the client (median-Welch PSD; see gwinfer.serving.replay.prepare_strain)",
         columns="gps_end: GPS s of the window end; <param>_median/_q05/_q95 over the request's samples; "
-        "geocent_time in GPS s",
+        "geocent_time in GPS s; prior_acceptance (entries with a training prior): draws inside the prior over "
+        "draws made, NaN before the window is full, 0 for a window refused for too few draws inside",
     )
     res["out"] = write_stream_table(res["rows"], out, record)
     return res

@@ -27,6 +27,7 @@ from gwinfer.data.simulate import SimulationConfig  # noqa: E402
 from gwinfer.errors import GwinferError  # noqa: E402
 from gwinfer.external import external_dir  # noqa: E402
 from gwinfer.models import build_estimator, save_estimator  # noqa: E402
+from gwinfer.physics.priors import load_prior  # noqa: E402
 from gwinfer.provenance import sha256_file  # noqa: E402
 from gwinfer.serving.client import AsyncServedModel  # noqa: E402
 from gwinfer.serving.export.entry import export_info  # noqa: E402
@@ -85,8 +86,25 @@ def setup(tmp_path_factory):
     stream = export_model(path, repo, stream_stride=1024)  # hl-tiny-stream
     export_model(path, repo, name="hl-tiny-s512", stream_stride=512)
     server = Server(repo).start()
-    yield {"root": root, "est": est, "server": server, "plain": plain / "model.onnx", "stream": stream}
+    yield {"root": root, "est": est, "server": server, "plain": plain / "model.onnx", "stream": stream, "cfg": cfg}
     server.stop()
+
+
+def plain_served(setup, x: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, dict]:
+    """(samples, response parameters) of the plain entry ``hl-tiny`` served on window ``x`` and noise ``z``."""
+    import tritonclient.http as httpclient
+
+    c = httpclient.InferenceServerClient(setup["server"].url)
+    try:
+        ins = []
+        for name, a in (("strain", x), ("noise", z)):
+            t = httpclient.InferInput(name, list(a.shape), "FP32")
+            t.set_data_from_numpy(np.ascontiguousarray(a))
+            ins.append(t)
+        res = c.infer("hl-tiny", ins)
+        return res.as_numpy("samples"), res.get_response()["parameters"]
+    finally:
+        c.close()
 
 
 def test_export_of_a_streaming_posterior(setup):
@@ -121,15 +139,24 @@ def test_replay_equals_offline_on_the_same_windows_and_noise(setup, tmp_path):
     # the window ending 0.5 s after the trigger (as gwinfer analyze cuts it) is chunk 15
     k = 15
     assert abs(rows[k]["gps_end"] - (GPS + 0.5)) < 1.0 / FS
+    prior = load_prior("hl-o1", time_offset=1.5)  # the model's training prior, in its coordinates
+    assert rows[0]["prior_acceptance"] != rows[0]["prior_acceptance"]  # NaN: the window is not full yet
     for k in (1, 15, len(rows) - 1):
         e = i0 + (k + 1) * spec.stride
         x, z = strain[None, :, e - N : e], chunk_noise(3, k, 200, len(NAMES))
-        ref, _ = run_graph(setup["plain"], x, z)  # plain posterior graph, in-process
+        # the plain (non-streaming) entry served on the same window and noise: the same draws, prior applied
+        ref, params = plain_served(setup, x, z)
         want = summarize(ref[0], NAMES, rows[k]["gps_end"] - 2.0)
         assert {c: rows[k][c] for c in want} == pytest.approx(want, rel=1e-6, abs=1e-6)
+        assert rows[k]["prior_acceptance"] == params["prior_acceptance"] and 0.5 < params["prior_acceptance"] <= 1
+        # independently: every draw is inside the training prior, and the graph's own draws inside come first
+        assert np.all(np.isfinite(prior.ln_prob({c: ref[0][:, i].astype(float) for i, c in enumerate(NAMES)}, axis=0)))
+        raw, _ = run_graph(setup["plain"], x, z)  # plain posterior graph, in-process
+        ok = np.isfinite(prior.ln_prob({c: raw[0][:, i].astype(float) for i, c in enumerate(NAMES)}, axis=0))
+        np.testing.assert_allclose(ref[0][: ok.sum()], raw[0][ok], rtol=1e-6, atol=1e-5)
         with torch.no_grad():
             ts, _ = NoiseSampler(setup["est"])(torch.from_numpy(x), torch.from_numpy(z))
-        np.testing.assert_allclose(ref[0], ts.numpy()[0], rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(raw[0], ts.numpy()[0], rtol=1e-4, atol=1e-3)
     # the CSV: provenance line with the input hashes, then the rows
     lines = out.read_text().splitlines()
     record = json.loads(lines[0][2:])
@@ -212,3 +239,64 @@ def test_server_refuses_bad_stream_requests(setup):
     c.close()
     with pytest.raises(GwinferError, match="n_samples"):
         asyncio.run(replay_strain(setup["server"].url, "hl-tiny-stream", {"H1": H1, "L1": L1}, n_samples=0))
+
+
+def test_a_graph_only_server_gets_the_prior_applied_by_the_replay(setup, tmp_path):
+    """A server that runs only the graph (a real Triton: the entry's gwinfer.json has no prior record, the
+    config still carries the prior): the replay drops the draws outside the prior and reports the fraction."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(setup["stream"].parent, repo / "graph-only-stream")
+    info_path = repo / "graph-only-stream" / "1" / "gwinfer.json"
+    info = json.loads(info_path.read_text())
+    info["posterior"]["prior"] = None
+    info_path.write_text(json.dumps(info))
+    server = Server(repo).start()
+    try:
+        kw = dict(n_samples=200, seed=3, start=GPS - 1.5 - 14.0, psd_gps=GPS, keep_samples=True)
+        files = {"H1": H1, "L1": L1}
+        ours = asyncio.run(replay_strain(setup["server"].url, "hl-tiny-stream", files, **kw))
+        graph_only = asyncio.run(replay_strain(server.url, "graph-only-stream", files, **kw))
+    finally:
+        server.stop()
+    prior = load_prior("hl-o1", time_offset=1.5)
+    spec, strain, i0 = graph_only["spec"], graph_only["strain"], graph_only["start_index"]
+    accepted = []
+    for k in (1, 15):
+        e = i0 + (k + 1) * spec.stride
+        raw, _ = run_graph(setup["plain"], strain[None, :, e - N : e], chunk_noise(3, k, 200, len(NAMES)))
+        ok = np.isfinite(prior.ln_prob({c: raw[0][:, i].astype(float) for i, c in enumerate(NAMES)}, axis=0))
+        np.testing.assert_allclose(graph_only["samples"][k], raw[0][ok], rtol=1e-6, atol=1e-5)  # the draws inside
+        assert graph_only["rows"][k]["prior_acceptance"] == pytest.approx(ok.mean())
+        # gwinfer serve replaced the others instead: its first draws are the same
+        np.testing.assert_allclose(ours["samples"][k][: ok.sum()], raw[0][ok], rtol=1e-6, atol=1e-5)
+        assert ours["samples"][k].shape == (200, len(NAMES))
+        accepted.append(ok.mean())
+    assert min(accepted) < 1.0  # the tiny model's draws do leave the prior
+
+
+def test_windows_refused_for_the_prior_are_rows_and_the_stream_goes_on(setup, tmp_path, capsys):
+    """A prior no draw lands in: every full window is answered 422; the replay keeps those windows as rows
+    without quantiles (acceptance 0), the sequence goes on to the end, and the command warns."""
+    from gwinfer.physics.priors import prior_path
+
+    text = prior_path("hl-o1").read_text().replace("minimum=100, maximum=1500", "minimum=5000, maximum=5001")
+    meta = {"names": NAMES, "simulation": json.loads(setup["cfg"].to_json()), "prior_text": text}
+    path = save_estimator(tmp_path / "hl-narrow" / "model.pt", setup["est"], metadata=meta)
+    repo = tmp_path / "repo"
+    export_model(path, repo, stream_stride=1024)  # hl-narrow-stream
+    server = Server(repo).start()
+    try:
+        args = ["stream", "--url", server.url, "--model", "hl-narrow-stream", "--h1", str(H1), "--l1", str(L1)]
+        out = tmp_path / "p.csv"
+        assert main([*args, "--n-samples", "20", "--start", str(GPS - 1.5 - 3.0), "--out", str(out)]) == 0
+    finally:
+        server.stop()
+    captured = capsys.readouterr()
+    assert "windows had too few posterior draws inside the training prior" in captured.err
+    table = list(csv.DictReader(out.read_text().splitlines()[1:]))
+    assert [r["ready"] for r in table[:2]] == ["0", "1"] and len(table) > 3
+    for r in table[1:]:  # every full window refused, none lost
+        assert float(r["prior_acceptance"]) == 0.0 and r["chirp_mass_median"] == "nan"
+    assert table[0]["prior_acceptance"] == "nan" and table[0]["chirp_mass_median"] != "nan"

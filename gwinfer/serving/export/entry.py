@@ -21,6 +21,7 @@ from typing import Any
 from gwinfer.errors import GwinferError
 from gwinfer.provenance import CORE_LIBRARIES, provenance, read_json, sha256_file, write_json
 from gwinfer.serving.export.graph import check_onnx
+from gwinfer.serving.export.prior import PRIOR_PARAMETERS
 from gwinfer.serving.repository.config import (
     config_parameters,
     make_config,
@@ -208,6 +209,16 @@ def check_compatible(
         raise GwinferError(
             f"{model_dir} already holds a posterior with parameter_names {names[0]!r} (this one: "
             f"{names[1]!r}); export under another --name"
+        )
+    priors = [tuple(config_parameters(c).get(k) for k in PRIOR_PARAMETERS) for c in (old, config)]
+    if priors[0] != priors[1]:
+        if priors[0][0] and priors[1][0]:
+            have = "another training prior"
+        else:
+            have = "a training prior (this one has none)" if priors[0][0] else "no training prior (this one has one)"
+        raise GwinferError(
+            f"{model_dir} already holds a posterior with {have} (config parameters prior, prior_time_offset); "
+            f"every version of a model is served with one prior: export under another --name"
         )
 
 

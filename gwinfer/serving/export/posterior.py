@@ -64,6 +64,7 @@ from gwinfer.serving.export.entry import (
     stream_entry,
 )
 from gwinfer.serving.export.graph import export_onnx, export_torchscript, first_line, run_exported_all
+from gwinfer.serving.export.prior import exported_prior, prior_parameters, write_prior
 from gwinfer.serving.repository.config import make_config
 from gwinfer.serving.repository.layout import FORMAT_PLATFORMS, PLATFORM_FILES, check_name
 from gwinfer.serving.repository.specs import TensorSpec
@@ -333,7 +334,9 @@ def export_posterior(
     if fmt == "onnx":
         x_name = input_name(estimator)
     d = estimator.theta_dim
-    parameters = {"parameter_names": ",".join(names)}
+    prior = exported_prior(meta, names)  # the training prior, served beside the graph (export/prior.py)
+    tensors = {"input": x_name, "noise": z_name, "samples": s_name, "log_prob": lp_name}
+    parameters = {"parameter_names": ",".join(names), **prior_parameters(prior)}
     streaming = None
     if stream_stride is None:
         inputs = [TensorSpec(x_name, "FP32", tuple(estimator.x_shape)), TensorSpec(z_name, "FP32", (-1, d))]
@@ -374,6 +377,7 @@ def export_posterior(
         out_file = tmp / PLATFORM_FILES[platform]
         exporter = export_graph(sampler, fmt, out_file)
         finish_graph(out_file, fmt, backend, streaming is not None)
+        prior_record = write_prior(tmp, prior, names, tensors)
         check = compare_posterior(sampler, out_file, seed)
         settings = export_settings(name, version, fmt, platform, backend, config["max_batch_size"], stream_stride)
         record = export_record(
@@ -393,6 +397,7 @@ def export_posterior(
                 "parameter_names_source": names_source,
                 "noise": "standard normal base draws (B, N, D) supplied by the caller",
                 "log_prob": "physical log density of each sample",
+                "prior": prior_record,
             },
             source_metadata={k: meta[k] for k in SOURCE_METADATA if k in meta},
             exporter=exporter,

@@ -13,6 +13,8 @@ HTTP    gRPC                when
 401     UNAUTHENTICATED     missing or wrong bearer token
 404     NOT_FOUND           unknown model or version
 413     RESOURCE_EXHAUSTED  request body larger than the server's limit
+422     INVALID_ARGUMENT    a posterior whose draws are too rarely inside its training prior
+                            (the data are unlike the training set; :mod:`gwinfer.serving.runtime.prior`)
 503     UNAVAILABLE         a model version that failed to load, no usable production label
 500     INTERNAL            an unexpected exception (the server keeps serving)
 ======  ==================  ===============================================================

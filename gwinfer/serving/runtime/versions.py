@@ -4,6 +4,8 @@ A version that fails to load is kept with state ``UNAVAILABLE`` and a one-line r
 the others). Models whose config has ``sequence_batching`` and whose ``gwinfer.json`` has a ``streaming``
 entry are *streaming* versions: each request carries ``stride`` new samples of one sequence and the
 version keeps the last ``kernel`` samples per sequence in its :class:`~.sequences.SequenceStore`.
+A posterior version exported with its training prior gets a :class:`~.prior.ServedPrior` (a recorded prior
+that is missing, altered or unreadable makes the version UNAVAILABLE: it is never served without it).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from gwinfer.serving.repository.config import read_config
 from gwinfer.serving.repository.layout import list_models, list_versions, model_filename, runtime_platform
 from gwinfer.serving.repository.specs import TensorSpec, config_specs
 from gwinfer.serving.runtime.batching import Batcher
+from gwinfer.serving.runtime.prior import ServedPrior, load_served_prior
 from gwinfer.serving.runtime.runners import RUNNERS, Runner
 from gwinfer.serving.runtime.sequences import SequenceStore, snapshot_state
 
@@ -47,6 +50,7 @@ class ModelVersion:
     max_queue_delay_us: int = 0  # dynamic batching window, microseconds (-1: no dynamic batching)
     streaming: dict[str, Any] | None = None  # gwinfer.json's streaming entry
     sequences: SequenceStore | None = None  # live sequences of a streaming version
+    prior: ServedPrior | None = None  # a posterior's training prior: served draws lie inside it (.prior)
     batcher: Batcher | None = None  # made by the server on first use
 
     @property
@@ -98,8 +102,11 @@ def load_version(model_dir: Path, cfg: dict[str, Any], version: int, threads: in
             idle = cfg["sequence_batching"].get("max_sequence_idle_microseconds", DEFAULT_SEQUENCE_IDLE_US) / 1e6
             shape = (int(streaming["channels"]), int(streaming["kernel"]), int(streaming["stride"]))
             mv.sequences = SequenceStore(lambda: snapshot_state(*shape), max_sequences, idle)
+            known = {streaming["graph_input"], *streaming["forwarded_inputs"], *streaming["graph_outputs"]}
         else:
             mv.runner = RUNNERS[platform](path, [t.name for t in inputs], [t.name for t in outputs], threads)
+            known = {t.name for t in inputs} | {t.name for t in outputs}
+        mv.prior = load_served_prior(vdir, mv.info, known)
     except Exception as err:  # noqa: BLE001 (a broken version must not stop the others)
         mv.state, mv.reason = "UNAVAILABLE", " ".join(str(err).split())[:300] or type(err).__name__
         log.warning("%s version %d unavailable: %s", cfg["name"], version, mv.reason)

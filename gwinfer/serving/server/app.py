@@ -11,7 +11,8 @@ old or by the new production version, none fails.
 
 Inference (:meth:`App.execute`): streaming versions step their sequence; versions with dynamic batching
 go through their :class:`~gwinfer.serving.runtime.batching.Batcher`; others run directly on the one
-inference thread.
+inference thread. A posterior version with a training prior then replaces its draws outside the prior
+(:mod:`gwinfer.serving.runtime.prior`; 422 when too few are inside).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import numpy as np
 
 from gwinfer._version import __version__
 from gwinfer.errors import GwinferError
+from gwinfer.evaluation.prior_support import OutsidePrior
 from gwinfer.serving.protocol.errors import ServingError
 from gwinfer.serving.protocol.shm import Regions, is_shared
 from gwinfer.serving.protocol.tensors import sequence_id
@@ -36,6 +38,7 @@ from gwinfer.serving.repository.config import version_policy_versions
 from gwinfer.serving.repository.labels import STAGES, Labels, check_labels, read_labels
 from gwinfer.serving.repository.layout import CONFIG_FILE, check_name
 from gwinfer.serving.runtime.batching import Batcher, timed
+from gwinfer.serving.runtime.prior import apply_prior, response_parameters
 from gwinfer.serving.runtime.sequences import SnapshotState, snapshotter
 from gwinfer.serving.runtime.versions import ModelVersion, load_model_versions, load_repository
 from gwinfer.serving.server.metrics import Metrics
@@ -360,8 +363,24 @@ class App:
         else:
             outputs, seconds = await asyncio.get_running_loop().run_in_executor(self.executor, timed, mv.runner, arrays)
             self.metrics.execution(mv.key, batch, seconds)
-        self.mirror(mv, arrays, outputs, batch, after)
-        return outputs, None, batch
+        answer, extra = (outputs, None) if mv.prior is None else await self.within_prior(mv, arrays, outputs)
+        self.mirror(mv, arrays, outputs, batch, after)  # the graph's own outputs: the shadow compares graphs
+        return answer, extra, batch
+
+    async def within_prior(
+        self, mv: ModelVersion, arrays: dict[str, np.ndarray], outputs: dict[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(outputs with every draw inside ``mv``'s training prior, response parameters) of a posterior
+        request (:mod:`gwinfer.serving.runtime.prior`); ServingError(422) if too few draws are inside."""
+        try:
+            fixed, res = await asyncio.get_running_loop().run_in_executor(
+                self.executor, apply_prior, mv.prior, mv.runner, arrays, outputs
+            )
+        except OutsidePrior as err:
+            self.metrics.prior_refusal(mv.key)
+            raise ServingError(422, f"model {mv.name!r}: {err}") from None
+        self.metrics.prior(mv.key, int(res.drawn.sum()), int(res.inside.sum()))
+        return fixed, response_parameters(res)
 
     def mirror(
         self,
@@ -412,27 +431,46 @@ class App:
         the request's ``forwarded_inputs`` unchanged (e.g. a posterior's ``noise`` (1, N, D)). The graph
         outputs ``graph_outputs`` are returned under the config's non-``ready`` output names, in order,
         plus ``ready_output`` (1, 1) BOOL.
+
+        A posterior entry with a training prior answers a ready window with draws inside it, as a plain
+        entry does (:meth:`within_prior`); windows still holding initial zeros (``ready`` False) get the
+        graph's draws. Too few inside: the window still advances (the stream goes on) and the request is
+        answered 422.
         """
         seq = sequence_id(params, mv.name)
         if any(a.shape[0] != 1 for a in arrays.values()):
             raise ServingError(400, "streaming requests carry one sequence (batch 1)")
-        spec, runner, sequences = mv.streaming, mv.runner, mv.sequences
+        spec, runner, sequences, prior = mv.streaming, mv.runner, mv.sequences, mv.prior
         update = arrays[spec["state_input"]]
         forwarded = {k: arrays[k] for k in spec["forwarded_inputs"]}
         out_names = [o.name for o in mv.outputs if o.name != spec["ready_output"]]
 
-        def step(state: SnapshotState) -> tuple[tuple[dict[str, np.ndarray], int], SnapshotState]:
+        def step(state: SnapshotState) -> tuple[tuple[Any, ...], SnapshotState]:
             window, new = snapshotter(update[0], state)
-            out = runner({spec["graph_input"]: np.ascontiguousarray(window[None], dtype=np.float32), **forwarded})
+            graph_in = {spec["graph_input"]: np.ascontiguousarray(window[None], dtype=np.float32), **forwarded}
+            out = runner(graph_in)
+            res = refusal = None
+            if prior is not None and new.ready:
+                try:
+                    out, res = apply_prior(prior, runner, graph_in, out)
+                except OutsidePrior as err:
+                    refusal = err
             outputs = {name: out[g] for name, g in zip(out_names, spec["graph_outputs"])}
             outputs[spec["ready_output"]] = np.array([[new.ready]])
-            return (outputs, new.filled), new
+            return (outputs, new.filled, res, refusal), new
 
-        outputs, filled = await asyncio.get_running_loop().run_in_executor(
+        outputs, filled, res, refusal = await asyncio.get_running_loop().run_in_executor(
             self.executor,
             lambda: sequences.step(
                 seq, step, start=bool(params.get("sequence_start")), end=bool(params.get("sequence_end"))
             ),
         )
         self.metrics.execution(mv.key, 1)
-        return outputs, {"sequence_id": seq, "samples": filled}
+        if refusal is not None:
+            self.metrics.prior_refusal(mv.key)
+            raise ServingError(422, f"model {mv.name!r}, sequence {seq!r}: {refusal}")
+        extra = {"sequence_id": seq, "samples": filled}
+        if res is not None:
+            self.metrics.prior(mv.key, int(res.drawn.sum()), int(res.inside.sum()))
+            extra.update(response_parameters(res))
+        return outputs, extra

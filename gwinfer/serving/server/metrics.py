@@ -70,6 +70,9 @@ class Metrics:
         self.latency_sum = 0.0  # seconds
         self.batch = [0] * (len(BATCH_BUCKETS) + 1)
         self.batch_sum = 0
+        self.prior_draws: dict[Key, int] = {}  # posterior draws made by versions with a training prior
+        self.prior_inside: dict[Key, int] = {}  # ... of them inside the prior
+        self.prior_refusals: dict[Key, int] = {}  # requests refused: too few draws inside (422)
 
     @staticmethod
     def add(d: dict, key: Any, v: float = 1) -> None:
@@ -103,6 +106,18 @@ class Metrics:
             self.batch[bucket_index(BATCH_BUCKETS, batch)] += 1
             self.batch_sum += batch
 
+    def prior(self, key: Key, drawn: int, inside: int) -> None:
+        """Count the posterior draws of one request of a version with a training prior: ``drawn`` made
+        (the request's own noise and replacements), ``inside`` of them inside the prior."""
+        with self.lock:
+            self.add(self.prior_draws, key, drawn)
+            self.add(self.prior_inside, key, inside)
+
+    def prior_refusal(self, key: Key) -> None:
+        """Count one request refused because too few of its draws were inside the training prior."""
+        with self.lock:
+            self.add(self.prior_refusals, key)
+
     def render(self, live_sequences: int = 0) -> str:
         """The text exposition of every counter (``live_sequences``: the streaming sequences gauge)."""
         out: list[str] = []
@@ -127,6 +142,15 @@ class Metrics:
             ):
                 out += header(metric, "counter", f"{help_}.")
                 out += [sample(metric, {"model": m, "version": v}, f"{n:.15g}") for (m, v), n in sorted(d.items())]
+            for metric, d, help_ in (
+                ("gwinfer_prior_draws_total", self.prior_draws, "posterior draws made by versions with a training "
+                 "prior (the requests' noise and replacements)"),
+                ("gwinfer_prior_inside_total", self.prior_inside, "of those draws, the ones inside the prior"),
+                ("gwinfer_prior_refusals_total", self.prior_refusals, "requests refused (422): too few draws "
+                 "inside the training prior"),
+            ):  # fmt: skip
+                out += header(metric, "counter", f"{help_}.")
+                out += [sample(metric, {"model": m, "version": v}, str(n)) for (m, v), n in sorted(d.items())]
             out += histogram(
                 "gwinfer_request_latency_seconds",
                 "Inference request latency.",
