@@ -18,7 +18,7 @@ while read -r EVENT GPS STEM; do
     echo "== $EVENT"
     /usr/bin/time -f "$EVENT wall %e s" "$GW" analyze --model "$MODEL" --h1 "$S/H-H1_LOSC_4_$STEM.hdf5" \
         --l1 "$S/L-L1_LOSC_4_$STEM.hdf5" --gps "$GPS" --out "$OUT/$EVENT.json" --importance-sample \
-        --n 10000 --target-ess 2000 --workers 2 --seed 0 --allow-low-ess 2>&1 | grep --line-buffered -v "bilby INFO" \
+        --target-ess 2000 --workers 2 --seed 0 --allow-low-ess 2>&1 | grep --line-buffered -v "bilby INFO" \
         | tee "$OUT/$EVENT.log" || echo "$EVENT failed"
     if [ "$EVENT" != LVT151012 ]; then
         "$GW" compare --result "$OUT/$EVENT.json" --event "$EVENT" --out "$OUT/$EVENT-vs-published" | tail -12 \
