@@ -344,6 +344,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     from gwinfer.evaluation.published import (
         DEFAULT_PARAMETERS,
+        PublishedSamples,
         compare_to_published,
         comparison_json,
         comparison_markdown,
@@ -352,16 +353,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     from gwinfer.provenance import atomic_path, provenance
 
-    if not Path(args.result).is_file():
-        raise GwinferError(f"result file {args.result} does not exist (gwinfer analyze --out ...)")
-    try:
-        result = read_in_result(filename=str(args.result))
-    except Exception as err:  # bilby raises several types for unreadable files
-        raise GwinferError(f"{args.result} is not a readable bilby result ({type(err).__name__})") from None
-    pub = published_samples(args.event, args.release)
-    ours = {k: result.posterior[k].to_numpy() for k in DEFAULT_PARAMETERS if k in result.posterior}
-    rows = compare_to_published(ours, pub, parameters=[k for k in DEFAULT_PARAMETERS if k in ours])
-    title = f"{args.event}: gwinfer ({Path(args.result).name}) vs {Path(pub.path).name}"
+    def read(path: str) -> object:
+        if not Path(path).is_file():
+            raise GwinferError(f"result file {path} does not exist (gwinfer analyze --out ...)")
+        try:
+            return read_in_result(filename=str(path))
+        except Exception as err:  # bilby raises several types for unreadable files
+            raise GwinferError(f"{path} is not a readable bilby result ({type(err).__name__})") from None
+
+    result = read(args.result)
+    if args.against:  # another result (e.g. gwinfer analyze --dynesty): every searched parameter, and chi_eff
+        ref = read(args.against)
+        keys = [k for k in [*ref.search_parameter_keys, "chi_eff"] if k in ref.posterior and k in result.posterior]
+        pub = PublishedSamples(
+            {k: ref.posterior[k].to_numpy() for k in keys}, args.event or "", "result", Path(args.against)
+        )
+    else:
+        if not args.event:
+            raise GwinferError("give --event (to compare with its published posterior) or --against RESULT")
+        pub = published_samples(args.event, args.release)
+        keys = [k for k in DEFAULT_PARAMETERS if k in result.posterior]
+    ours = {k: result.posterior[k].to_numpy() for k in keys}
+    rows = compare_to_published(ours, pub, parameters=keys)
+    title = f"{args.event or 'event'}: gwinfer ({Path(args.result).name}) vs {Path(pub.path).name}"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     record = comparison_json(rows, title=title, published=pub)
@@ -371,7 +385,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     md = comparison_markdown(rows, title=title)
     with atomic_path(out / "comparison.md") as tmp:
         tmp.write_text(md)
-    overlay_corner(ours, pub, out / "overlay.png", parameters=[k for k in DEFAULT_PARAMETERS if k in ours], title=title)
+    label = f"reference: {Path(args.against).name}" if args.against else None
+    overlay_corner(ours, pub, out / "overlay.png", parameters=keys, title=title, published_label=label)
     print(md)
     print(f"written to {out}/ (comparison.md, comparison.json, overlay.png)")
     return 0
@@ -545,7 +560,14 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "compare", help="compare an event's posterior with the published one in ../shared/external (table + corner)"
     )
     p.add_argument("--result", required=True, help="bilby result of gwinfer analyze (.json or .hdf5)")
-    p.add_argument("--event", required=True, help="GW150914, GW151226, GW170104 or GW170814")
+    p.add_argument(
+        "--event", default=None,
+        help="GW150914, GW151226, GW170104 or GW170814: compare with its published posterior (or a label with --against)",
+    )  # fmt: skip
+    p.add_argument(
+        "--against", default=None,
+        help="compare with this bilby result instead (e.g. gwinfer analyze --dynesty): every searched parameter",
+    )  # fmt: skip
     p.add_argument(
         "--release", default=None, help="pycbc-inference-paper, o2-bbh-pe or 2-ogc (default: the event's PyCBC release)"
     )

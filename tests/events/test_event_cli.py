@@ -117,3 +117,12 @@ def test_compare_with_the_published_release(tmp_path, capsys) -> None:
         ["compare", "--result", str(tmp_path / "none.json"), "--event", "GW150914", "--out", str(tmp_path / "c2")]
     )
     assert rc == 2 and "does not exist" in capsys.readouterr().err
+    # --against another result (gwinfer analyze --dynesty): every searched parameter; itself: identical
+    rc = main(
+        ["compare", "--result", str(res["result"]), "--against", str(res["result"]), "--out", str(tmp_path / "c3")]
+    )
+    assert rc == 0
+    rows = {r["parameter"]: r for r in json.loads((tmp_path / "c3/comparison.json").read_text())["rows"]}
+    assert set(keys) <= set(rows) and all(r["jsd"] < 1e-3 and r["width_ratio"] == 1.0 for r in rows.values())
+    rc = main(["compare", "--result", str(res["result"]), "--out", str(tmp_path / "c4")])
+    assert rc == 2 and "--against" in capsys.readouterr().err
