@@ -295,7 +295,7 @@ class ISConfig:
     components: int = 12
     refit_components: int = 12
     refit_bags: int = 4
-    refits: int = 2
+    refits: int = 3
     inflate: float = 1.5
     refit_inflate: float = 1.1
     alpha: float = 0.05
@@ -484,7 +484,10 @@ class EventSampler:
             if parts:
                 eff = max(ess_of(np.concatenate([p[1] for p in parts])) / total, 1e-4)
                 needed = 1.1 * cfg.target_ess / eff - total
-                n = int(np.clip(needed if refits >= cfg.refits else needed / 4, cfg.n, cfg.max_draws - total))
+                # while refits remain, batches stay small: each refit can raise the efficiency a lot
+                n = int(
+                    np.clip(needed if refits >= cfg.refits else min(needed, 4 * cfg.n), cfg.n, cfg.max_draws - total)
+                )
             n_base = rng.binomial(n, cfg.alpha)
             theta = np.concatenate([base.sample(n_base, rng), refined.sample(n - n_base, rng)])
             log_q = np.logaddexp(
@@ -497,7 +500,7 @@ class EventSampler:
             log.info("IS batch %d: %d draws, pooled ESS %.0f of %d", len(parts), n, ess_of(pooled), total)
             if ess_of(pooled) >= cfg.target_ess:
                 break
-            if refits < cfg.refits and ess_of(pooled) >= 50:
+            if refits < cfg.refits and ess_of(pooled) >= 20:
                 refined = self.pmc_refit(refined, np.concatenate([p[0] for p in parts]), pooled, rng)
                 refits += 1
         theta, log_w, log_l, log_q = (np.concatenate([p[i] for p in parts]) for i in range(4))
