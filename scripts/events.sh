@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Importance-sampled posteriors of the O1/O2 events in ../shared/external with the shipped event model, and
 # their comparison with the published PyCBC releases (issue 15; docs/results-posterior.md):
-#   bash scripts/events.sh [MODEL] [OUT]      (default models/event-o1/model.pt, runs/events/results)
+#   bash scripts/events.sh [MODEL] [OUT]      (default models/event-o1/model.pt, runs/events/final)
 #   EVENTS="GW151226 LVT151012" bash scripts/events.sh      (a subset)
 # Each event: gwinfer analyze --importance-sample (its wall time is what `time` prints), then gwinfer compare;
 # an event that fails is reported and the next one runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:-models/event-o1/model.pt}
-OUT=${2:-runs/events/results}
+OUT=${2:-runs/events/final}
 S=../shared/external/strain
 GW=${GWINFER:-.venv/bin/gwinfer}
 mkdir -p "$OUT"

@@ -382,7 +382,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     record["provenance"] = provenance("comparison", vars(args) | {"func": None}, parents=[args.result, pub.path])
     with atomic_path(out / "comparison.json") as tmp:
         tmp.write_text(json.dumps(record, indent=1, allow_nan=False))
-    md = comparison_markdown(rows, title=title)
+    md = comparison_markdown(rows, title=title, other="reference" if args.against else "published")
     with atomic_path(out / "comparison.md") as tmp:
         tmp.write_text(md)
     label = f"reference: {Path(args.against).name}" if args.against else None

@@ -48,6 +48,8 @@ LABELS: dict[str, tuple[str, str]] = {
     "mass_2": (r"$m_2$ [$M_\odot$]", "Msun"),
     "mass_ratio": (r"$q$", ""),
     "chi_eff": (r"$\chi_{\rm eff}$", ""),
+    "chi_1": (r"$\chi_1$", ""),
+    "chi_2": (r"$\chi_2$", ""),
     "luminosity_distance": (r"$d_L$ [Mpc]", "Mpc"),
     "theta_jn": (r"$\theta_{JN}$ [rad]", "rad"),
     "ra": (r"$\alpha$ [rad]", "rad"),
@@ -244,13 +246,14 @@ def _interval(med: float, lo: float, hi: float, d: int) -> str:
 
 
 def comparison_markdown(
-    rows: Sequence[Mapping[str, Any]], title: str = "Comparison with the published posterior"
+    rows: Sequence[Mapping[str, Any]], title: str = "Comparison with the published posterior", other: str = "published"
 ) -> str:
-    """A Markdown table of :func:`compare_to_published` rows: median [5 %, 95 %] of both, inside, width, JSD."""
+    """A Markdown table of :func:`compare_to_published` rows: median [5 %, 95 %] of both, inside, width, JSD;
+    ``other`` names the second posterior ("published", or "reference" for another result)."""
     out = [
         f"### {title}",
         "",
-        "| parameter | unit | ours: median [5 %, 95 %] | published: median [5 %, 95 %] | median inside | "
+        f"| parameter | unit | ours: median [5 %, 95 %] | {other}: median [5 %, 95 %] | median inside | "
         "90 % width ratio | JSD (nats) |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -264,7 +267,7 @@ def comparison_markdown(
     n = rows[0]["n"] if rows else 0
     ess = f", ESS {rows[0]['ess']:.0f}" if rows and "ess" in rows[0] else ""
     npub = rows[0]["n_published"] if rows else 0
-    out += ["", f"{n} samples of ours{ess}; {npub} published samples. Detector-frame masses."]
+    out += ["", f"{n} samples of ours{ess}; {npub} {other} samples. Detector-frame masses."]
     return "\n".join(out) + "\n"
 
 
