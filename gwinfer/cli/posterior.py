@@ -302,6 +302,7 @@ def cmd_analyze_event(args: argparse.Namespace) -> int:
             target_ess=args.target_ess,
             max_draws=args.max_draws,
             particles=args.particles,
+            global_moves=args.global_moves,
             mcmc_steps=args.mcmc_steps,
             workers=args.workers,
             seed=args.seed,
@@ -542,6 +543,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         help="SMC particles that refine a too-broad network proposal (default: 2000)",
     )  # fmt: skip
     g.add_argument("--mcmc-steps", type=int, default=8, help="Metropolis sweeps per SMC temperature (default: 8)")
+    g.add_argument(
+        "--global-moves", action="store_true",
+        help="SMC sweeps add an independence step from a GMM of the particles (twice the likelihood calls)",
+    )  # fmt: skip
     g.add_argument(
         "--dynesty", action="store_true",
         help="instead: the reference posterior of bilby + dynesty on the same likelihood and prior (about an hour "

@@ -283,7 +283,8 @@ class ISConfig:
     ``particles`` of SMC with ``mcmc_steps`` sweeps per temperature and ``final_steps`` at the posterior;
     ``components`` of the network's GMM, ``refit_bags`` x ``refit_components`` of the refined one
     (:func:`bagged_gmm`), covariances widened by ``inflate`` (network) and ``refit_inflate``; ``refits``
-    population-Monte-Carlo updates of it (:meth:`EventSampler.pmc_refit`); defensive network share ``alpha``;
+    population-Monte-Carlo updates of it (:meth:`EventSampler.pmc_refit`); ``global_moves``: SMC sweeps add an
+    independence step from a GMM of the particles (:meth:`EventSampler.particle_fit`); defensive network share ``alpha``;
     ``workers`` likelihood processes; ``seed``."""
 
     n: int = 5000
@@ -296,6 +297,7 @@ class ISConfig:
     refit_components: int = 12
     refit_bags: int = 4
     refits: int = 3
+    global_moves: bool = False
     inflate: float = 1.5
     refit_inflate: float = 1.1
     alpha: float = 0.05
@@ -461,6 +463,7 @@ class EventSampler:
         smc = tempered_smc(
             theta[:m], log_q[:m], log_l[:m], self.log_prior(theta[:m]), self.target, base.log_prob, rng,
             SMCConfig(steps=cfg.mcmc_steps, final_steps=cfg.final_steps), self.periods, self.symmetries(theta),
+            self.particle_fit if cfg.global_moves else None,
         )  # fmt: skip
         refined = bagged_gmm(smc.x.reshape(cfg.final_steps, m, -1), self.names, cfg, rng)
         rounds.append(
@@ -510,6 +513,15 @@ class EventSampler:
         )
         rounds.append(self._stats(proposal, log_w, log_l, t0))
         return {"theta": theta, "log_weights": log_w, "log_likelihood": log_l, "log_q": log_q, "rounds": rounds}
+
+    def particle_fit(self, x: np.ndarray) -> tuple[Any, Any]:
+        """(draw, log density) of a GMM (``refit_components``, widened by ``refit_inflate``) fitted to SMC
+        particles x (N, D): the independence proposal of ``global_moves``."""
+        cfg = self.config
+        rng = np.random.default_rng([cfg.seed, len(x)])
+        g = fit_gmm(x, np.ones(len(x)), self.names, cfg.refit_components, rng)
+        g = GMM(g.names, g.weights, g.means, g.covs * cfg.refit_inflate**2)
+        return g.sample, g.log_prob
 
     def pmc_refit(self, refined: GMM, theta: np.ndarray, log_w: np.ndarray, rng: np.random.Generator) -> GMM:
         """The equal mixture of ``refined`` and a weighted-EM GMM (``refit_components``, widened by

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 Target = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 #: ``g(x (N, D)) -> ln q (N,)``: the normalised log density of the starting proposal.
 Density = Callable[[np.ndarray], np.ndarray]
+#: ``fit(x (N, D)) -> (draw(n, rng) -> (n, D), log density)``: a proposal fitted to particles.
+Fit = Callable[[np.ndarray], tuple[Callable[[int, np.random.Generator], np.ndarray], Density]]
 
 
 @dataclass(frozen=True)
@@ -101,11 +103,15 @@ def tempered_smc(
     config: SMCConfig = SMCConfig(),
     periods: Mapping[int, float] | None = None,
     shifts: Mapping[int, float] | None = None,
+    independent: Fit | None = None,
 ) -> SMCResult:
     """Move draws ``x`` (N, D) of ``q`` (with their ``log_q``, ``log_l``, ``log_prior``) to the posterior
     ``L pi`` (module docstring). ``periods``: {column: period} of periodic parameters (wrapped into
     [0, period)); ``shifts``: {column: s} where ``L pi`` is invariant under x_j -> x_j + s (mod its period),
-    tried with probability 1/2 in every step."""
+    tried with probability 1/2 in every step. ``independent``: a function of the resampled particles returning
+    (draw, log density) of a fit to them; each sweep then adds an independence Metropolis-Hastings step from
+    it, which can move particles along a curved posterior a random walk crosses slowly (twice the
+    likelihood calls)."""
     periods, shifts = dict(periods or {}), dict(shifts or {})
     x, log_q, log_l, log_prior = (np.array(a, dtype=float) for a in (x, log_q, log_l, log_prior))
     n, d = x.shape
@@ -126,7 +132,10 @@ def tempered_smc(
         beta = new
         chol = np.linalg.cholesky(_wrapped_cov(x, periods) + 1e-12 * np.eye(d))
         sweeps = config.steps + (config.final_steps if beta >= 1 else 0)
-        accepted = []
+        accepted: list[float] = []
+        jumped: list[float] = []
+        if independent is not None:
+            draw_fit, fit_density = independent(x)
         for k in range(sweeps):
             prop = x + scale * rng.standard_normal((n, d)) @ chol.T
             for j, s in shifts.items():
@@ -143,12 +152,24 @@ def tempered_smc(
             x[ok], log_q[ok], log_l[ok], log_prior[ok] = prop[ok], p_q[ok], p_l[ok], p_prior[ok]
             accepted.append(float(ok.mean()))
             scale *= float(np.exp(ok.mean() - config.target_acceptance))
+            if independent is not None:  # an independence Metropolis-Hastings step from a fit to the particles
+                prop = draw_fit(n, rng)
+                p_l, p_prior = target(prop)
+                p_q = density(prop)
+                calls += n
+                with np.errstate(invalid="ignore"):
+                    new_t = np.where(np.isfinite(p_prior), (1 - beta) * p_q + beta * (p_l + p_prior), -np.inf)
+                    old_t = (1 - beta) * log_q + beta * (log_l + log_prior)
+                    ok = np.log(rng.random(n)) < (new_t - fit_density(prop)) - (old_t - fit_density(x))
+                x[ok], log_q[ok], log_l[ok], log_prior[ok] = prop[ok], p_q[ok], p_l[ok], p_prior[ok]
+                jumped.append(float(ok.mean()))
             if beta >= 1 and k >= config.steps:
                 kept.append(x.copy())
         stats = {
             "stage": stage,
             "beta": beta,
             "acceptance": float(np.mean(accepted)),
+            "independent_acceptance": float(np.mean(jumped)) if jumped else None,
             "scale": scale,
             "max_log_likelihood": float(np.max(log_l)),
             "seconds": time.perf_counter() - t0,
