@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from gwinfer.checks import boolean, positive_int
 from gwinfer.data.fd_bank import prior_from_text
 from gwinfer.errors import GwinferError
 from gwinfer.evaluation.importance import ess_of, evidence
@@ -309,11 +310,9 @@ class ISConfig:
             "n", "max_draws", "particles", "mcmc_steps", "final_steps", "components", "refit_components",
             "refit_bags", "workers",
         ):  # fmt: skip
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise GwinferError(f"importance sampling {name} = {v!r} must be an integer >= 1")
-        if isinstance(self.refits, bool) or not isinstance(self.refits, int) or self.refits < 0:
-            raise GwinferError(f"importance sampling refits = {self.refits!r} must be an integer >= 0")
+            positive_int(getattr(self, name), f"importance sampling {name}")
+        positive_int(self.refits, "importance sampling refits", minimum=0)
+        boolean("importance sampling global_moves", self.global_moves)
         if self.refit_bags > self.final_steps:
             raise GwinferError(f"refit_bags = {self.refit_bags} must be <= final_steps = {self.final_steps}")
         if self.particles < 100:
@@ -482,10 +481,11 @@ class EventSampler:
         t0 = time.perf_counter()
         parts: list[tuple[np.ndarray, ...]] = []
         total, refits = 0, 0
+        ess = 0.0
         while total < cfg.max_draws:
             n = min(cfg.n, cfg.max_draws)
             if parts:
-                eff = max(ess_of(np.concatenate([p[1] for p in parts])) / total, 1e-4)
+                eff = max(ess / total, 1e-4)
                 needed = 1.1 * cfg.target_ess / eff - total
                 # while refits remain, batches stay small: each refit can raise the efficiency a lot
                 n = int(
@@ -500,10 +500,11 @@ class EventSampler:
             parts.append((theta, log_w, log_l, log_q))
             total += n
             pooled = np.concatenate([p[1] for p in parts])
-            log.info("IS batch %d: %d draws, pooled ESS %.0f of %d", len(parts), n, ess_of(pooled), total)
-            if ess_of(pooled) >= cfg.target_ess:
+            ess = ess_of(pooled)
+            log.info("IS batch %d: %d draws, pooled ESS %.0f of %d", len(parts), n, ess, total)
+            if ess >= cfg.target_ess:
                 break
-            if refits < cfg.refits and ess_of(pooled) >= 20:
+            if refits < cfg.refits and ess >= 20:
                 refined = self.pmc_refit(refined, np.concatenate([p[0] for p in parts]), pooled, rng)
                 refits += 1
         theta, log_w, log_l, log_q = (np.concatenate([p[i] for p in parts]) for i in range(4))

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from gwinfer.errors import GwinferError
+from gwinfer.checks import positive_int
 from gwinfer.evaluation.event_is import LikelihoodSpec, build_likelihood
 
 
@@ -42,8 +42,7 @@ def event_reference(
     from gwinfer.evaluation.posterior import quiet_bilby
 
     for name, v, low in (("nlive", nlive, 10), ("naccept", naccept, 1), ("npool", npool, 1)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise GwinferError(f"{name} = {v!r} must be an integer >= {low}")
+        positive_int(v, name, low)
     likelihood = build_likelihood(spec)
     priors = bilby.core.prior.PriorDict(dict(likelihood.priors))
     # the marginalised parameters are fixed to the values the importance sampler passes (EventSampler.weigh)

@@ -23,9 +23,11 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from gwinfer.checks import positive_int
 from gwinfer.errors import GwinferError
 from gwinfer.evaluation.importance import ess_of, systematic_resample
 
@@ -53,9 +55,7 @@ class SMCConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "final_steps", "max_stages"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise GwinferError(f"SMC {name} = {v!r} must be an integer >= 1")
+            positive_int(getattr(self, name), f"SMC {name}")
         if not 0 < self.ess_fraction < 1 or not 0 < self.target_acceptance < 1:
             raise GwinferError("SMC ess_fraction and target_acceptance must lie in (0, 1)")
 
@@ -120,6 +120,20 @@ def tempered_smc(
     stages: list[dict[str, float]] = []
     kept: list[np.ndarray] = []
     t0 = time.perf_counter()
+
+    def step(prop: np.ndarray, log_fwd: Any = 0.0, log_back: Any = 0.0) -> float:
+        """One Metropolis-Hastings step of every particle towards ``prop`` under pi_beta, in place; ``log_fwd``
+        and ``log_back``: ln density of proposing ``prop`` and of proposing the current state (0 for a symmetric
+        proposal). Returns the acceptance fraction."""
+        p_l, p_prior = target(prop)
+        p_q = density(prop)
+        with np.errstate(invalid="ignore"):
+            new_t = np.where(np.isfinite(p_prior), (1 - beta) * p_q + beta * (p_l + p_prior), -np.inf)
+            old_t = (1 - beta) * log_q + beta * (log_l + log_prior)
+            ok = np.log(rng.random(n)) < (new_t - log_fwd) - (old_t - log_back)
+        x[ok], log_q[ok], log_l[ok], log_prior[ok] = prop[ok], p_q[ok], p_l[ok], p_prior[ok]
+        return float(ok.mean())
+
     for stage in range(config.max_stages):
         inc = np.where(np.isfinite(log_prior), log_l + log_prior - log_q, -np.inf)
         # draws outside the prior have weight 0 at any beta > 0: the ESS target counts the others
@@ -142,27 +156,13 @@ def tempered_smc(
                 prop[:, j] += np.where(rng.random(n) < 0.5, s, 0.0)
             for j, p in periods.items():
                 prop[:, j] = np.mod(prop[:, j], p)
-            p_l, p_prior = target(prop)
-            p_q = density(prop)
-            calls += n
-            with np.errstate(invalid="ignore"):
-                new_t = np.where(np.isfinite(p_prior), (1 - beta) * p_q + beta * (p_l + p_prior), -np.inf)
-                old_t = (1 - beta) * log_q + beta * (log_l + log_prior)
-                ok = np.log(rng.random(n)) < new_t - old_t
-            x[ok], log_q[ok], log_l[ok], log_prior[ok] = prop[ok], p_q[ok], p_l[ok], p_prior[ok]
-            accepted.append(float(ok.mean()))
-            scale *= float(np.exp(ok.mean() - config.target_acceptance))
+            rate = step(prop)
+            accepted.append(rate)
+            scale *= float(np.exp(rate - config.target_acceptance))
             if independent is not None:  # an independence Metropolis-Hastings step from a fit to the particles
                 prop = draw_fit(n, rng)
-                p_l, p_prior = target(prop)
-                p_q = density(prop)
-                calls += n
-                with np.errstate(invalid="ignore"):
-                    new_t = np.where(np.isfinite(p_prior), (1 - beta) * p_q + beta * (p_l + p_prior), -np.inf)
-                    old_t = (1 - beta) * log_q + beta * (log_l + log_prior)
-                    ok = np.log(rng.random(n)) < (new_t - fit_density(prop)) - (old_t - fit_density(x))
-                x[ok], log_q[ok], log_l[ok], log_prior[ok] = prop[ok], p_q[ok], p_l[ok], p_prior[ok]
-                jumped.append(float(ok.mean()))
+                jumped.append(step(prop, fit_density(prop), fit_density(x)))
+            calls += n * (1 if independent is None else 2)
             if beta >= 1 and k >= config.steps:
                 kept.append(x.copy())
         stats = {
